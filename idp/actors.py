@@ -1,0 +1,64 @@
+"""Who performs an action: passed explicitly to every service that changes state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from idp.orgs.roles import Decision, Permission, Role, decide
+
+
+class ActorKind(StrEnum):
+    USER = "user"
+    API_KEY = "api_key"
+    SCIM_TOKEN = "scim_token"  # noqa: S105 - a kind of actor, not a secret
+    SYSTEM = "system"
+    ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A principal and the authority it holds in the org being acted on.
+
+    ``role`` is the actor's role in that org (``None``: no access). Workspace-wide principals
+    (the CLI, workspace API keys) hold owner authority in every org; ``user_id`` is set when
+    the actor is a person.
+    """
+
+    kind: ActorKind
+    id: str | None
+    label: str
+    role: Role | None = None
+    user_id: str | None = None
+    org_id: str | None = None
+    request_id: str | None = None
+
+    @property
+    def is_workspace(self) -> bool:
+        return self.kind is ActorKind.SYSTEM or (
+            self.kind is ActorKind.API_KEY and self.org_id is None
+        )
+
+    def authority_in(self, org_id: str) -> Role | None:
+        """The role a credential acts with in ``org_id``: owner for workspace-wide ones."""
+        if self.is_workspace:
+            return Role.OWNER
+        if self.kind in (ActorKind.API_KEY, ActorKind.SCIM_TOKEN) and self.org_id == org_id:
+            return self.role
+        return None
+
+    def can(self, permission: Permission) -> Decision:
+        return decide(self.role, permission)
+
+    def in_org(self, role: Role | None) -> Actor:
+        return replace(self, role=role)
+
+
+def system_actor(label: str = "cli", request_id: str | None = None) -> Actor:
+    """The operator at the console: workspace authority."""
+    return Actor(ActorKind.SYSTEM, None, label, role=Role.OWNER, request_id=request_id)
+
+
+def anonymous_actor(request_id: str | None = None) -> Actor:
+    """A caller who proves nothing but possession of a one-time token (invitation accept)."""
+    return Actor(ActorKind.ANONYMOUS, None, "anonymous", request_id=request_id)

@@ -1,0 +1,24 @@
+"""The org's audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idp.admin import schemas as s
+from idp.admin.api import Ctx, operation
+from idp.audit.models import AuditEvent
+from idp.audit.services import list_events
+from idp.orgs.roles import Permission
+from idp.pagination import Page
+
+
+@operation(
+    "/orgs/<slug>/audit-events",
+    permission=Permission.AUDIT_READ,
+    query=s.AuditQuery,
+    response=s.AuditEventOut,
+    paged=True,
+)
+def list_audit_events(ctx: Ctx, args: dict[str, Any]) -> Page[AuditEvent]:
+    """Audit events, newest first, by ``action``, ``actor`` (id or label) and ``since``."""
+    return list_events(ctx.org.id, **args)

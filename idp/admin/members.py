@@ -1,0 +1,73 @@
+"""Members of an organization: list, add, read, change role or status, remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idp.admin import schemas as s
+from idp.admin.api import Ctx, operation
+from idp.orgs import services
+from idp.orgs.models import Membership
+from idp.orgs.roles import Permission, Role
+
+
+@operation(
+    "/orgs/<slug>/members",
+    permission=Permission.MEMBERS_READ,
+    query=s.MemberQuery,
+    response=s.MemberOut,
+    paged=True,
+)
+def list_members(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
+    """List members, filtered by ``role`` and ``q`` (email or name), with counts per role."""
+    roles = [Role(r) for r in (args.pop("role") or "").split(",") if r]
+    page = services.list_members(ctx.org.id, roles=roles, **args)
+    return {
+        "data": s.MemberOut(many=True).dump(page.items),
+        "counts": services.count_members_by_role(ctx.org.id),
+        "next_cursor": page.next_cursor,
+    }
+
+
+@operation(
+    "/orgs/<slug>/members",
+    "POST",
+    permission=Permission.MEMBERS_ADD,
+    body=s.MemberAdd,
+    response=s.MemberOut,
+    status=201,
+)
+def add_member(ctx: Ctx, data: dict[str, Any]) -> Membership:
+    """Add a person directly (creating the workspace user if needed)."""
+    return services.add_member(ctx.actor, ctx.org, **data)
+
+
+@operation(
+    "/orgs/<slug>/members/<user_id>", permission=Permission.MEMBERS_READ, response=s.MemberOut
+)
+def get_member(ctx: Ctx, user_id: str) -> Membership:
+    """Read one member."""
+    return services.get_membership(ctx.org.id, user_id)
+
+
+@operation(
+    "/orgs/<slug>/members/<user_id>",
+    "PATCH",
+    permission=Permission.MEMBERS_UPDATE,
+    body=s.MemberUpdate,
+    response=s.MemberOut,
+)
+def update_member(ctx: Ctx, user_id: str, data: dict[str, Any]) -> Membership:
+    """Change a member's role and/or status (active, suspended)."""
+    membership = services.get_membership(ctx.org.id, user_id)
+    if "role" in data:
+        membership = services.change_role(ctx.actor, ctx.org, user_id, data["role"])
+    if "status" in data:
+        membership = services.set_member_status(ctx.actor, ctx.org, user_id, data["status"])
+    return membership
+
+
+@operation("/orgs/<slug>/members/<user_id>", "DELETE", permission=Permission.MEMBERS_REMOVE)
+def remove_member(ctx: Ctx, user_id: str) -> None:
+    """Remove a member from the organization (the workspace user stays)."""
+    services.remove_member(ctx.actor, ctx.org, user_id)

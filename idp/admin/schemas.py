@@ -1,0 +1,221 @@
+"""Request and response schemas of the admin API."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from idp.orgs.invitations import current_status
+from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
+from idp.orgs.roles import Role
+
+ROLE = fields.Enum(Role, by_value=True)
+
+
+class PageQuery(Schema):
+    cursor = fields.String(load_default=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+# --- organizations ---------------------------------------------------------------------
+
+
+class OrgCreate(Schema):
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+    parent = fields.String(load_default=None, metadata={"description": "slug of the parent org"})
+    member_cap = fields.Integer(strict=True, load_default=None)
+
+
+class OrgUpdate(Schema):
+    name = fields.String()
+    member_cap = fields.Integer(strict=True)
+
+
+class OrgOut(Schema):
+    id = fields.String()
+    slug = fields.String()
+    name = fields.String()
+    parent_id = fields.String(allow_none=True)
+    member_cap = fields.Integer()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class TransferOwnership(Schema):
+    to_user_id = fields.String(required=True)
+    from_user_id = fields.String(load_default=None)
+    confirm = fields.String(required=True, metadata={"description": "the org's slug, repeated"})
+
+
+# --- members ---------------------------------------------------------------------------
+
+
+class MemberQuery(PageQuery):
+    role = fields.String(load_default=None, metadata={"description": "comma-separated roles"})
+    q = fields.String(load_default=None, validate=validate.Length(max=200))
+
+    @validates_schema
+    def check_roles(self, data: dict[str, Any], **_: Any) -> None:
+        for value in filter(None, (data.get("role") or "").split(",")):
+            if value not in {r.value for r in Role}:
+                raise ValidationError(f"unknown role {value!r}", "role")
+
+
+class MemberAdd(Schema):
+    email = fields.String(required=True)
+    role = fields.Enum(Role, by_value=True, load_default=Role.MEMBER)
+    name = fields.String(load_default=None)
+
+
+class MemberUpdate(Schema):
+    role = fields.Enum(Role, by_value=True)
+    status = fields.Enum(MembershipStatus, by_value=True)
+
+
+class MemberOut(Schema):
+    user_id = fields.String()
+    email = fields.Function(lambda m: m.user.email)
+    name = fields.Function(lambda m: m.user.name)
+    role = fields.Enum(Role, by_value=True)
+    status = fields.Enum(MembershipStatus, by_value=True)
+    source = fields.Function(lambda m: m.source.value)
+    joined_at = fields.DateTime(attribute="created_at")
+
+
+# --- invitations -----------------------------------------------------------------------
+
+
+class InvitationCreate(Schema):
+    kind = fields.Enum(InvitationKind, by_value=True, load_default=InvitationKind.EMAIL)
+    email = fields.String(load_default=None)
+    role = fields.Enum(Role, by_value=True, load_default=None)
+    team_ids = fields.List(fields.String(), load_default=list)
+    expires_in = fields.Integer(
+        strict=True, load_default=None, metadata={"description": "seconds (default 7 days)"}
+    )
+    max_uses = fields.Integer(strict=True, load_default=None)
+
+    @validates_schema
+    def check_kind(self, data: dict[str, Any], **_: Any) -> None:
+        if data["kind"] is InvitationKind.EMAIL:
+            if not data.get("email"):
+                raise ValidationError("an email invitation needs an email", "email")
+            if data.get("max_uses") is not None:
+                raise ValidationError("only link invitations have max_uses", "max_uses")
+        else:
+            if data.get("email"):
+                raise ValidationError("a link invitation is not addressed to anyone", "email")
+            if data.get("role") not in (None, Role.MEMBER):
+                raise ValidationError("a link invitation always grants the member role", "role")
+            if data.get("team_ids"):
+                raise ValidationError("a link invitation does not assign teams", "team_ids")
+
+
+class InvitationQuery(PageQuery):
+    status = fields.Enum(InvitationStatus, by_value=True, load_default=None)
+
+
+class InvitationOut(Schema):
+    id = fields.String()
+    kind = fields.Enum(InvitationKind, by_value=True)
+    email = fields.String(allow_none=True)
+    role = fields.Enum(Role, by_value=True)
+    status = fields.Function(lambda inv: current_status(inv).value)
+    team_ids = fields.List(fields.String())
+    expires_at = fields.DateTime()
+    max_uses = fields.Integer(allow_none=True)
+    use_count = fields.Integer()
+    invited_by = fields.String()
+    created_at = fields.DateTime()
+
+
+class InvitationToken(Schema):
+    token = fields.String(required=True)
+
+
+class InvitationAccept(InvitationToken):
+    email = fields.String(load_default=None)
+    name = fields.String(load_default=None)
+
+
+# --- teams -----------------------------------------------------------------------------
+
+
+class TeamCreate(Schema):
+    name = fields.String(required=True)
+    parent_id = fields.String(load_default=None)
+
+
+class TeamUpdate(Schema):
+    name = fields.String()
+    parent_id = fields.String(allow_none=True)
+
+
+class TeamOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    parent_id = fields.String(allow_none=True)
+    external_id = fields.String(allow_none=True)
+    source = fields.Function(lambda t: t.source.value)
+    created_at = fields.DateTime()
+
+
+class TeamMemberAdd(Schema):
+    user_id = fields.String(required=True)
+    is_lead = fields.Boolean(load_default=False)
+
+
+class TeamMemberUpdate(Schema):
+    is_lead = fields.Boolean(required=True)
+
+
+class TeamMemberOut(Schema):
+    user_id = fields.Function(lambda tm: tm.membership.user_id)
+    email = fields.Function(lambda tm: tm.membership.user.email)
+    is_lead = fields.Boolean()
+    added_at = fields.DateTime(attribute="created_at")
+
+
+# --- audit -----------------------------------------------------------------------------
+
+
+class AuditQuery(PageQuery):
+    action = fields.String(load_default=None)
+    actor = fields.String(load_default=None)
+    since = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+
+
+class AuditEventOut(Schema):
+    id = fields.String()
+    action = fields.String()
+    actor = fields.Function(
+        lambda e: {"type": e.actor_type, "id": e.actor_id, "label": e.actor_label}
+    )
+    target = fields.Function(lambda e: {"type": e.target_type, "id": e.target_id})
+    before = fields.Raw(allow_none=True)
+    after = fields.Raw(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+# --- API keys --------------------------------------------------------------------------
+
+
+class ApiKeyCreate(Schema):
+    name = fields.String(required=True)
+    role = fields.Enum(Role, by_value=True, load_default=Role.ADMIN)
+
+
+class ApiKeyOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    org_id = fields.String(allow_none=True)
+    role = fields.Enum(Role, by_value=True, allow_none=True)
+    hint = fields.String()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)

@@ -1,0 +1,98 @@
+"""The composition root: ``create_app`` builds the app and registers every blueprint."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from idp import mail
+from idp.config import Settings, load_settings
+from idp.db import db
+from idp.extensions import migrate, render_migration_item
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_BODY_BYTES = 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
+    """Build the app from ``GATEHOUSE_*`` variables, with ``config`` overriding them."""
+    settings = (
+        config
+        if isinstance(config, Settings)
+        else load_settings(config, default_instance_path=str(PROJECT_ROOT / "instance"))
+    )
+    app = Flask(__name__, instance_path=settings.instance_path)
+    Path(settings.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        TESTING=settings.env == "testing",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["gatehouse.settings"] = settings
+
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(PROJECT_ROOT / "migrations"),
+        render_as_batch=True,
+        compare_type=True,
+        render_item=render_migration_item,
+    )
+    mail.init_app(app, settings)
+    _install_request_id(app)
+    _install_error_handlers(app)
+
+    from idp import health
+    from idp.admin import bp as admin_bp
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin_bp)
+
+    from idp.cli import register_commands
+
+    register_commands(app)
+    if not app.debug and not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    return app
+
+
+def _install_request_id(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+
+    @app.after_request
+    def echo_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-Id"] = g.request_id
+        return response
+
+
+def _install_error_handlers(app: Flask) -> None:
+    """HTTP errors outside a blueprint's own handler (unknown URL, wrong method) as JSON."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        body = jsonify(error=code, message=exc.description or exc.name)
+        return body, exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        app.logger.exception("unhandled error (request %s)", g.get("request_id"))
+        return jsonify(error="internal_error", message="Something went wrong on our side"), 500

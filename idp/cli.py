@@ -1,0 +1,164 @@
+"""The ``gatehouse`` command: Flask's CLI group with the app's own commands."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup, FlaskGroup
+
+from idp.actors import system_actor
+from idp.config import ConfigError, current_settings
+from idp.credentials.models import ApiKey
+from idp.credentials.services import create_api_key
+from idp.db import db
+from idp.errors import GatehouseError
+from idp.orgs import invitations, services
+from idp.orgs.roles import Role
+
+ROLES = click.Choice([r.value for r in Role])
+
+
+def transactional(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Commit once when the command succeeds; on a domain error roll back and exit 1."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = command(*args, **kwargs)
+            db.session.commit()
+            return result
+        except GatehouseError as exc:
+            db.session.rollback()
+            click.echo(f"error: {exc.code}: {exc.message}", err=True)
+            sys.exit(1)
+
+    return run
+
+
+def _workspace() -> Any:
+    return services.ensure_workspace(current_settings().workspace)
+
+
+org_cli = AppGroup("org", help="Organizations.")
+api_key_cli = AppGroup("api-key", help="Admin API keys.")
+invite_cli = AppGroup("invite", help="Invitations.")
+member_cli = AppGroup("member", help="Members of an organization.")
+
+
+@click.command("bootstrap")
+@transactional
+def bootstrap() -> None:
+    """Create the workspace; on first run, print a workspace API key (shown once)."""
+    workspace = _workspace()
+    has_key = (
+        db.session.query(ApiKey.id)
+        .filter(
+            ApiKey.workspace_id == workspace.id,
+            ApiKey.org_id.is_(None),
+            ApiKey.revoked_at.is_(None),
+        )
+        .first()
+    )
+    if has_key:
+        click.echo(
+            "workspace ready; an API key exists ('gatehouse api-key create' makes more)",
+            err=True,
+        )
+        return
+    _, token = create_api_key(system_actor("bootstrap"), workspace.id, name="bootstrap")
+    click.echo("Bootstrap workspace API key (shown once, keep it safe):", err=True)
+    click.echo(token)
+
+
+@org_cli.command("create")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--parent", "parent", default=None, help="Slug of the parent organization.")
+@transactional
+def org_create(slug: str, name: str, parent: str | None) -> None:
+    """Create an organization; prints its id."""
+    org = services.create_org(
+        system_actor(), _workspace(), slug=slug, name=name, parent_slug=parent
+    )
+    click.echo(org.id)
+
+
+@org_cli.command("list")
+@transactional
+def org_list() -> None:
+    """List organizations: slug, id, name."""
+    workspace, cursor = _workspace(), None
+    while True:
+        page = services.list_orgs(workspace.id, cursor=cursor, limit=200)
+        for org in page.items:
+            click.echo(f"{org.slug}\t{org.id}\t{org.name}")
+        if not (cursor := page.next_cursor):
+            break
+
+
+@api_key_cli.command("create")
+@click.option("--name", required=True)
+@click.option("--org", "org_slug", default=None, help="Scope the key to one organization.")
+@click.option("--role", type=ROLES, default="admin", show_default=True, help="Role of an org key.")
+@transactional
+def api_key_create(name: str, org_slug: str | None, role: str) -> None:
+    """Create an API key; prints only the key."""
+    workspace = _workspace()
+    org = services.get_org(workspace.id, org_slug) if org_slug else None
+    _, token = create_api_key(system_actor(), workspace.id, name=name, org=org, role=Role(role))
+    click.echo(token)
+
+
+@invite_cli.command("create")
+@click.argument("slug")
+@click.argument("email")
+@click.option("--role", type=ROLES, default="member", show_default=True)
+@transactional
+def invite_create(slug: str, email: str, role: str) -> None:
+    """Invite EMAIL to the organization SLUG; prints the accept URL."""
+    org = services.get_org(_workspace().id, slug)
+    _, token = invitations.invite_by_email(system_actor(), org, email=email, role=Role(role))
+    click.echo(invitations.accept_url(token))
+
+
+@invite_cli.command("expire")
+@transactional
+def invite_expire() -> None:
+    """Mark every pending invitation past its expiry as expired."""
+    click.echo(invitations.expire_invitations(system_actor()))
+
+
+@member_cli.command("list")
+@click.argument("slug")
+@transactional
+def member_list(slug: str) -> None:
+    """List members of SLUG: user id, email, role, status."""
+    org, cursor = services.get_org(_workspace().id, slug), None
+    while True:
+        page = services.list_members(org.id, cursor=cursor, limit=200)
+        for m in page.items:
+            click.echo(f"{m.user_id}\t{m.user.email}\t{m.role.value}\t{m.status.value}")
+        if not (cursor := page.next_cursor):
+            break
+
+
+def register_commands(app: Flask) -> None:
+    for command in (bootstrap, org_cli, api_key_cli, invite_cli, member_cli):
+        app.cli.add_command(command)
+
+
+def _create_app() -> Flask:
+    from idp.app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+main = FlaskGroup(create_app=_create_app, help="Gatehouse: identity for multi-tenant apps.")

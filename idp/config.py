@@ -1,0 +1,149 @@
+"""Typed configuration read from ``GATEHOUSE_*`` environment variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+
+PREFIX = "GATEHOUSE_"
+ENVIRONMENTS = ("production", "development", "testing")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting Gatehouse reads; field names are the variable names without the prefix."""
+
+    env: str = "production"
+    instance_path: str = ""
+    database_url: str = ""
+    secret_key: str = ""
+    encryption_key: str = ""
+    issuer: str = ""
+    smtp_url: str = ""
+    mail_from: str = "Gatehouse <no-reply@localhost>"
+    allow_http_loopback: bool = False
+    workspace: str = "default"
+    invitation_ttl_days: int = 7
+    max_page_size: int = 200
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+def _coerce(name: str, raw: Any, target: Any) -> Any:
+    if target is bool or target == "bool":
+        if isinstance(raw, bool):
+            return raw
+        value = str(raw).strip().lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{PREFIX}{name.upper()} must be a boolean, got {raw!r}")
+    if target is int or target == "int":
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{PREFIX}{name.upper()} must be an integer, got {raw!r}") from None
+    return str(raw)
+
+
+def _read_or_create_secret(path: Path, make: Any) -> str:
+    """Development only: a secret generated once and kept in the instance folder (mode 0600)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def _check_encryption_key(value: str) -> None:
+    try:
+        raw = base64.urlsafe_b64decode(value.encode())
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(
+            f"{PREFIX}ENCRYPTION_KEY must be 32 random bytes in urlsafe base64 "
+            "(generate one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())')"
+        )
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    default_instance_path: str = "",
+) -> Settings:
+    """Build the settings from the environment, then ``overrides`` (keys case-insensitive)."""
+    environ = os.environ if environ is None else environ
+    types = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name, kind in types.items():
+        key = PREFIX + name.upper()
+        if key in environ:
+            values[name] = _coerce(name, environ[key], kind)
+    for key, value in (overrides or {}).items():
+        name = key.lower().removeprefix(PREFIX.lower())
+        if name not in types:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[name] = _coerce(name, value, types[name])
+    settings = Settings(**values)
+
+    if settings.env not in ENVIRONMENTS:
+        raise ConfigError(f"{PREFIX}ENV must be one of {', '.join(ENVIRONMENTS)}")
+    instance = Path(settings.instance_path or default_instance_path or "instance").resolve()
+    settings = replace(settings, instance_path=str(instance))
+    if not settings.database_url:
+        settings = replace(settings, database_url=f"sqlite:///{instance / 'gatehouse.db'}")
+
+    missing = [n for n in ("secret_key", "encryption_key") if not getattr(settings, n)]
+    if missing and settings.is_production:
+        names = ", ".join(PREFIX + n.upper() for n in missing)
+        raise ConfigError(
+            f"missing {names}: production needs them set "
+            f"(or set {PREFIX}ENV=development to generate local ones under instance/)"
+        )
+    if "secret_key" in missing:
+        settings = replace(
+            settings,
+            secret_key=_read_or_create_secret(
+                instance / "secret_key", lambda: secrets.token_hex(32)
+            ),
+        )
+    if "encryption_key" in missing:
+        settings = replace(
+            settings,
+            encryption_key=_read_or_create_secret(
+                instance / "encryption_key", lambda: Fernet.generate_key().decode()
+            ),
+        )
+    _check_encryption_key(settings.encryption_key)
+    if not settings.issuer:
+        if settings.is_production:
+            raise ConfigError(f"missing {PREFIX}ISSUER: the public base URL of this deployment")
+        settings = replace(settings, issuer="http://127.0.0.1:8000")
+    return replace(settings, issuer=settings.issuer.rstrip("/"))
+
+
+def current_settings() -> Settings:
+    """The settings of the running app (the one ``create_app`` built)."""
+    from flask import current_app
+
+    return current_app.extensions["gatehouse.settings"]

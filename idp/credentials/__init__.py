@@ -1,0 +1,1 @@
+"""Machine credentials: API keys (and, later, SCIM tokens and OAuth clients)."""

@@ -1,0 +1,1 @@
+"""Organizations (tenants), memberships, roles, teams and invitations."""

@@ -1,0 +1,177 @@
+"""Workspace, organizations, memberships, teams and invitations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.db import UTCDateTime, created_column, db, enum_column, id_column, updated_column
+from idp.orgs.roles import Role
+from idp.users.models import User
+
+DEFAULT_MEMBER_CAP = 500
+
+
+class Workspace(db.Model):
+    """The deployment's top container; holds the baseline policy every org inherits."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = id_column("wsp")
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    baseline_policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()
+
+
+class Organization(db.Model):
+    """A customer (tenant). Soft-deleted orgs keep their slug reserved."""
+
+    __tablename__ = "organizations"
+    __table_args__ = (UniqueConstraint("workspace_id", "slug"),)
+
+    id: Mapped[str] = id_column("org")
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
+    member_cap: Mapped[int] = mapped_column(default=DEFAULT_MEMBER_CAP)
+    policy_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()
+
+    parent: Mapped[Organization | None] = relationship(remote_side=[id])
+
+
+class MembershipSource(StrEnum):
+    INVITE = "invite"
+    SCIM = "scim"
+    JIT = "jit"
+    ADMIN = "admin"
+
+
+class MembershipStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Membership(db.Model):
+    """A user's place in an org: one row per (org, user)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("org_id", "user_id"),
+        Index("ix_memberships_org_id_role", "org_id", "role"),
+        Index("ix_memberships_user_id", "user_id"),
+    )
+
+    id: Mapped[str] = id_column("mem")
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "role"))
+    source: Mapped[MembershipSource] = mapped_column(
+        enum_column(MembershipSource, "membership_source")
+    )
+    status: Mapped[MembershipStatus] = mapped_column(
+        enum_column(MembershipStatus, "membership_status"), default=MembershipStatus.ACTIVE
+    )
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class TeamSource(StrEnum):
+    ADMIN = "admin"
+    SCIM = "scim"
+
+
+class Team(db.Model):
+    """A group inside an org, optionally nested; a SCIM Group is a team with source ``scim``."""
+
+    __tablename__ = "teams"
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id"),
+        Index("ix_teams_org_id_name", "org_id", "name"),
+    )
+
+    id: Mapped[str] = id_column("team")
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[TeamSource] = mapped_column(
+        enum_column(TeamSource, "team_source"), default=TeamSource.ADMIN
+    )
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()
+
+
+class TeamMember(db.Model):
+    """A member of a team; removed with the org membership it hangs on."""
+
+    __tablename__ = "team_members"
+
+    team_id: Mapped[str] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    membership_id: Mapped[str] = mapped_column(
+        ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    is_lead: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = created_column()
+
+    membership: Mapped[Membership] = relationship(lazy="joined", innerjoin=True)
+
+
+class InvitationKind(StrEnum):
+    EMAIL = "email"
+    LINK = "link"
+
+
+class InvitationStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class Invitation(db.Model):
+    """An email invitation (one use, role pre-assigned) or a shareable link (member role)."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        Index("ix_invitations_org_id_status", "org_id", "status"),
+        Index("ix_invitations_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = id_column("inv")
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    kind: Mapped[InvitationKind] = mapped_column(enum_column(InvitationKind, "invitation_kind"))
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "invitation_role"))
+    team_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[InvitationStatus] = mapped_column(
+        enum_column(InvitationStatus, "invitation_status"), default=InvitationStatus.PENDING
+    )
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    max_uses: Mapped[int | None]
+    use_count: Mapped[int] = mapped_column(default=0)
+    invited_by: Mapped[str] = mapped_column(String(200))
+    accepted_by_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()

@@ -1,0 +1,516 @@
+"""Organizations and memberships: one function per domain action.
+
+Every entry point (admin API, CLI, and later SCIM, SSO/JIT and the console) calls these, so
+the invariants live here: an org keeps an owner, the member cap holds, admins cannot touch
+owners, and each change writes exactly one audit event in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, or_, select, text
+
+from idp.actors import Actor
+from idp.audit.services import record_event
+from idp.db import db, utcnow
+from idp.errors import BadRequest, Conflict, Forbidden, NotFound
+from idp.orgs.models import (
+    Membership,
+    MembershipSource,
+    MembershipStatus,
+    Organization,
+    Workspace,
+)
+from idp.orgs.roles import Permission, Role
+from idp.pagination import Page, paginate
+from idp.users.models import User
+from idp.users.services import get_or_create_user
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_NAME = 200
+MAX_MEMBER_CAP = 1_000_000
+
+
+# --- workspace -------------------------------------------------------------------------
+
+
+def ensure_workspace(slug: str, name: str | None = None) -> Workspace:
+    """The workspace with this slug, created on first use."""
+    workspace = db.session.scalar(select(Workspace).where(Workspace.slug == slug))
+    if workspace is None:
+        workspace = Workspace(slug=slug, name=name or slug, baseline_policy={})
+        db.session.add(workspace)
+        db.session.flush()
+    return workspace
+
+
+def get_workspace(slug: str) -> Workspace:
+    workspace = db.session.scalar(select(Workspace).where(Workspace.slug == slug))
+    if workspace is None:
+        raise NotFound("workspace_not_found", f"No workspace {slug!r}; run 'gatehouse bootstrap'")
+    return workspace
+
+
+# --- organizations ---------------------------------------------------------------------
+
+
+def org_snapshot(org: Organization) -> dict[str, Any]:
+    return {
+        "slug": org.slug,
+        "name": org.name,
+        "parent_id": org.parent_id,
+        "member_cap": org.member_cap,
+    }
+
+
+def validate_name(name: str | None) -> str:
+    value = (name or "").strip()
+    if not value or len(value) > MAX_NAME:
+        raise BadRequest("invalid_name", f"A name of 1 to {MAX_NAME} characters is required")
+    return value
+
+
+def _validate_member_cap(cap: int) -> int:
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_MEMBER_CAP:
+        raise BadRequest(
+            "invalid_member_cap", f"member_cap must be an integer from 1 to {MAX_MEMBER_CAP}"
+        )
+    return cap
+
+
+def get_org(workspace_id: str, slug: str) -> Organization:
+    """A live org by slug; a deleted or unknown one is ``org_not_found``."""
+    org = db.session.scalar(
+        select(Organization).where(
+            Organization.workspace_id == workspace_id,
+            Organization.slug == slug,
+            Organization.deleted_at.is_(None),
+        )
+    )
+    if org is None:
+        raise NotFound("org_not_found", f"No organization {slug!r}")
+    return org
+
+
+def list_orgs(
+    workspace_id: str, *, only_id: str | None = None, cursor: str | None = None, limit: int = 50
+) -> Page[Organization]:
+    query = select(Organization).where(
+        Organization.workspace_id == workspace_id, Organization.deleted_at.is_(None)
+    )
+    if only_id is not None:
+        query = query.where(Organization.id == only_id)
+    return paginate(query, Organization.id, cursor=cursor, limit=limit)
+
+
+def create_org(
+    actor: Actor,
+    workspace: Workspace,
+    *,
+    slug: str,
+    name: str,
+    parent_slug: str | None = None,
+    member_cap: int | None = None,
+) -> Organization:
+    if not actor.is_workspace:
+        raise Forbidden("forbidden", "Creating organizations needs workspace authority")
+    slug = (slug or "").strip().lower()
+    if not SLUG.match(slug):
+        raise BadRequest(
+            "invalid_slug",
+            "A slug is 1 to 63 lowercase letters, digits and inner hyphens",
+            field="slug",
+        )
+    name = validate_name(name)
+    taken = db.session.scalar(
+        select(Organization.id).where(
+            Organization.workspace_id == workspace.id, Organization.slug == slug
+        )
+    )
+    if taken:
+        raise Conflict("slug_taken", f"The slug {slug!r} is taken (deleted orgs keep theirs)")
+    parent = get_org(workspace.id, parent_slug) if parent_slug else None
+    org = Organization(
+        workspace_id=workspace.id,
+        slug=slug,
+        name=name,
+        parent_id=parent.id if parent else None,
+        policy_overrides={},
+    )
+    if member_cap is not None:
+        org.member_cap = _validate_member_cap(member_cap)
+    db.session.add(org)
+    db.session.flush()
+    record_event(
+        actor,
+        "org.created",
+        workspace_id=workspace.id,
+        org_id=org.id,
+        target_type="org",
+        target_id=org.id,
+        after=org_snapshot(org),
+    )
+    return org
+
+
+def update_org(
+    actor: Actor, org: Organization, *, name: str | None = None, member_cap: int | None = None
+) -> Organization:
+    check_permission(actor, Permission.ORG_UPDATE)
+    lock_org(org.id)
+    before = org_snapshot(org)
+    if name is not None:
+        org.name = validate_name(name)
+    if member_cap is not None:
+        cap = _validate_member_cap(member_cap)
+        if cap < count_active_members(org.id):
+            raise Conflict(
+                "member_cap_below_count", "The org already has more members than that cap"
+            )
+        org.member_cap = cap
+    after = org_snapshot(org)
+    if after != before:
+        db.session.flush()
+        record_event(
+            actor,
+            "org.updated",
+            workspace_id=org.workspace_id,
+            org_id=org.id,
+            target_type="org",
+            target_id=org.id,
+            before=before,
+            after=after,
+        )
+    return org
+
+
+def delete_org(actor: Actor, org: Organization) -> None:
+    """Soft delete: the org disappears from every read; its slug stays reserved."""
+    check_permission(actor, Permission.ORG_DELETE)
+    children = db.session.scalar(
+        select(func.count())
+        .select_from(Organization)
+        .where(Organization.parent_id == org.id, Organization.deleted_at.is_(None))
+    )
+    if children:
+        raise Conflict("org_has_children", "Delete or move its sub-organizations first")
+    org.deleted_at = utcnow()
+    db.session.flush()
+    record_event(
+        actor,
+        "org.deleted",
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        target_type="org",
+        target_id=org.id,
+        before=org_snapshot(org),
+    )
+
+
+def lock_org(org_id: str) -> None:
+    """Serialize membership changes of one org until the transaction ends.
+
+    Guards the owner count and the member cap against concurrent requests. PostgreSQL takes a
+    row lock. SQLite has no row locks and pysqlite opens a transaction only at the first write,
+    so a no-op UPDATE takes SQLite's write lock: reads after it see the latest committed data
+    and no other writer can interleave until commit.
+    """
+    session = db.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
+    else:
+        session.execute(text("UPDATE organizations SET name = name WHERE id = :id"), {"id": org_id})
+
+
+# --- memberships -----------------------------------------------------------------------
+
+
+def member_snapshot(membership: Membership) -> dict[str, Any]:
+    return {
+        "user_id": membership.user_id,
+        "email": membership.user.email,
+        "role": membership.role.value,
+        "status": membership.status.value,
+        "source": membership.source.value,
+    }
+
+
+def check_permission(actor: Actor, permission: Permission) -> None:
+    """Raise ``forbidden`` unless the actor's role in the org holds the permission."""
+    decision = actor.can(permission)
+    if not decision.allowed:
+        raise Forbidden("forbidden", f"This needs the {permission.value} permission")
+
+
+def check_role_authority(actor: Actor, current: Role | None, new: Role | None = None) -> None:
+    """Granting owner, or changing anything about an owner, needs ``owners:manage``."""
+    if Role.OWNER in (current, new) and not actor.can(Permission.OWNERS_MANAGE).allowed:
+        raise Forbidden(
+            "owner_protected", "Only an owner can grant the owner role or manage owners"
+        )
+
+
+def get_membership(org_id: str, user_id: str, *, fresh: bool = False) -> Membership:
+    query = select(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)
+    if fresh:
+        query = query.execution_options(populate_existing=True)
+    membership = db.session.scalar(query)
+    if membership is None:
+        raise NotFound("member_not_found", "No such member in this organization")
+    return membership
+
+
+def count_active_members(org_id: str) -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.org_id == org_id, Membership.status == MembershipStatus.ACTIVE)
+    )
+
+
+def count_members_by_role(org_id: str) -> dict[str, int]:
+    rows = db.session.execute(
+        select(Membership.role, func.count())
+        .where(Membership.org_id == org_id)
+        .group_by(Membership.role)
+    ).all()
+    counts = {role.value: 0 for role in reversed(Role)}
+    counts.update({role.value: n for role, n in rows})
+    return counts
+
+
+def _active_owner_count(org_id: str) -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(
+            Membership.org_id == org_id,
+            Membership.role == Role.OWNER,
+            Membership.status == MembershipStatus.ACTIVE,
+        )
+    )
+
+
+def _refuse_if_last_owner(membership: Membership) -> None:
+    """Called under ``lock_org``: refuse to take away the org's last active owner."""
+    if (
+        membership.role is Role.OWNER
+        and membership.status is MembershipStatus.ACTIVE
+        and _active_owner_count(membership.org_id) <= 1
+    ):
+        raise Conflict("last_owner", "An organization must keep at least one owner")
+
+
+def join_org(org: Organization, user: User, *, role: Role, source: MembershipSource) -> Membership:
+    """Create the membership, under the org lock so the cap holds under concurrency.
+
+    Callers are the member-adding actions (``add_member``, invitation accept, and later SCIM
+    and JIT); each writes its own audit event.
+    """
+    lock_org(org.id)
+    existing = db.session.scalar(
+        select(Membership.id).where(Membership.org_id == org.id, Membership.user_id == user.id)
+    )
+    if existing:
+        raise Conflict("already_member", "That user is already a member of this organization")
+    if count_active_members(org.id) >= org.member_cap:
+        raise Conflict(
+            "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
+        )
+    membership = Membership(org_id=org.id, user_id=user.id, role=role, source=source)
+    db.session.add(membership)
+    db.session.flush()
+    return membership
+
+
+def add_member(
+    actor: Actor,
+    org: Organization,
+    *,
+    email: str,
+    role: Role = Role.MEMBER,
+    name: str | None = None,
+    source: MembershipSource = MembershipSource.ADMIN,
+) -> Membership:
+    check_permission(actor, Permission.MEMBERS_ADD)
+    check_role_authority(actor, None, role)
+    lock_org(org.id)
+    user = get_or_create_user(org.workspace_id, email, name)
+    membership = join_org(org, user, role=role, source=source)
+    record_event(
+        actor,
+        "member.added",
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        target_type="user",
+        target_id=user.id,
+        after=member_snapshot(membership),
+    )
+    return membership
+
+
+def change_role(actor: Actor, org: Organization, user_id: str, role: Role) -> Membership:
+    check_permission(actor, Permission.MEMBERS_UPDATE)
+    lock_org(org.id)
+    membership = get_membership(org.id, user_id, fresh=True)
+    if membership.role is role:
+        return membership
+    check_role_authority(actor, membership.role, role)
+    _refuse_if_last_owner(membership)
+    before = member_snapshot(membership)
+    membership.role = role
+    db.session.flush()
+    record_event(
+        actor,
+        "member.role_changed",
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        target_type="user",
+        target_id=user_id,
+        before=before,
+        after=member_snapshot(membership),
+    )
+    return membership
+
+
+def set_member_status(
+    actor: Actor, org: Organization, user_id: str, status: MembershipStatus
+) -> Membership:
+    """Suspend or reactivate a membership; a suspended member keeps the row but no access."""
+    check_permission(actor, Permission.MEMBERS_UPDATE)
+    lock_org(org.id)
+    membership = get_membership(org.id, user_id, fresh=True)
+    if membership.status is status:
+        return membership
+    check_role_authority(actor, membership.role)
+    if status is MembershipStatus.SUSPENDED:
+        _refuse_if_last_owner(membership)
+    elif count_active_members(org.id) >= org.member_cap:
+        raise Conflict(
+            "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
+        )
+    before = member_snapshot(membership)
+    membership.status = status
+    db.session.flush()
+    action = "member.suspended" if status is MembershipStatus.SUSPENDED else "member.reactivated"
+    record_event(
+        actor,
+        action,
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        target_type="user",
+        target_id=user_id,
+        before=before,
+        after=member_snapshot(membership),
+    )
+    return membership
+
+
+def remove_member(actor: Actor, org: Organization, user_id: str) -> None:
+    check_permission(actor, Permission.MEMBERS_REMOVE)
+    lock_org(org.id)
+    membership = get_membership(org.id, user_id, fresh=True)
+    check_role_authority(actor, membership.role)
+    _delete_membership(actor, org, membership, "member.removed")
+
+
+def leave_org(actor: Actor, org: Organization) -> None:
+    """A person leaves an org of their own accord."""
+    check_permission(actor, Permission.MEMBERSHIP_LEAVE)
+    if actor.user_id is None:
+        raise BadRequest("not_a_person", "Only a signed-in person can leave an organization")
+    lock_org(org.id)
+    _delete_membership(actor, org, get_membership(org.id, actor.user_id, fresh=True), "member.left")
+
+
+def _delete_membership(
+    actor: Actor, org: Organization, membership: Membership, action: str
+) -> None:
+    _refuse_if_last_owner(membership)
+    before = member_snapshot(membership)
+    db.session.delete(membership)
+    db.session.flush()
+    record_event(
+        actor,
+        action,
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        target_type="user",
+        target_id=membership.user_id,
+        before=before,
+    )
+
+
+def transfer_ownership(
+    actor: Actor,
+    org: Organization,
+    *,
+    to_user_id: str,
+    confirm: str,
+    from_user_id: str | None = None,
+) -> Membership:
+    """Make an existing member the owner; the giving owner steps down to admin.
+
+    ``confirm`` must repeat the org's slug: ownership moves only on an explicit confirmation.
+    """
+    check_permission(actor, Permission.ORG_TRANSFER)
+    if confirm != org.slug:
+        raise BadRequest(
+            "confirmation_required", "Repeat the organization's slug in 'confirm' to transfer"
+        )
+    from_user_id = actor.user_id or from_user_id
+    if from_user_id is None:
+        raise BadRequest("from_user_required", "Name the owner giving up ownership")
+    if from_user_id == to_user_id:
+        raise BadRequest("same_user", "Ownership cannot be transferred to the same person")
+    lock_org(org.id)
+    giver = get_membership(org.id, from_user_id, fresh=True)
+    receiver = get_membership(org.id, to_user_id, fresh=True)
+    if giver.role is not Role.OWNER or giver.status is not MembershipStatus.ACTIVE:
+        raise Conflict("not_an_owner", "Only an active owner can hand over ownership")
+    if receiver.status is not MembershipStatus.ACTIVE:
+        raise Conflict("member_suspended", "Ownership can only go to an active member")
+    before = {"from": member_snapshot(giver), "to": member_snapshot(receiver)}
+    receiver.role = Role.OWNER
+    giver.role = Role.ADMIN
+    db.session.flush()
+    record_event(
+        actor,
+        "org.ownership_transferred",
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        target_type="user",
+        target_id=to_user_id,
+        before=before,
+        after={"from": member_snapshot(giver), "to": member_snapshot(receiver)},
+    )
+    return receiver
+
+
+def list_members(
+    org_id: str,
+    *,
+    roles: Iterable[Role] = (),
+    q: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Membership]:
+    """An org's members in join order; ``q`` matches email or name, case-insensitively."""
+    query = select(Membership).join(Membership.user).where(Membership.org_id == org_id)
+    roles = list(roles)
+    if roles:
+        query = query.where(Membership.role.in_(roles))
+    if q:
+        pattern = (
+            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        query = query.where(
+            or_(
+                User.email_normalized.like(pattern, escape="\\"),
+                func.lower(User.name).like(pattern, escape="\\"),
+            )
+        )
+    return paginate(query, Membership.id, cursor=cursor, limit=limit)

@@ -1,0 +1,1 @@
+"""Users: one identity per person in the workspace's pool."""

@@ -1,0 +1,46 @@
+"""Finding and creating users in the workspace's pool."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from idp.db import db
+from idp.errors import BadRequest
+from idp.users.models import User, normalize_email
+
+# Deliberately plain: one "@", no spaces, a dot in the domain. Deliverability is proven by mail.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}$")
+
+
+def validate_email(email: str) -> str:
+    """The email trimmed, or ``invalid_email``."""
+    value = (email or "").strip()
+    if len(value) > 320 or not _EMAIL.match(value):
+        raise BadRequest("invalid_email", "That is not an email address", field="email")
+    return value
+
+
+def find_user_by_email(workspace_id: str, email: str) -> User | None:
+    return db.session.scalar(
+        select(User).where(
+            User.workspace_id == workspace_id, User.email_normalized == normalize_email(email)
+        )
+    )
+
+
+def get_or_create_user(workspace_id: str, email: str, name: str | None = None) -> User:
+    """The workspace user with this email (case-insensitive), created if there is none."""
+    email = validate_email(email)
+    user = find_user_by_email(workspace_id, email)
+    if user is None:
+        user = User(
+            workspace_id=workspace_id,
+            email=email,
+            email_normalized=normalize_email(email),
+            name=name,
+        )
+        db.session.add(user)
+        db.session.flush()
+    return user
