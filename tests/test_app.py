@@ -1,0 +1,100 @@
+"""The app factory, configuration and health probes."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from idp import create_app
+from idp.config import ConfigError, load_settings
+
+
+def test_factory_takes_test_config(app: Flask) -> None:
+    assert app.testing
+    assert app.extensions["gatehouse.settings"].issuer == "http://gatehouse.test"
+
+
+def test_production_refuses_missing_secrets(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="GATEHOUSE_SECRET_KEY"):
+        load_settings({"ENV": "production", "ISSUER": "https://id.example"}, environ={})
+
+
+def test_production_refuses_missing_issuer(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="GATEHOUSE_ISSUER"):
+        load_settings(
+            {"ENV": "production", "SECRET_KEY": "s" * 40,
+             "ENCRYPTION_KEY": "a" * 43 + "="},
+            environ={},
+        )
+
+
+def test_bad_encryption_key_is_named(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEY"):
+        load_settings(
+            {"ENV": "development", "ENCRYPTION_KEY": "short", "INSTANCE_PATH": str(tmp_path)},
+            environ={},
+        )
+
+
+def test_development_generates_keys_once(tmp_path) -> None:
+    first = load_settings({"ENV": "development", "INSTANCE_PATH": str(tmp_path)}, environ={})
+    second = load_settings({"ENV": "development", "INSTANCE_PATH": str(tmp_path)}, environ={})
+    assert first.secret_key == second.secret_key and len(first.secret_key) >= 32
+    assert first.encryption_key == second.encryption_key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    assert first.database_url == f"sqlite:///{tmp_path / 'gatehouse.db'}"
+
+
+def test_environment_variables_are_read(tmp_path) -> None:
+    settings = load_settings(
+        None,
+        environ={
+            "GATEHOUSE_ENV": "development",
+            "GATEHOUSE_INSTANCE_PATH": str(tmp_path),
+            "GATEHOUSE_ISSUER": "https://id.example/",
+            "GATEHOUSE_ALLOW_HTTP_LOOPBACK": "1",
+        },
+    )
+    assert settings.issuer == "https://id.example"
+    assert settings.allow_http_loopback is True
+
+
+def test_create_app_without_config_reads_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("GATEHOUSE_ENV", "development")
+    monkeypatch.setenv("GATEHOUSE_INSTANCE_PATH", str(tmp_path))
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+
+
+def test_healthz(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+
+
+def test_readyz_checks_database(client) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.json["database"] == "ok"
+
+
+def test_readyz_reports_unreachable_database(tmp_path) -> None:
+    app = create_app(
+        {
+            "ENV": "testing",
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
+            "INSTANCE_PATH": str(tmp_path),
+        }
+    )
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["database"] == "unreachable"
+
+
+def test_unknown_url_is_json_404(client) -> None:
+    response = client.get("/nope")
+    assert response.status_code == 404 and response.json["error"] == "not_found"
+
+
+def test_request_id_is_echoed(client) -> None:
+    response = client.get("/healthz", headers={"X-Request-Id": "abc-123"})
+    assert response.headers["X-Request-Id"] == "abc-123"
+    bad = client.get("/healthz", headers={"X-Request-Id": "<script>"})
+    assert bad.headers["X-Request-Id"] != "<script>"
