@@ -62,6 +62,7 @@ def test_environment_variables_are_read(tmp_path) -> None:
 def test_create_app_without_config_reads_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("GATEHOUSE_ENV", "development")
     monkeypatch.setenv("GATEHOUSE_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.delenv("GATEHOUSE_DATABASE_URL", raising=False)
     app = create_app()
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
 
