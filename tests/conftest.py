@@ -96,12 +96,17 @@ def app(
 
 def _empty_tables() -> None:
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-    with db.engine.begin() as conn:
+    with db.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
         else:
+            # Self-referencing RESTRICT keys (nested orgs, teams) would refuse a bulk delete.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - names from metadata
+        conn.commit()
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 @pytest.fixture
