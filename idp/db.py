@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,9 +33,21 @@ db = SQLAlchemy(model_class=Base)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+_last_ulid = [0]
+_ulid_lock = threading.Lock()
+
+
 def new_id(prefix: str) -> str:
-    """A prefixed ULID: 48-bit millisecond time + 80 random bits, sortable by creation time."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    """A prefixed ULID: 48-bit millisecond time + 80 random bits, sortable by creation time.
+
+    Monotonic within a process (the ULID spec's rule): an id made in the same millisecond as
+    the previous one is that one plus one, so ids of one process sort in creation order.
+    """
+    with _ulid_lock:
+        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+        if value >> 80 <= _last_ulid[0] >> 80:
+            value = _last_ulid[0] + 1
+        _last_ulid[0] = value
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)

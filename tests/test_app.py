@@ -99,3 +99,11 @@ def test_request_id_is_echoed(client) -> None:
     assert response.headers["X-Request-Id"] == "abc-123"
     bad = client.get("/healthz", headers={"X-Request-Id": "<script>"})
     assert bad.headers["X-Request-Id"] != "<script>"
+
+
+def test_ids_sort_in_creation_order() -> None:
+    from idp.db import new_id
+
+    ids = [new_id("evt") for _ in range(2000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(len(i) == 30 and i.startswith("evt_") for i in ids)
