@@ -262,7 +262,11 @@ def test_transfer_needs_an_active_member_and_an_owner_giver(app: Flask) -> None:
         )
     with pytest.raises(Conflict, match="owner"):
         services.transfer_ownership(
-            system_actor(), org, to_user_id=owner.user_id, from_user_id=admin.user_id, confirm="acme"
+            system_actor(),
+            org,
+            to_user_id=owner.user_id,
+            from_user_id=admin.user_id,
+            confirm="acme",
         )
 
 
@@ -307,7 +311,11 @@ def test_list_members_filters_and_pages(app: Flask) -> None:
             break
     assert len(seen) == 8 and len(set(seen)) == 8 and "stranger@x.example" not in seen
     admins = services.list_members(org.id, roles=[Role.ADMIN]).items
-    assert {m.user.email for m in admins} == {"user0@x.example", "user3@x.example", "user6@x.example"}
+    assert {m.user.email for m in admins} == {
+        "user0@x.example",
+        "user3@x.example",
+        "user6@x.example",
+    }
     assert [m.user.email for m in services.list_members(org.id, q="USER5").items] == [
         "user5@x.example"
     ]
