@@ -34,7 +34,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # hide_parameters: statement values (emails, digests) stay out of errors and logs.
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True},
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         TESTING=settings.env == "testing",
         JSON_SORT_KEYS=False,

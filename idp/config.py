@@ -36,7 +36,6 @@ class Settings:
     allow_http_loopback: bool = False
     workspace: str = "default"
     invitation_ttl_days: int = 7
-    max_page_size: int = 200
 
     @property
     def is_production(self) -> bool:

@@ -204,7 +204,10 @@ def _error_response(status: int, body: dict[str, Any]) -> Response:
 @bp.errorhandler(GatehouseError)
 def domain_error(exc: GatehouseError) -> Response:
     db.session.rollback()
-    return _error_response(exc.status, exc.to_dict())
+    response = _error_response(exc.status, exc.to_dict())
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="gatehouse"'
+    return response
 
 
 @bp.errorhandler(ValidationError)

@@ -69,6 +69,7 @@ class Membership(db.Model):
     __tablename__ = "memberships"
     __table_args__ = (
         UniqueConstraint("org_id", "user_id"),
+        Index("ix_memberships_org_id_id", "org_id", "id"),
         Index("ix_memberships_org_id_role", "org_id", "role"),
         Index("ix_memberships_user_id", "user_id"),
     )
@@ -100,6 +101,7 @@ class Team(db.Model):
     __tablename__ = "teams"
     __table_args__ = (
         UniqueConstraint("org_id", "external_id"),
+        Index("ix_teams_org_id_id", "org_id", "id"),
         Index("ix_teams_org_id_name", "org_id", "name"),
     )
 
@@ -152,6 +154,7 @@ class Invitation(db.Model):
 
     __tablename__ = "invitations"
     __table_args__ = (
+        Index("ix_invitations_org_id_id", "org_id", "id"),
         Index("ix_invitations_org_id_status", "org_id", "status"),
         Index("ix_invitations_status_expires_at", "status", "expires_at"),
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, or_, select, text
+from sqlalchemy.orm import contains_eager
 
 from idp.actors import Actor
 from idp.audit.services import record_event
@@ -499,7 +500,12 @@ def list_members(
     limit: int = 50,
 ) -> Page[Membership]:
     """An org's members in join order; ``q`` matches email or name, case-insensitively."""
-    query = select(Membership).join(Membership.user).where(Membership.org_id == org_id)
+    query = (
+        select(Membership)
+        .join(Membership.user)
+        .options(contains_eager(Membership.user))
+        .where(Membership.org_id == org_id)
+    )
     roles = list(roles)
     if roles:
         query = query.where(Membership.role.in_(roles))

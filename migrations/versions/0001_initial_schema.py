@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 21:04:16.959477
+Create Date: 2026-11-22 21:10:35.826040
 
 """
 from alembic import op
@@ -128,6 +128,7 @@ def upgrade():
     )
     with op.batch_alter_table('invitations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_invitations_accepted_by_user_id'), ['accepted_by_user_id'], unique=False)
+        batch_op.create_index('ix_invitations_org_id_id', ['org_id', 'id'], unique=False)
         batch_op.create_index('ix_invitations_org_id_status', ['org_id', 'status'], unique=False)
         batch_op.create_index('ix_invitations_status_expires_at', ['status', 'expires_at'], unique=False)
 
@@ -146,6 +147,7 @@ def upgrade():
     sa.UniqueConstraint('org_id', 'user_id', name=op.f('uq_memberships_org_id_user_id'))
     )
     with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.create_index('ix_memberships_org_id_id', ['org_id', 'id'], unique=False)
         batch_op.create_index('ix_memberships_org_id_role', ['org_id', 'role'], unique=False)
         batch_op.create_index('ix_memberships_user_id', ['user_id'], unique=False)
 
@@ -164,6 +166,7 @@ def upgrade():
     sa.UniqueConstraint('org_id', 'external_id', name=op.f('uq_teams_org_id_external_id'))
     )
     with op.batch_alter_table('teams', schema=None) as batch_op:
+        batch_op.create_index('ix_teams_org_id_id', ['org_id', 'id'], unique=False)
         batch_op.create_index('ix_teams_org_id_name', ['org_id', 'name'], unique=False)
         batch_op.create_index(batch_op.f('ix_teams_parent_id'), ['parent_id'], unique=False)
 
@@ -191,16 +194,19 @@ def downgrade():
     with op.batch_alter_table('teams', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_teams_parent_id'))
         batch_op.drop_index('ix_teams_org_id_name')
+        batch_op.drop_index('ix_teams_org_id_id')
 
     op.drop_table('teams')
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.drop_index('ix_memberships_user_id')
         batch_op.drop_index('ix_memberships_org_id_role')
+        batch_op.drop_index('ix_memberships_org_id_id')
 
     op.drop_table('memberships')
     with op.batch_alter_table('invitations', schema=None) as batch_op:
         batch_op.drop_index('ix_invitations_status_expires_at')
         batch_op.drop_index('ix_invitations_org_id_status')
+        batch_op.drop_index('ix_invitations_org_id_id')
         batch_op.drop_index(batch_op.f('ix_invitations_accepted_by_user_id'))
 
     op.drop_table('invitations')
