@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 
@@ -40,6 +40,34 @@ def record_event(
     )
     db.session.add(event)
     return event
+
+
+class OrgLike(Protocol):
+    id: str
+    workspace_id: str
+
+
+def record_org_event(
+    actor: Actor,
+    org: OrgLike,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Record an event in ``org``'s audit log."""
+    return record_event(
+        actor,
+        action,
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        target_type=target_type,
+        target_id=target_id,
+        before=before,
+        after=after,
+    )
 
 
 def list_events(

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 
 from idp.actors import Actor, anonymous_actor
-from idp.audit.services import record_event
+from idp.audit.services import record_org_event
 from idp.config import current_settings
 from idp.crypto import new_token, token_digest
 from idp.db import db, utcnow
@@ -78,18 +78,8 @@ def _ttl(ttl: timedelta | None) -> timedelta:
     return ttl
 
 
-def _audit(
-    actor: Actor, org_id: str, workspace_id: str, action: str, inv: Invitation, **change: Any
-) -> None:
-    record_event(
-        actor,
-        action,
-        workspace_id=workspace_id,
-        org_id=org_id,
-        target_type="invitation",
-        target_id=inv.id,
-        **change,
-    )
+def _audit(actor: Actor, org: Organization, action: str, inv: Invitation, **change: Any) -> None:
+    record_org_event(actor, org, action, "invitation", inv.id, **change)
 
 
 def _invitation_mail(org: Organization, invitation: Invitation, token: str) -> Mail:
@@ -137,6 +127,19 @@ def list_invitations(
     return paginate(query, Invitation.id, cursor=cursor, limit=limit, descending=True)
 
 
+def _issue(actor: Actor, org: Organization, invitation: Invitation, ttl: timedelta | None) -> str:
+    """Store a new invitation with a fresh token and expiry; returns the token."""
+    token = new_token(TOKEN_PREFIX)
+    invitation.org_id = org.id
+    invitation.token_digest = token_digest(token)
+    invitation.expires_at = utcnow() + _ttl(ttl)
+    invitation.invited_by = actor.label
+    db.session.add(invitation)
+    db.session.flush()
+    _audit(actor, org, "invitation.created", invitation, after=invitation_snapshot(invitation))
+    return token
+
+
 def invite_by_email(
     actor: Actor,
     org: Organization,
@@ -173,27 +176,10 @@ def invite_by_email(
             "That person already has a pending invitation: resend it instead",
             invitation_id=pending,
         )
-    token = new_token(TOKEN_PREFIX)
     invitation = Invitation(
-        org_id=org.id,
-        kind=InvitationKind.EMAIL,
-        email=normalize_email(email),
-        role=role,
-        team_ids=team_ids,
-        token_digest=token_digest(token),
-        expires_at=utcnow() + _ttl(ttl),
-        invited_by=actor.label,
+        kind=InvitationKind.EMAIL, email=normalize_email(email), role=role, team_ids=team_ids
     )
-    db.session.add(invitation)
-    db.session.flush()
-    _audit(
-        actor,
-        org.id,
-        org.workspace_id,
-        "invitation.created",
-        invitation,
-        after=invitation_snapshot(invitation),
-    )
+    token = _issue(actor, org, invitation, ttl)
     queue_mail(db.session, _invitation_mail(org, invitation, token))
     return invitation, token
 
@@ -205,28 +191,10 @@ def create_invite_link(
     check_permission(actor, Permission.MEMBERS_INVITE)
     if max_uses is not None and (isinstance(max_uses, bool) or not 1 <= max_uses <= 100_000):
         raise BadRequest("invalid_max_uses", "max_uses must be from 1 to 100000")
-    token = new_token(TOKEN_PREFIX)
     invitation = Invitation(
-        org_id=org.id,
-        kind=InvitationKind.LINK,
-        role=Role.MEMBER,
-        team_ids=[],
-        token_digest=token_digest(token),
-        expires_at=utcnow() + _ttl(ttl),
-        max_uses=max_uses,
-        invited_by=actor.label,
+        kind=InvitationKind.LINK, role=Role.MEMBER, team_ids=[], max_uses=max_uses
     )
-    db.session.add(invitation)
-    db.session.flush()
-    _audit(
-        actor,
-        org.id,
-        org.workspace_id,
-        "invitation.created",
-        invitation,
-        after=invitation_snapshot(invitation),
-    )
-    return invitation, token
+    return invitation, _issue(actor, org, invitation, ttl)
 
 
 def resend_invitation(
@@ -248,8 +216,7 @@ def resend_invitation(
     db.session.flush()
     _audit(
         actor,
-        org.id,
-        org.workspace_id,
+        org,
         "invitation.resent",
         invitation,
         before=before,
@@ -272,8 +239,7 @@ def revoke_invitation(actor: Actor, org: Organization, invitation_id: str) -> In
     db.session.flush()
     _audit(
         actor,
-        org.id,
-        org.workspace_id,
+        org,
         "invitation.revoked",
         invitation,
         before=before,
@@ -337,8 +303,7 @@ def accept_invitation(
     db.session.flush()
     _audit(
         replace(actor or anonymous_actor(), user_id=user.id, label=user.email),
-        org.id,
-        org.workspace_id,
+        org,
         "invitation.accepted",
         invitation,
         before=before,
@@ -362,8 +327,7 @@ def reject_invitation(token: str, *, actor: Actor | None = None) -> Invitation:
     db.session.flush()
     _audit(
         actor or anonymous_actor(),
-        org.id,
-        org.workspace_id,
+        org,
         "invitation.rejected",
         invitation,
         before=before,
@@ -386,8 +350,7 @@ def expire_invitations(actor: Actor, now: datetime | None = None) -> int:
         invitation.status = InvitationStatus.EXPIRED
         _audit(
             actor,
-            invitation.org_id,
-            org.workspace_id,
+            org,
             "invitation.expired",
             invitation,
             before=before,

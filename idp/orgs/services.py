@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import contains_eager
 
 from idp.actors import Actor
-from idp.audit.services import record_event
+from idp.audit.services import record_org_event
 from idp.db import db, utcnow
 from idp.errors import BadRequest, Conflict, Forbidden, NotFound
 from idp.orgs.models import (
@@ -145,13 +145,12 @@ def create_org(
         org.member_cap = _validate_member_cap(member_cap)
     db.session.add(org)
     db.session.flush()
-    record_event(
+    record_org_event(
         actor,
+        org,
         "org.created",
-        workspace_id=workspace.id,
-        org_id=org.id,
-        target_type="org",
-        target_id=org.id,
+        "org",
+        org.id,
         after=org_snapshot(org),
     )
     return org
@@ -175,13 +174,12 @@ def update_org(
     after = org_snapshot(org)
     if after != before:
         db.session.flush()
-        record_event(
+        record_org_event(
             actor,
+            org,
             "org.updated",
-            workspace_id=org.workspace_id,
-            org_id=org.id,
-            target_type="org",
-            target_id=org.id,
+            "org",
+            org.id,
             before=before,
             after=after,
         )
@@ -200,13 +198,12 @@ def delete_org(actor: Actor, org: Organization) -> None:
         raise Conflict("org_has_children", "Delete or move its sub-organizations first")
     org.deleted_at = utcnow()
     db.session.flush()
-    record_event(
+    record_org_event(
         actor,
+        org,
         "org.deleted",
-        workspace_id=org.workspace_id,
-        org_id=org.id,
-        target_type="org",
-        target_id=org.id,
+        "org",
+        org.id,
         before=org_snapshot(org),
     )
 
@@ -341,13 +338,12 @@ def add_member(
     lock_org(org.id)
     user = get_or_create_user(org.workspace_id, email, name)
     membership = join_org(org, user, role=role, source=source)
-    record_event(
+    record_org_event(
         actor,
+        org,
         "member.added",
-        workspace_id=org.workspace_id,
-        org_id=org.id,
-        target_type="user",
-        target_id=user.id,
+        "user",
+        user.id,
         after=member_snapshot(membership),
     )
     return membership
@@ -364,13 +360,12 @@ def change_role(actor: Actor, org: Organization, user_id: str, role: Role) -> Me
     before = member_snapshot(membership)
     membership.role = role
     db.session.flush()
-    record_event(
+    record_org_event(
         actor,
+        org,
         "member.role_changed",
-        workspace_id=org.workspace_id,
-        org_id=org.id,
-        target_type="user",
-        target_id=user_id,
+        "user",
+        user_id,
         before=before,
         after=member_snapshot(membership),
     )
@@ -397,13 +392,12 @@ def set_member_status(
     membership.status = status
     db.session.flush()
     action = "member.suspended" if status is MembershipStatus.SUSPENDED else "member.reactivated"
-    record_event(
+    record_org_event(
         actor,
+        org,
         action,
-        workspace_id=org.workspace_id,
-        org_id=org.id,
-        target_type="user",
-        target_id=user_id,
+        "user",
+        user_id,
         before=before,
         after=member_snapshot(membership),
     )
@@ -434,13 +428,12 @@ def _delete_membership(
     before = member_snapshot(membership)
     db.session.delete(membership)
     db.session.flush()
-    record_event(
+    record_org_event(
         actor,
+        org,
         action,
-        workspace_id=org.workspace_id,
-        org_id=org.id,
-        target_type="user",
-        target_id=membership.user_id,
+        "user",
+        membership.user_id,
         before=before,
     )
 
@@ -478,13 +471,12 @@ def transfer_ownership(
     receiver.role = Role.OWNER
     giver.role = Role.ADMIN
     db.session.flush()
-    record_event(
+    record_org_event(
         actor,
+        org,
         "org.ownership_transferred",
-        workspace_id=org.workspace_id,
-        org_id=org.id,
-        target_type="user",
-        target_id=to_user_id,
+        "user",
+        to_user_id,
         before=before,
         after={"from": member_snapshot(giver), "to": member_snapshot(receiver)},
     )

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from idp.actors import Actor
-from idp.audit.services import record_event
+from idp.audit.services import record_org_event
 from idp.db import db
 from idp.errors import BadRequest, Conflict, NotFound
 from idp.orgs.models import Membership, Organization, Team, TeamMember, TeamSource
@@ -24,15 +24,7 @@ def team_snapshot(team: Team) -> dict[str, Any]:
 
 
 def _audit(actor: Actor, org: Organization, action: str, team_id: str, **change: Any) -> None:
-    record_event(
-        actor,
-        action,
-        workspace_id=org.workspace_id,
-        org_id=org.id,
-        target_type="team",
-        target_id=team_id,
-        **change,
-    )
+    record_org_event(actor, org, action, "team", team_id, **change)
 
 
 def get_team(org_id: str, team_id: str) -> Team:
