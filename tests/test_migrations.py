@@ -16,5 +16,5 @@ def test_saml_toolkit_imports() -> None:
     import xmlsec
     from onelogin.saml2.auth import OneLogin_Saml2_Auth
 
-    assert lxml.etree.LIBXML_VERSION == xmlsec.get_libxml_version()
+    assert xmlsec.get_libxml_version() == lxml.etree.LIBXML_VERSION
     assert OneLogin_Saml2_Auth is not None

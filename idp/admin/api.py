@@ -8,6 +8,7 @@ authenticates the API key, resolves the org in the URL and asks the one permissi
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,19 +146,38 @@ def _context(scope: str, permission: Permission | None, slug: str | None) -> Ctx
 
 
 def _json_body() -> Any:
-    if not request.data:
+    # get_data, not request.data: Werkzeug leaves .data empty for form content types.
+    raw = request.get_data(cache=True)
+    if not raw and not request.content_type:
         return {}
     if not request.is_json:
         raise BadRequest("unsupported_media_type", "Send the body as application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest("malformed_json", "The request body is not valid JSON")
-    return body
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("malformed_json", "The request body is not valid JSON") from None
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a NUL character hides anywhere in parsed input (no database stores it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _load(schema: Schema, data: Any) -> Any:
     if not isinstance(data, dict):
         raise BadRequest("invalid_request", "Expected a JSON object")
+    try:
+        has_nul = _has_nul(data)
+    except RecursionError:
+        raise BadRequest("malformed_json", "The request body nests too deeply") from None
+    if has_nul:
+        raise BadRequest("invalid_characters", "Text may not contain NUL characters")
     return schema.load(data)
 
 
