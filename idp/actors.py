@@ -32,6 +32,7 @@ class Actor:
     user_id: str | None = None
     org_id: str | None = None
     request_id: str | None = None
+    workspace_id: str | None = None
 
     @property
     def is_workspace(self) -> bool:

@@ -6,6 +6,7 @@ import base64
 import binascii
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -61,15 +62,23 @@ def _coerce(name: str, raw: Any, target: Any) -> Any:
 
 
 def _read_or_create_secret(path: Path, make: Any) -> str:
-    """Development only: a secret generated once and kept in the instance folder (mode 0600)."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
-    return value
+    """Development only: a secret generated once and kept in the instance folder (mode 0600).
+
+    Safe when several processes start at once: each writes a private temp file and links it
+    into place; the first link wins and everyone reads the winner, never a partial file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(make())
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp)
+    return path.read_text().strip()
 
 
 def _check_encryption_key(value: str) -> None:

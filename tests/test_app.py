@@ -107,3 +107,17 @@ def test_ids_sort_in_creation_order() -> None:
     ids = [new_id("evt") for _ in range(2000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(len(i) == 30 and i.startswith("evt_") for i in ids)
+
+
+def test_development_keys_survive_a_start_race(tmp_path) -> None:
+    """Processes starting at once on a fresh instance folder all read one complete secret."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(6) as pool:
+        keys = list(pool.map(_dev_secret, [str(tmp_path)] * 12))
+    assert len(set(keys)) == 1 and len(keys[0]) == 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encryption_key", "secret_key"]
+
+
+def _dev_secret(instance: str) -> str:
+    return load_settings({"ENV": "development", "INSTANCE_PATH": instance}, environ={}).secret_key

@@ -18,13 +18,12 @@ from marshmallow import Schema, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from idp.actors import Actor, anonymous_actor
-from idp.config import current_settings
 from idp.credentials.services import actor_for_key, authenticate_api_key
 from idp.db import db
 from idp.errors import BadRequest, Forbidden, GatehouseError, NotFound, Unauthorized
-from idp.orgs.models import Organization, Workspace
+from idp.orgs.models import Organization
 from idp.orgs.roles import Permission, decide
-from idp.orgs.services import get_org, get_workspace
+from idp.orgs.services import get_org
 from idp.pagination import Page
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
@@ -35,7 +34,7 @@ class Ctx:
     """What a view gets: who is calling, with which authority, in which workspace and org."""
 
     actor: Actor
-    workspace: Workspace = None  # type: ignore[assignment]  # set for every authenticated view
+    workspace_id: str = ""  # the caller's workspace; set for every authenticated view
     org: Organization = None  # type: ignore[assignment]  # set for every scope="org" view
 
 
@@ -128,12 +127,12 @@ def _context(scope: str, permission: Permission | None, slug: str | None) -> Ctx
     if scope == "public":
         return Ctx(anonymous_actor(g.get("request_id")))
     actor = _bearer_actor()
-    workspace = get_workspace(current_settings().workspace)
+    workspace_id = actor.workspace_id or ""
     if scope == "workspace" and not actor.is_workspace:
         raise NotFound("not_found", "No such resource")  # org keys do not see workspace resources
     if scope != "org":
-        return Ctx(actor, workspace)
-    org = get_org(workspace.id, slug or "")
+        return Ctx(actor, workspace_id)
+    org = get_org(workspace_id, slug or "")
     role = actor.authority_in(org.id)
     if role is None:
         raise NotFound("org_not_found", f"No organization {slug!r}")
@@ -142,7 +141,7 @@ def _context(scope: str, permission: Permission | None, slug: str | None) -> Ctx
         raise Forbidden(
             "forbidden", f"This needs the {permission} permission", reason=decision.reason
         )
-    return Ctx(actor.in_org(role), workspace, org)
+    return Ctx(actor.in_org(role), workspace_id, org)
 
 
 def _json_body() -> Any:

@@ -25,7 +25,7 @@ def _created(key: ApiKey, token: str) -> tuple[dict[str, Any], int]:
 )
 def list_org_keys(ctx: Ctx, args: dict[str, Any]) -> Page[ApiKey]:
     """List the org's API keys (never the keys themselves)."""
-    return services.list_api_keys(ctx.workspace.id, org_id=ctx.org.id, **args)
+    return services.list_api_keys(ctx.workspace_id, org_id=ctx.org.id, **args)
 
 
 @operation(
@@ -38,20 +38,20 @@ def list_org_keys(ctx: Ctx, args: dict[str, Any]) -> Page[ApiKey]:
 )
 def create_org_key(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Create an org API key; the key is in this response only."""
-    key, token = services.create_api_key(ctx.actor, ctx.workspace.id, org=ctx.org, **data)
+    key, token = services.create_api_key(ctx.actor, ctx.workspace_id, org=ctx.org, **data)
     return _created(key, token)
 
 
 @operation("/orgs/<slug>/api-keys/<key_id>", "DELETE", permission=Permission.API_KEYS_WRITE)
 def revoke_org_key(ctx: Ctx, key_id: str) -> None:
     """Revoke an org API key."""
-    services.revoke_api_key(ctx.actor, ctx.workspace.id, key_id, org=ctx.org)
+    services.revoke_api_key(ctx.actor, ctx.workspace_id, key_id, org=ctx.org)
 
 
 @operation("/api-keys", scope="workspace", query=s.PageQuery, response=s.ApiKeyOut, paged=True)
 def list_workspace_keys(ctx: Ctx, args: dict[str, Any]) -> Page[ApiKey]:
     """List workspace API keys."""
-    return services.list_api_keys(ctx.workspace.id, org_id=None, **args)
+    return services.list_api_keys(ctx.workspace_id, org_id=None, **args)
 
 
 @operation(
@@ -59,11 +59,11 @@ def list_workspace_keys(ctx: Ctx, args: dict[str, Any]) -> Page[ApiKey]:
 )
 def create_workspace_key(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Create a workspace API key (owner authority in every org); shown once."""
-    key, token = services.create_api_key(ctx.actor, ctx.workspace.id, name=data["name"])
+    key, token = services.create_api_key(ctx.actor, ctx.workspace_id, name=data["name"])
     return _created(key, token)
 
 
 @operation("/api-keys/<key_id>", "DELETE", scope="workspace")
 def revoke_workspace_key(ctx: Ctx, key_id: str) -> None:
     """Revoke a workspace API key."""
-    services.revoke_api_key(ctx.actor, ctx.workspace.id, key_id)
+    services.revoke_api_key(ctx.actor, ctx.workspace_id, key_id)

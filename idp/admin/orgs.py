@@ -6,8 +6,9 @@ from typing import Any
 
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
+from idp.db import db
 from idp.orgs import services
-from idp.orgs.models import Organization
+from idp.orgs.models import Organization, Workspace
 from idp.orgs.roles import Permission
 from idp.pagination import Page
 
@@ -17,7 +18,7 @@ def create_org(ctx: Ctx, data: dict[str, Any]) -> Organization:
     """Create an organization (workspace keys)."""
     return services.create_org(
         ctx.actor,
-        ctx.workspace,
+        db.session.get(Workspace, ctx.workspace_id),
         slug=data["slug"],
         name=data["name"],
         parent_slug=data["parent"],
@@ -29,7 +30,7 @@ def create_org(ctx: Ctx, data: dict[str, Any]) -> Organization:
 def list_orgs(ctx: Ctx, args: dict[str, Any]) -> Page[Organization]:
     """List the organizations this key can see."""
     only = None if ctx.actor.is_workspace else ctx.actor.org_id
-    return services.list_orgs(ctx.workspace.id, only_id=only, **args)
+    return services.list_orgs(ctx.workspace_id, only_id=only, **args)
 
 
 @operation("/orgs/<slug>", permission=Permission.ORG_READ, response=s.OrgOut)

@@ -79,14 +79,19 @@ def authenticate_api_key(token: str) -> ApiKey | None:
     """The live key this bearer token belongs to, or ``None``."""
     if not token.startswith(TOKEN_PREFIX + "_"):
         return None
-    key = db.session.scalar(select(ApiKey).where(ApiKey.token_digest == token_digest(token)))
-    now = utcnow()
-    if key is None or key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+    row = db.session.execute(
+        select(ApiKey, Organization.deleted_at)
+        .outerjoin(Organization, ApiKey.org_id == Organization.id)
+        .where(ApiKey.token_digest == token_digest(token))
+    ).first()
+    if row is None:
         return None
-    if key.org_id is not None:
-        org = db.session.get(Organization, key.org_id)
-        if org is None or org.deleted_at is not None:
-            return None
+    key, org_deleted_at = row
+    now = utcnow()
+    if key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+        return None
+    if key.org_id is not None and org_deleted_at is not None:
+        return None
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
         key.last_used_at = now  # coarse, so the hot path does not write on every call
     return key
@@ -100,6 +105,7 @@ def actor_for_key(key: ApiKey, request_id: str | None = None) -> Actor:
         role=Role.OWNER if key.org_id is None else key.role,
         org_id=key.org_id,
         request_id=request_id,
+        workspace_id=key.workspace_id,
     )
 
 
