@@ -44,9 +44,15 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         raise ConfigError("GATEHOUSE_SMTP_URL must look like smtp://user:pass@host:587?starttls=1")
     query = parse_qs(parts.query)
     use_tls = parts.scheme == "smtps"
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError("GATEHOUSE_SMTP_URL has an invalid port")
     return SmtpTarget(
         host=parts.hostname,
-        port=parts.port or (465 if use_tls else 25),
+        port=port or (465 if use_tls else 25),
         use_tls=use_tls,
         starttls=query.get("starttls", ["0"])[0].lower() in {"1", "true", "yes"},
         username=unquote(parts.username) if parts.username else None,
@@ -109,7 +115,7 @@ def _deliver(session: Session) -> None:
     for mail in outbox:
         try:
             mailer.send(mail)
-        except (OSError, smtplib.SMTPException) as exc:
+        except Exception as exc:  # after the commit, nothing may fail the request
             # The change is committed; the admin still has the link from the API response.
             log.error("mail to %s failed: %s", mail.to, type(exc).__name__)
 

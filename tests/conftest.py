@@ -81,9 +81,7 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(
-    _migrated: str, tmp_path: Any, settings_overrides: dict[str, Any]
-) -> Iterator[Flask]:
+def app(_migrated: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> Iterator[Flask]:
     app = create_app(_settings(_migrated, str(tmp_path / "instance"), **settings_overrides))
     with app.app_context():
         services.ensure_workspace(app.extensions["gatehouse.settings"].workspace)

@@ -22,8 +22,7 @@ def test_production_refuses_missing_secrets(tmp_path) -> None:
 def test_production_refuses_missing_issuer(tmp_path) -> None:
     with pytest.raises(ConfigError, match="GATEHOUSE_ISSUER"):
         load_settings(
-            {"ENV": "production", "SECRET_KEY": "s" * 40,
-             "ENCRYPTION_KEY": "a" * 43 + "="},
+            {"ENV": "production", "SECRET_KEY": "s" * 40, "ENCRYPTION_KEY": "a" * 43 + "="},
             environ={},
         )
 

@@ -8,6 +8,7 @@ owners, and each change writes exactly one audit event in the caller's transacti
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,9 +69,12 @@ def org_snapshot(org: Organization) -> dict[str, Any]:
 
 
 def validate_name(name: str | None) -> str:
+    """A display name: trimmed, 1 to 200 characters, no control characters (mail headers)."""
     value = (name or "").strip()
     if not value or len(value) > MAX_NAME:
         raise BadRequest("invalid_name", f"A name of 1 to {MAX_NAME} characters is required")
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise BadRequest("invalid_name", "A name may not contain control characters")
     return value
 
 

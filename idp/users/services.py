@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.db import db
 from idp.errors import BadRequest
@@ -35,12 +37,19 @@ def get_or_create_user(workspace_id: str, email: str, name: str | None = None) -
     email = validate_email(email)
     user = find_user_by_email(workspace_id, email)
     if user is None:
-        user = User(
-            workspace_id=workspace_id,
-            email=email,
-            email_normalized=normalize_email(email),
-            name=name,
+        # Two orgs may admit the same new person at once: insert-if-absent, then read the
+        # row that won (ours or theirs) instead of failing on the unique key.
+        dialect = db.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        db.session.execute(
+            insert(User)
+            .values(
+                workspace_id=workspace_id,
+                email=email,
+                email_normalized=normalize_email(email),
+                name=name,
+            )
+            .on_conflict_do_nothing(index_elements=["workspace_id", "email_normalized"])
         )
-        db.session.add(user)
-        db.session.flush()
+        user = find_user_by_email(workspace_id, email)
     return user

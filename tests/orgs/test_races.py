@@ -5,11 +5,13 @@ connection), the real service function, one commit, and a rollback on error. A b
 releases the workers together and each race is repeated, so an unguarded read-then-write
 interleaves on most runs.
 
-How these tests fail (checked by patching ``lock_org`` to a no-op, on both databases, most in
-the first round): two demotions, removals or suspensions each count two owners and both
-commit, leaving none; every link accept counts N-1 members (or fewer than ``max_uses`` uses)
-and joins, passing the cap; two accepts of one email invitation both see it pending and the
-loser dies on the users' unique constraint (an ``IntegrityError``, not a domain error).
+How these tests fail (checked by patching ``lock_org`` to a no-op: on PostgreSQL each
+service-level race fails, mostly in the first round; on SQLite all but an occasional one):
+two demotions, removals or suspensions each count two owners and both commit, leaving none;
+link accepts each count N-1 members (or fewer than ``max_uses`` uses) and join, passing the
+cap; two accepts of one email invitation both see it pending and the loser dies on the users'
+unique constraint (an ``IntegrityError``, not a domain error). The HTTP race keeps passing
+then, since the API answers an ``IntegrityError`` with 409: it guards against 500s.
 
 They run on SQLite too, where ``lock_org`` takes the database's single write lock; on
 PostgreSQL it is a row lock, and there the races are between truly parallel transactions.
@@ -24,6 +26,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from idp.actors import system_actor
@@ -39,7 +42,7 @@ from idp.orgs.models import (
     Organization,
 )
 from idp.orgs.roles import Role
-from idp.orgs.services import change_role, remove_member, set_member_status
+from idp.orgs.services import add_member, change_role, remove_member, set_member_status
 from tests.builders import make_member, make_org
 
 ROUNDS = 10
@@ -53,32 +56,42 @@ class Outcome:
 
 
 def race(
-    app: Flask, org_id: str | None, actions: Sequence[Callable[[Organization], Any]]
+    app: Flask,
+    org_id: str | list[str] | None,
+    actions: Sequence[Callable[[Organization], Any]],
 ) -> list[Outcome]:
     """Run each action in its own thread and transaction, released together; one commit each.
 
-    With ``org_id`` each worker loads the org (and so its connection) before the start;
-    without, the action gets ``None`` and brings its own context (an HTTP request).
+    With ``org_id`` (one for all, or one per action) each worker loads the org, and so checks
+    out its connection, before the start; without, the action gets ``None`` and brings its
+    own context (an HTTP request).
     """
     db.session.commit()  # the test's own session holds no transaction while the workers run
     barrier = threading.Barrier(len(actions))
     outcomes = [Outcome() for _ in actions]
 
-    def work(outcome: Outcome, action: Callable[[Organization], Any]) -> None:
+    org_ids = org_id if isinstance(org_id, list) else [org_id] * len(actions)
+
+    def work(outcome: Outcome, action: Callable[[Organization], Any], org_id: str | None) -> None:
         with app.app_context():
+            started = False
             try:
                 org = db.session.get(Organization, org_id) if org_id else None
                 barrier.wait(timeout=TIMEOUT)
+                started = True
                 outcome.value = action(org)
                 db.session.commit()
             except BaseException as exc:  # recorded and asserted on by the test thread
                 db.session.rollback()
-                barrier.abort()  # a worker failing before the start must not strand the others
+                if not started:
+                    # Release the others rather than strand them. Never after the start: a
+                    # worker still waking from wait() would see a broken barrier.
+                    barrier.abort()
                 outcome.error = exc
 
     threads = [
-        threading.Thread(target=work, args=(outcome, action), name=f"race-{i}")
-        for i, (outcome, action) in enumerate(zip(outcomes, actions, strict=True))
+        threading.Thread(target=work, args=args, name=f"race-{i}")
+        for i, args in enumerate(zip(outcomes, actions, org_ids, strict=True))
     ]
     for thread in threads:
         thread.start()
@@ -151,9 +164,9 @@ def remove(user_id: str) -> Callable[[Organization], None]:
 
 
 def suspend(user_id: str) -> Callable[[Organization], str]:
-    return lambda org: set_member_status(
-        system_actor(), org, user_id, MembershipStatus.SUSPENDED
-    ).status.value
+    return lambda org: (
+        set_member_status(system_actor(), org, user_id, MembershipStatus.SUSPENDED).status.value
+    )
 
 
 @pytest.mark.parametrize(
@@ -181,11 +194,14 @@ def test_concurrent_changes_to_the_last_two_owners_leave_one(
         assert (len(winners), len(losers)) == (1, 1), f"round {round_}: {outcomes}"
         assert active_owners(org_id) == 1, f"round {round_}"
         survivor = owner_b if outcomes[0].error is None else owner_a
-        assert db.session.scalar(
-            select(Membership.role).where(
-                Membership.org_id == org_id, Membership.user_id == survivor
+        assert (
+            db.session.scalar(
+                select(Membership.role).where(
+                    Membership.org_id == org_id, Membership.user_id == survivor
+                )
             )
-        ) is Role.OWNER
+            is Role.OWNER
+        )
         # The loser's audit event went with its rollback: one event, for the one change.
         assert sum(events(org_id, action) for action in audit_actions) == 1
 
@@ -223,22 +239,17 @@ def test_concurrent_accepts_of_one_email_invitation_make_one_membership(
         assert events(org_id, "invitation.accepted") == 1
 
 
+def post_accept(client: FlaskClient, token: str) -> Callable[[Organization | None], int]:
+    return lambda _org: client.post("/api/v1/invitations/accept", json={"token": token}).status_code
+
+
 def test_concurrent_accept_requests_answer_one_200_and_no_500(app: Flask) -> None:
     """The same race through the admin API: one client per thread, one request each."""
     accepts = 8
     for round_ in range(ROUNDS):
         org_id, _, token = email_invitation(f"http-{round_}", f"http{round_}@example.com")
         # One client per thread; each request pushes its own app context, session, connection.
-        clients = [app.test_client() for _ in range(accepts)]
-
-        def post(i: int) -> Callable[[Organization | None], int]:
-            def run(_org: Organization | None) -> int:
-                response = clients[i].post("/api/v1/invitations/accept", json={"token": token})
-                return response.status_code
-
-            return run
-
-        outcomes = race(app, None, [post(i) for i in range(accepts)])
+        outcomes = race(app, None, [post_accept(app.test_client(), token) for _ in range(accepts)])
 
         statuses = sorted(o.value for o in outcomes if o.error is None)
         assert not [o.error for o in outcomes if o.error is not None]
@@ -247,23 +258,48 @@ def test_concurrent_accept_requests_answer_one_200_and_no_500(app: Flask) -> Non
         assert count(Membership, Membership.org_id == org_id) == 1
 
 
+# --- one person, two orgs ---------------------------------------------------------------
+
+
+def add(email: str) -> Callable[[Organization], str]:
+    return lambda org: add_member(system_actor(), org, email=email).id
+
+
+def test_one_new_person_joining_two_orgs_at_once_gets_both_memberships(
+    app: Flask,
+) -> None:
+    """The org lock serializes one org; a person's first two joins are in different orgs."""
+    for round_ in range(ROUNDS):
+        orgs = [make_org(f"left-{round_}").id, make_org(f"right-{round_}").id]
+        email = f"newcomer{round_}@example.com"
+
+        outcomes = race(app, orgs, [add(email)] * 2)
+
+        errors = [o.error for o in outcomes if o.error is not None]
+        assert not errors, f"round {round_}: {errors}"
+        assert count(Membership, Membership.org_id.in_(orgs)) == 2
+
+
 # --- the member cap and a link's uses ---------------------------------------------------
 
 
 def test_concurrent_joins_never_pass_the_member_cap(app: Flask) -> None:
     cap, joiners = 5, 8
+    elsewhere = make_org("elsewhere")
     for round_ in range(ROUNDS):
         org = make_org(f"cap-{round_}", member_cap=cap)
         for i in range(cap - 1):
             make_member(org, f"m{i}-{round_}@example.com")
         _, token = invitations.create_invite_link(system_actor(), org)  # no max_uses
         org_id = org.id
+        emails = [f"joiner{i}-{round_}@example.com" for i in range(joiners)]
+        # Half the joiners are already users of the workspace. Their accept writes nothing
+        # before join_org counts; a new user's insert comes first, and on SQLite that insert
+        # alone would serialize the joins and hide a missing lock.
+        for email in emails[::2]:
+            make_member(elsewhere, email)
 
-        outcomes = race(
-            app,
-            org_id,
-            [accept(token, f"joiner{i}-{round_}@example.com") for i in range(joiners)],
-        )
+        outcomes = race(app, org_id, [accept(token, email) for email in emails])
 
         winners, losers = winners_and_losers(outcomes, is_conflict("member_cap_reached"))
         assert (len(winners), len(losers)) == (1, joiners - 1), f"round {round_}: {outcomes}"

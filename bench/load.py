@@ -1,0 +1,242 @@
+"""The client side: a keep-alive HTTP client, latency statistics, a multi-process load generator.
+
+Standard library only, so the spawned load processes start quickly.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import queue
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+REQUEST_TIMEOUT = 10.0
+BARRIER_TIMEOUT = 60.0
+MAX_REQUESTS_PER_CONNECTION = 1_000_000
+_RECONNECT = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One response: status, body, and milliseconds from sending to the last body byte."""
+
+    status: int
+    body: bytes
+    ms: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """One HTTP/1.1 connection to the server under test, kept alive between requests."""
+
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+        self._conn = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def get(self, path: str) -> Reply:
+        """GET ``path``; reconnects once if the server closed an idle keep-alive connection."""
+        for attempt in (1, 2):
+            try:
+                start = time.perf_counter()
+                self._conn.request("GET", path, headers=self._headers)
+                response = self._conn.getresponse()
+                body = response.read()
+                return Reply(response.status, body, (time.perf_counter() - start) * 1000)
+            except _RECONNECT:
+                self._conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Count, median, p95, min and max of a sample."""
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "median": statistics.median(ordered),
+        "p95": percentile(ordered, 95),
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The ``pct``-th percentile by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one segment of a load schedule requests."""
+
+    path: str
+    token: str | None = None
+    expect: int = 200
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Responses completed inside one segment's window, summed over every connection."""
+
+    path: str
+    duration: float
+    requests: int
+    per_connection: list[int]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """A whole schedule: its segments in order, and every failed request (warm-up included)."""
+
+    segments: list[Segment]
+    errors: int
+    first_error: str | None
+
+
+def _drive(
+    host: str,
+    port: int,
+    schedule: list[Target],
+    warmup: float,
+    settle: float,
+    window: float,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """One load connection: warm up, then count per segment the responses done in its window."""
+    conn = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
+    counts = [0] * len(schedule)
+    errors = sent = 0
+    first_error: str | None = None
+
+    def hit(target: Target, headers: dict[str, str]) -> tuple[bool, float]:
+        nonlocal errors, first_error, sent
+        conn.request("GET", target.path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        sent += 1
+        if response.status == target.expect:
+            return True, time.perf_counter()
+        errors += 1
+        first_error = first_error or f"{target.path}: HTTP {response.status}: {body[:200]!r}"
+        return False, time.perf_counter()
+
+    try:
+        conn.connect()
+        barrier.wait(BARRIER_TIMEOUT)
+        begin = time.perf_counter()
+        distinct = list(dict.fromkeys(schedule))
+        for i, target in enumerate(distinct):  # warm-up: an equal share of it on each target
+            until, headers = begin + warmup * (i + 1) / len(distinct), target.headers
+            while time.perf_counter() < until:
+                hit(target, headers)
+        for k, target in enumerate(schedule):
+            opens = begin + warmup + k * (settle + window) + settle
+            closes = opens + window
+            headers = target.headers
+            while sent < MAX_REQUESTS_PER_CONNECTION and time.perf_counter() < closes:
+                ok, finished = hit(target, headers)
+                if ok and opens <= finished <= closes:
+                    counts[k] += 1
+        results.put({"counts": counts, "errors": errors, "first_error": first_error})
+    except Exception as exc:  # reported to the parent, which fails the benchmark
+        barrier.abort()
+        errors += 1
+        results.put({"counts": counts, "errors": errors, "first_error": repr(exc)})
+    finally:
+        conn.close()
+
+
+def _collect(
+    processes: list[Any], results: Any, barrier: Any, timeout: float
+) -> list[dict[str, Any]]:
+    """Every process's outcome; a process that died without reporting fails the load at once."""
+    outcomes: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(outcomes) < len(processes):
+        try:
+            outcomes.append(results.get(timeout=0.2))
+            continue
+        except queue.Empty:
+            pass
+        dead = [p for p in processes if p.exitcode not in (None, 0)]
+        if dead or time.monotonic() > deadline:
+            barrier.abort()  # release the others from the barrier
+            why = f"exit code {dead[0].exitcode}" if dead else f"no result in {timeout:.0f}s"
+            raise RuntimeError(f"a load process failed ({why})")
+    return outcomes
+
+
+def generate_load(
+    host: str,
+    port: int,
+    schedule: list[Target],
+    *,
+    concurrency: int = 4,
+    warmup: float = 1.0,
+    window: float = 1.0,
+    settle: float = 0.1,
+) -> LoadRun:
+    """Follow ``schedule`` from ``concurrency`` processes, one keep-alive connection each."""
+    # The processes meet at a barrier, so they share one timeline: ``warmup`` seconds split
+    # over the distinct targets, then per segment ``settle`` uncounted seconds (requests in
+    # flight from the previous target finish) and a ``window`` in which responses are counted.
+    # Interleaving the targets means a noisy neighbour slows them alike. Traffic is bounded:
+    # warmup + len(schedule) * (settle + window) seconds, and a request count per connection.
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(concurrency)
+    results = ctx.Queue()
+    args = (host, port, schedule, warmup, settle, window, barrier, results)
+    processes = [ctx.Process(target=_drive, args=args, daemon=True) for _ in range(concurrency)]
+    for process in processes:
+        process.start()
+    traffic = warmup + len(schedule) * (settle + window)
+    outcomes: list[dict[str, Any]] = []
+    try:
+        outcomes = _collect(processes, results, barrier, BARRIER_TIMEOUT + traffic + 30)
+    finally:
+        for process in processes:
+            if not outcomes:  # failed or interrupted: stop the load now
+                process.terminate()
+            process.join(timeout=REQUEST_TIMEOUT)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    segments = [
+        Segment(
+            path=target.path,
+            duration=window,
+            requests=sum(o["counts"][k] for o in outcomes),
+            per_connection=[o["counts"][k] for o in outcomes],
+        )
+        for k, target in enumerate(schedule)
+    ]
+    return LoadRun(
+        segments,
+        errors=sum(o["errors"] for o in outcomes),
+        first_error=next((o["first_error"] for o in outcomes if o["first_error"]), None),
+    )
