@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,11 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     from idp import health
     from idp.admin import bp as admin_bp
+    from scim import init_app as init_scim
 
     app.register_blueprint(health.bp)
     app.register_blueprint(admin_bp)
+    init_scim(app)
 
     from idp.cli import register_commands
 
@@ -84,16 +86,39 @@ def _install_request_id(app: Flask) -> None:
         return response
 
 
+ErrorRenderer = Callable[[int, str], Response]
+
+
+def register_error_renderer(app: Flask, prefix: str, render: ErrorRenderer) -> None:
+    """Let a surface (SCIM) answer errors under its URL prefix in its own format."""
+    app.extensions.setdefault("gatehouse.error_renderers", []).append((prefix, render))
+
+
+def _render_error(app: Flask, status: int, code: str, message: str) -> Response:
+    for prefix, render in app.extensions.get("gatehouse.error_renderers", []):
+        if request.path.startswith(prefix):
+            return render(status, message)
+    response = jsonify(error=code, message=message)
+    response.status_code = status
+    return response
+
+
 def _install_error_handlers(app: Flask) -> None:
-    """HTTP errors outside a blueprint's own handler (unknown URL, wrong method) as JSON."""
+    """HTTP errors outside a blueprint's own handler (unknown URL, wrong method), and crashes.
+
+    JSON by default; a 5xx body never carries exception text.
+    """
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
+    def http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
-        body = jsonify(error=code, message=exc.description or exc.name)
-        return body, exc.code or 500
+        response = _render_error(app, exc.code or 500, code, exc.description or exc.name)
+        valid = getattr(exc, "valid_methods", None)
+        if exc.code == 405 and valid:
+            response.headers["Allow"] = ", ".join(valid)
+        return response
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[Response, int]:
+    def unexpected(exc: Exception) -> Response:
         app.logger.exception("unhandled error (request %s)", g.get("request_id"))
-        return jsonify(error="internal_error", message="Something went wrong on our side"), 500
+        return _render_error(app, 500, "internal_error", "Something went wrong on our side")

@@ -14,10 +14,15 @@ from flask.cli import AppGroup, FlaskGroup
 from idp.actors import system_actor
 from idp.config import ConfigError, current_settings
 from idp.credentials.models import ApiKey
-from idp.credentials.services import create_api_key
+from idp.credentials.services import (
+    create_api_key,
+    create_scim_token,
+    list_scim_tokens,
+    revoke_scim_token,
+)
 from idp.db import db
 from idp.errors import GatehouseError
-from idp.orgs import invitations, services
+from idp.orgs import invitations, role_mappings, services
 from idp.orgs.roles import Role
 
 ROLES = click.Choice([r.value for r in Role])
@@ -48,6 +53,8 @@ org_cli = AppGroup("org", help="Organizations.")
 api_key_cli = AppGroup("api-key", help="Admin API keys.")
 invite_cli = AppGroup("invite", help="Invitations.")
 member_cli = AppGroup("member", help="Members of an organization.")
+scim_token_cli = AppGroup("scim-token", help="SCIM bearer tokens of an organization.")
+role_mapping_cli = AppGroup("role-mapping", help="IdP group to role mappings of an organization.")
 
 
 @click.command("bootstrap")
@@ -147,8 +154,88 @@ def member_list(slug: str) -> None:
             break
 
 
+@scim_token_cli.command("create")
+@click.argument("slug")
+@click.option("--name", default="scim", show_default=True)
+@transactional
+def scim_token_create(slug: str, name: str) -> None:
+    """Create a SCIM token for SLUG; prints only the token."""
+    org = services.get_org(_workspace().id, slug)
+    _, token = create_scim_token(system_actor(), org, name=name)
+    click.echo(token)
+
+
+@scim_token_cli.command("list")
+@click.argument("slug")
+@transactional
+def scim_token_list(slug: str) -> None:
+    """List SLUG's SCIM tokens: id, name, last 4 characters, last used, revoked."""
+    org, cursor = services.get_org(_workspace().id, slug), None
+    while True:
+        page = list_scim_tokens(org.id, cursor=cursor, limit=200)
+        for t in page.items:
+            used = t.last_used_at.isoformat() if t.last_used_at else "never"
+            state = "revoked" if t.revoked_at else "active"
+            click.echo(f"{t.id}\t{t.name}\t...{t.hint}\t{used}\t{state}")
+        if not (cursor := page.next_cursor):
+            break
+
+
+@scim_token_cli.command("revoke")
+@click.argument("slug")
+@click.argument("token_id")
+@transactional
+def scim_token_revoke(slug: str, token_id: str) -> None:
+    """Revoke one of SLUG's SCIM tokens by id."""
+    org = services.get_org(_workspace().id, slug)
+    revoke_scim_token(system_actor(), org, token_id)
+
+
+@role_mapping_cli.command("set")
+@click.argument("slug")
+@click.option("--group", required=True, help="The IdP group's displayName or externalId.")
+@click.option("--role", type=ROLES, required=True)
+@transactional
+def role_mapping_set(slug: str, group: str, role: str) -> None:
+    """Map an IdP group to a role in SLUG; members' roles follow at once."""
+    org = services.get_org(_workspace().id, slug)
+    role_mappings.set_role_mapping(system_actor(), org, group=group, role=Role(role))
+
+
+@role_mapping_cli.command("list")
+@click.argument("slug")
+@transactional
+def role_mapping_list(slug: str) -> None:
+    """List SLUG's mappings: group, role."""
+    org = services.get_org(_workspace().id, slug)
+    for mapping in role_mappings.list_role_mappings(org.id):
+        click.echo(f"{mapping.group}\t{mapping.role.value}")
+
+
+@role_mapping_cli.command("delete")
+@click.argument("slug")
+@click.option("--group", required=True)
+@transactional
+def role_mapping_delete(slug: str, group: str) -> None:
+    """Remove the mapping of an IdP group in SLUG."""
+    org = services.get_org(_workspace().id, slug)
+    mapping = role_mappings.get_role_mapping(org.id, group=group)
+    role_mappings.delete_role_mapping(system_actor(), org, mapping)
+
+
+COMMANDS = (
+    bootstrap,
+    org_cli,
+    api_key_cli,
+    invite_cli,
+    member_cli,
+    scim_token_cli,
+    role_mapping_cli,
+)
+
+
 def register_commands(app: Flask) -> None:
-    for command in (bootstrap, org_cli, api_key_cli, invite_cli, member_cli):
+    for command in COMMANDS:
         app.cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""API keys: per org (a role, never above the creator's) and workspace-wide."""
+"""API keys (per org, with a role never above the creator's, or workspace-wide); SCIM tokens."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
+from idp.config import current_settings
 from idp.credentials import services
-from idp.credentials.models import ApiKey
+from idp.credentials.models import ApiKey, ScimToken
 from idp.orgs.roles import Permission
 from idp.pagination import Page
 
@@ -67,3 +68,36 @@ def create_workspace_key(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any]
 def revoke_workspace_key(ctx: Ctx, key_id: str) -> None:
     """Revoke a workspace API key."""
     services.revoke_api_key(ctx.actor, ctx.workspace_id, key_id)
+
+
+@operation(
+    "/orgs/<slug>/scim-tokens",
+    permission=Permission.SCIM_TOKENS_WRITE,
+    query=s.PageQuery,
+    response=s.ScimTokenOut,
+    paged=True,
+)
+def list_scim_tokens(ctx: Ctx, args: dict[str, Any]) -> Page[ScimToken]:
+    """List the org's SCIM tokens (never the tokens themselves)."""
+    return services.list_scim_tokens(ctx.org.id, **args)
+
+
+@operation(
+    "/orgs/<slug>/scim-tokens",
+    "POST",
+    permission=Permission.SCIM_TOKENS_WRITE,
+    body=s.ScimTokenCreate,
+    response=s.ScimTokenOut,
+    status=201,
+)
+def create_scim_token(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Create a SCIM token for the org's IdP; the token is in this response only."""
+    credential, token = services.create_scim_token(ctx.actor, ctx.org, **data)
+    base_url = f"{current_settings().issuer}/scim/v2/{ctx.org.slug}"
+    return {**s.ScimTokenOut().dump(credential), "token": token, "scim_base_url": base_url}, 201
+
+
+@operation("/orgs/<slug>/scim-tokens/<token_id>", "DELETE", permission=Permission.SCIM_TOKENS_WRITE)
+def revoke_scim_token(ctx: Ctx, token_id: str) -> None:
+    """Revoke a SCIM token."""
+    services.revoke_scim_token(ctx.actor, ctx.org, token_id)

@@ -1,4 +1,4 @@
-"""Members of an organization: list, add, read, change role or status, remove."""
+"""Members of an organization: list, add, read, change role or status, remove; role mappings."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
-from idp.orgs import services
-from idp.orgs.models import Membership
+from idp.orgs import role_mappings, services
+from idp.orgs.models import Membership, RoleMapping
 from idp.orgs.roles import Permission, Role
 
 
@@ -71,3 +71,31 @@ def update_member(ctx: Ctx, user_id: str, data: dict[str, Any]) -> Membership:
 def remove_member(ctx: Ctx, user_id: str) -> None:
     """Remove a member from the organization (the workspace user stays)."""
     services.remove_member(ctx.actor, ctx.org, user_id)
+
+
+@operation("/orgs/<slug>/role-mappings", permission=Permission.MEMBERS_READ)
+def list_role_mappings(ctx: Ctx) -> dict[str, Any]:
+    """List the org's IdP group → role mappings."""
+    mappings = role_mappings.list_role_mappings(ctx.org.id)
+    return {"data": s.RoleMappingOut(many=True).dump(mappings)}
+
+
+@operation(
+    "/orgs/<slug>/role-mappings",
+    "POST",
+    permission=Permission.MEMBERS_UPDATE,
+    body=s.RoleMappingSet,
+    response=s.RoleMappingOut,
+)
+def set_role_mapping(ctx: Ctx, data: dict[str, Any]) -> RoleMapping:
+    """Map an IdP group (displayName or externalId) to a role; members follow at once."""
+    return role_mappings.set_role_mapping(ctx.actor, ctx.org, **data)
+
+
+@operation(
+    "/orgs/<slug>/role-mappings/<mapping_id>", "DELETE", permission=Permission.MEMBERS_UPDATE
+)
+def delete_role_mapping(ctx: Ctx, mapping_id: str) -> None:
+    """Remove a mapping; its group's members keep only their other roles."""
+    mapping = role_mappings.get_role_mapping(ctx.org.id, mapping_id=mapping_id)
+    role_mappings.delete_role_mapping(ctx.actor, ctx.org, mapping)

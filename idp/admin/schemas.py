@@ -219,3 +219,29 @@ class ApiKeyOut(Schema):
     created_at = fields.DateTime()
     last_used_at = fields.DateTime(allow_none=True)
     revoked_at = fields.DateTime(allow_none=True)
+
+
+class ScimTokenCreate(Schema):
+    name = fields.String(load_default="scim")
+
+
+class ScimTokenOut(Schema):
+    id = fields.String()
+    name = fields.String()
+    hint = fields.String()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+
+
+class RoleMappingSet(Schema):
+    group = fields.String(required=True, metadata={"description": "displayName or externalId"})
+    role = fields.Enum(Role, by_value=True, required=True)
+
+
+class RoleMappingOut(Schema):
+    id = fields.String()
+    group = fields.String()
+    role = fields.Enum(Role, by_value=True)
+    created_at = fields.DateTime()

@@ -1,17 +1,32 @@
-"""API keys: bearer credentials for the admin API, stored as digests."""
+"""Machine credentials: API keys and SCIM tokens, stored as digests."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from idp.db import UTCDateTime, created_column, db, enum_column, id_column
 from idp.orgs.roles import Role
 
 
-class ApiKey(db.Model):
+class SecretCredential:
+    """What every bearer credential keeps: the token's digest, never the token."""
+
+    name: Mapped[str] = mapped_column(String(200))
+    hint: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = created_column()
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @declared_attr
+    def token_digest(cls) -> Mapped[str]:
+        return mapped_column(String(64), unique=True)
+
+
+class ApiKey(SecretCredential, db.Model):
     """Workspace-scoped when ``org_id`` is null (owner authority in every org), else org-scoped."""
 
     __tablename__ = "api_keys"
@@ -23,12 +38,16 @@ class ApiKey(db.Model):
     org_id: Mapped[str | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
-    name: Mapped[str] = mapped_column(String(200))
     role: Mapped[Role | None] = mapped_column(enum_column(Role, "api_key_role"))
-    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
-    hint: Mapped[str] = mapped_column(String(16))
-    created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = created_column()
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ScimToken(SecretCredential, db.Model):
+    """A bearer token for one org's SCIM endpoint (its IdP's provisioning client)."""
+
+    __tablename__ = "scim_tokens"
+
+    id: Mapped[str] = id_column("scim")
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )

@@ -1,15 +1,15 @@
-"""API keys: create (token shown once), authenticate, list, revoke."""
+"""API keys and SCIM tokens: create (token shown once), authenticate, list, revoke."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from idp.actors import Actor, ActorKind
-from idp.audit.services import record_event
-from idp.credentials.models import ApiKey
+from idp.audit.services import record_event, record_org_event
+from idp.credentials.models import ApiKey, ScimToken, SecretCredential
 from idp.crypto import new_token, token_digest
 from idp.db import db, utcnow
 from idp.errors import Conflict, Forbidden, NotFound
@@ -19,6 +19,7 @@ from idp.orgs.services import check_permission, validate_name
 from idp.pagination import Page, paginate
 
 TOKEN_PREFIX = "ghk"  # noqa: S105 - a public prefix for secret scanners
+SCIM_TOKEN_PREFIX = "ghs"  # noqa: S105 - likewise
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
@@ -92,9 +93,14 @@ def authenticate_api_key(token: str) -> ApiKey | None:
         return None
     if key.org_id is not None and org_deleted_at is not None:
         return None
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
-        key.last_used_at = now  # coarse, so the hot path does not write on every call
+    _touch(key, now)
     return key
+
+
+def _touch(credential: SecretCredential, now: datetime) -> None:
+    """Keep the last-used time, coarsely, so the hot path does not write on every call."""
+    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_GRANULARITY:
+        credential.last_used_at = now
 
 
 def actor_for_key(key: ApiKey, request_id: str | None = None) -> Actor:
@@ -155,3 +161,93 @@ def revoke_api_key(
         after=key_snapshot(key),
     )
     return key
+
+
+# --- SCIM tokens -----------------------------------------------------------------------
+
+
+def scim_token_snapshot(token: ScimToken) -> dict[str, Any]:
+    return {"name": token.name, "hint": token.hint, "revoked": token.revoked_at is not None}
+
+
+def create_scim_token(actor: Actor, org: Organization, *, name: str) -> tuple[ScimToken, str]:
+    """A bearer token for the org's SCIM endpoint; the token is returned once, here."""
+    check_permission(actor, Permission.SCIM_TOKENS_WRITE)
+    token = new_token(SCIM_TOKEN_PREFIX)
+    credential = ScimToken(
+        org_id=org.id,
+        name=validate_name(name),
+        token_digest=token_digest(token),
+        hint=token[-4:],
+        created_by=actor.label,
+    )
+    db.session.add(credential)
+    db.session.flush()
+    record_org_event(
+        actor,
+        org,
+        "scim_token.created",
+        "scim_token",
+        credential.id,
+        after=scim_token_snapshot(credential),
+    )
+    return credential, token
+
+
+def authenticate_scim_token(token: str, org_id: str) -> ScimToken | None:
+    """The live SCIM token of ``org_id`` this bearer token is, or ``None`` (any other org's)."""
+    if not token.startswith(SCIM_TOKEN_PREFIX + "_"):
+        return None
+    credential = db.session.scalar(
+        select(ScimToken).where(ScimToken.token_digest == token_digest(token))
+    )
+    if credential is None or credential.revoked_at is not None or credential.org_id != org_id:
+        return None
+    _touch(credential, utcnow())
+    return credential
+
+
+def actor_for_scim_token(credential: ScimToken, workspace_id: str, request_id: str | None) -> Actor:
+    """The IdP's provisioning client speaks for the org's directory: owner authority there."""
+    return Actor(
+        ActorKind.SCIM_TOKEN,
+        credential.id,
+        f"scim_token:{credential.name}",
+        role=Role.OWNER,
+        org_id=credential.org_id,
+        request_id=request_id,
+        workspace_id=workspace_id,
+    )
+
+
+def list_scim_tokens(org_id: str, *, cursor: str | None = None, limit: int = 50) -> Page[ScimToken]:
+    return paginate(
+        select(ScimToken).where(ScimToken.org_id == org_id),
+        ScimToken.id,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+def revoke_scim_token(actor: Actor, org: Organization, token_id: str) -> ScimToken:
+    check_permission(actor, Permission.SCIM_TOKENS_WRITE)
+    credential = db.session.scalar(
+        select(ScimToken).where(ScimToken.org_id == org.id, ScimToken.id == token_id)
+    )
+    if credential is None:
+        raise NotFound("scim_token_not_found", "No such SCIM token")
+    if credential.revoked_at is not None:
+        raise Conflict("already_revoked", "This token is already revoked")
+    before = scim_token_snapshot(credential)
+    credential.revoked_at = utcnow()
+    db.session.flush()
+    record_org_event(
+        actor,
+        org,
+        "scim_token.revoked",
+        "scim_token",
+        credential.id,
+        before=before,
+        after=scim_token_snapshot(credential),
+    )
+    return credential

@@ -77,7 +77,10 @@ class Membership(db.Model):
     id: Mapped[str] = id_column("mem")
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The effective role: the highest of the hand-set one and those mapped from IdP groups.
     role: Mapped[Role] = mapped_column(enum_column(Role, "role"))
+    # The role set by hand (invitation, admin, CLI); null on rows older than role mappings.
+    assigned_role: Mapped[Role | None] = mapped_column(enum_column(Role, "assigned_role"))
     source: Mapped[MembershipSource] = mapped_column(
         enum_column(MembershipSource, "membership_source")
     )
@@ -178,3 +181,21 @@ class Invitation(db.Model):
     )
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
+
+
+class RoleMapping(db.Model):
+    """ "IdP group → role" for one org; the group is named by its displayName or externalId.
+
+    Only groups the IdP provisions (teams with source ``scim``) count, so nobody can grant
+    themselves a role by naming a hand-made team after a mapped group.
+    """
+
+    __tablename__ = "role_mappings"
+    __table_args__ = (UniqueConstraint("org_id", "group_key"),)
+
+    id: Mapped[str] = id_column("rmap")
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    group: Mapped[str] = mapped_column(String(255))
+    group_key: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "mapped_role"))
+    created_at: Mapped[datetime] = created_column()

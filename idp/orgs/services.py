@@ -24,6 +24,10 @@ from idp.orgs.models import (
     MembershipSource,
     MembershipStatus,
     Organization,
+    RoleMapping,
+    Team,
+    TeamMember,
+    TeamSource,
     Workspace,
 )
 from idp.orgs.roles import Permission, Role
@@ -296,6 +300,87 @@ def _active_owner_count(org_id: str) -> int:
     )
 
 
+def mapped_roles(org_id: str, membership_ids: list[str]) -> dict[str, Role]:
+    """The highest role each membership's IdP groups map it to (only mapped ones appear).
+
+    A group counts when it is a team the IdP provisions (source ``scim``) whose name or
+    externalId is a mapping's group, compared case-insensitively.
+    """
+    if not membership_ids:
+        return {}
+    mapping = RoleMapping
+    rows = db.session.execute(
+        select(TeamMember.membership_id, mapping.role)
+        .join(Team, Team.id == TeamMember.team_id)
+        .join(
+            mapping,
+            (mapping.org_id == Team.org_id)
+            & or_(
+                mapping.group_key == func.lower(Team.name),
+                mapping.group_key == func.lower(Team.external_id),
+            ),
+        )
+        .where(
+            Team.org_id == org_id,
+            Team.source == TeamSource.SCIM,
+            TeamMember.membership_id.in_(membership_ids),
+        )
+    )
+    best: dict[str, Role] = {}
+    for membership_id, role in rows:
+        if membership_id not in best or role.rank > best[membership_id].rank:
+            best[membership_id] = role
+    return best
+
+
+def recompute_roles(actor: Actor, org: Organization, membership_ids: list[str]) -> None:
+    """Bring effective roles in line with hand-set roles and group mappings.
+
+    Called whenever group membership or a mapping changes; each change of role is audited and
+    the last-owner rule holds (a change that would leave no owner is refused).
+    """
+    lock_org(org.id)
+    for start in range(0, len(membership_ids), 5000):
+        _recompute_chunk(actor, org, membership_ids[start : start + 5000])
+
+
+def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str]) -> None:
+    mapped = mapped_roles(org.id, membership_ids)
+    memberships = db.session.scalars(
+        select(Membership)
+        .where(Membership.org_id == org.id, Membership.id.in_(membership_ids))
+        .execution_options(populate_existing=True)
+    )
+    for membership in memberships:
+        # Null: written by code that predates mappings, when every role was set by hand.
+        assigned = membership.assigned_role or membership.role
+        role = max((assigned, mapped.get(membership.id, Role.MEMBER)), key=lambda r: r.rank)
+        if role is membership.role:
+            continue
+        if membership.role is Role.OWNER:
+            _refuse_if_last_owner(membership)
+        before = member_snapshot(membership)
+        membership.role = role
+        db.session.flush()
+        record_org_event(
+            actor,
+            org,
+            "member.role_changed",
+            "user",
+            membership.user_id,
+            before=before,
+            after={**member_snapshot(membership), "reason": "role_mapping"},
+        )
+
+
+def _refuse_if_full(org: Organization) -> None:
+    """Called under ``lock_org``: refuse one more active member past the org's cap."""
+    if count_active_members(org.id) >= org.member_cap:
+        raise Conflict(
+            "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
+        )
+
+
 def _refuse_if_last_owner(membership: Membership) -> None:
     """Called under ``lock_org``: refuse to take away the org's last active owner."""
     if (
@@ -306,11 +391,19 @@ def _refuse_if_last_owner(membership: Membership) -> None:
         raise Conflict("last_owner", "An organization must keep at least one owner")
 
 
-def join_org(org: Organization, user: User, *, role: Role, source: MembershipSource) -> Membership:
+def join_org(
+    org: Organization,
+    user: User,
+    *,
+    role: Role,
+    source: MembershipSource,
+    status: MembershipStatus = MembershipStatus.ACTIVE,
+) -> Membership:
     """Create the membership, under the org lock so the cap holds under concurrency.
 
-    Callers are the member-adding actions (``add_member``, invitation accept, and later SCIM
-    and JIT); each writes its own audit event.
+    Callers are the member-adding actions (``add_member``, invitation accept, SCIM
+    provisioning, and later JIT); each writes its own audit event. A member joining
+    suspended takes no seat.
     """
     lock_org(org.id)
     existing = db.session.scalar(
@@ -318,11 +411,11 @@ def join_org(org: Organization, user: User, *, role: Role, source: MembershipSou
     )
     if existing:
         raise Conflict("already_member", "That user is already a member of this organization")
-    if count_active_members(org.id) >= org.member_cap:
-        raise Conflict(
-            "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
-        )
-    membership = Membership(org_id=org.id, user_id=user.id, role=role, source=source)
+    if status is MembershipStatus.ACTIVE:
+        _refuse_if_full(org)
+    membership = Membership(
+        org_id=org.id, user_id=user.id, role=role, assigned_role=role, source=source, status=status
+    )
     db.session.add(membership)
     db.session.flush()
     return membership
@@ -354,15 +447,23 @@ def add_member(
 
 
 def change_role(actor: Actor, org: Organization, user_id: str, role: Role) -> Membership:
+    """Set a member's role by hand; groups mapped to a higher role keep them higher."""
     check_permission(actor, Permission.MEMBERS_UPDATE)
     lock_org(org.id)
     membership = get_membership(org.id, user_id, fresh=True)
     if membership.role is role:
+        membership.assigned_role = role
         return membership
     check_role_authority(actor, membership.role, role)
+    mapped = mapped_roles(org.id, [membership.id]).get(membership.id)
+    if mapped is not None and mapped.rank > role.rank:
+        raise Conflict(
+            "role_from_group_mapping",
+            f"This member's IdP groups map them to {mapped.value}; change the groups or mapping",
+        )
     _refuse_if_last_owner(membership)
     before = member_snapshot(membership)
-    membership.role = role
+    membership.role = membership.assigned_role = role
     db.session.flush()
     record_org_event(
         actor,
@@ -388,10 +489,8 @@ def set_member_status(
     check_role_authority(actor, membership.role)
     if status is MembershipStatus.SUSPENDED:
         _refuse_if_last_owner(membership)
-    elif count_active_members(org.id) >= org.member_cap:
-        raise Conflict(
-            "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
-        )
+    else:
+        _refuse_if_full(org)
     before = member_snapshot(membership)
     membership.status = status
     db.session.flush()

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from idp.actors import Actor
+from idp.actors import Actor, ActorKind
 from idp.audit.services import record_org_event
 from idp.db import db
 from idp.errors import BadRequest, Conflict, NotFound
@@ -25,6 +25,12 @@ def team_snapshot(team: Team) -> dict[str, Any]:
 
 def _audit(actor: Actor, org: Organization, action: str, team_id: str, **change: Any) -> None:
     record_org_event(actor, org, action, "team", team_id, **change)
+
+
+def _refuse_if_provisioned(actor: Actor, team: Team) -> None:
+    """A team the IdP provisions changes only through the IdP (its members may map to roles)."""
+    if team.source is TeamSource.SCIM and actor.kind is not ActorKind.SCIM_TOKEN:
+        raise Conflict("managed_by_directory", "This team is managed by the organization's IdP")
 
 
 def get_team(org_id: str, team_id: str) -> Team:
@@ -81,6 +87,7 @@ def update_team(
     """Rename a team and/or move it under another parent (``None``: to the top)."""
     check_permission(actor, Permission.TEAMS_WRITE)
     team = get_team(org.id, team_id)
+    _refuse_if_provisioned(actor, team)
     before = team_snapshot(team)
     if name is not UNSET:
         team.name = validate_name(name)
@@ -97,6 +104,7 @@ def update_team(
 def delete_team(actor: Actor, org: Organization, team_id: str) -> None:
     check_permission(actor, Permission.TEAMS_WRITE)
     team = get_team(org.id, team_id)
+    _refuse_if_provisioned(actor, team)
     children = db.session.scalar(
         select(func.count()).select_from(Team).where(Team.parent_id == team.id)
     )
@@ -117,6 +125,7 @@ def add_team_member(
 ) -> TeamMember:
     check_permission(actor, Permission.TEAMS_WRITE)
     team = get_team(org.id, team_id)
+    _refuse_if_provisioned(actor, team)
     membership = get_membership(org.id, user_id)
     if _team_member(team.id, membership.id) is not None:
         raise Conflict("already_team_member", "That member is already on this team")
@@ -138,6 +147,7 @@ def _get_team_member(org: Organization, team_id: str, user_id: str) -> TeamMembe
 
 def remove_team_member(actor: Actor, org: Organization, team_id: str, user_id: str) -> None:
     check_permission(actor, Permission.TEAMS_WRITE)
+    _refuse_if_provisioned(actor, get_team(org.id, team_id))
     member = _get_team_member(org, team_id, user_id)
     db.session.delete(member)
     db.session.flush()

@@ -27,8 +27,9 @@ class User(db.Model):
 
     id: Mapped[str] = id_column("usr")
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
-    email: Mapped[str] = mapped_column(String(320))
-    email_normalized: Mapped[str] = mapped_column(String(320))
+    # A user provisioned by an IdP that sends no email has none; they sign in through that IdP.
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_normalized: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
     email_verified: Mapped[bool] = mapped_column(default=False)
     status: Mapped[UserStatus] = mapped_column(

@@ -32,8 +32,17 @@ def find_user_by_email(workspace_id: str, email: str) -> User | None:
     )
 
 
-def get_or_create_user(workspace_id: str, email: str, name: str | None = None) -> User:
-    """The workspace user with this email (case-insensitive), created if there is none."""
+def get_or_create_user(workspace_id: str, email: str | None, name: str | None = None) -> User:
+    """The workspace user with this email (case-insensitive), created if there is none.
+
+    Without an email (an IdP may provision users by name alone) a new user is created: there
+    is nothing to link on.
+    """
+    if email is None:
+        user = User(workspace_id=workspace_id, name=name)
+        db.session.add(user)
+        db.session.flush()
+        return user
     email = validate_email(email)
     user = find_user_by_email(workspace_id, email)
     if user is None:

@@ -26,9 +26,9 @@ from idp.actors import system_actor
 from idp.admin.api import OPERATIONS, Operation
 from idp.audit.models import AuditEvent
 from idp.credentials.models import ApiKey
-from idp.credentials.services import create_api_key, revoke_api_key
+from idp.credentials.services import create_api_key, create_scim_token, revoke_api_key
 from idp.db import db, utcnow
-from idp.orgs import invitations, services, teams
+from idp.orgs import invitations, role_mappings, services, teams
 from idp.orgs.models import (
     Invitation,
     InvitationStatus,
@@ -63,6 +63,8 @@ class World:
     owner_invitation_id: str  # an email invitation for the owner role
     key_id: str  # a member-role key: the one revoked
     owner_key_id: str  # an owner-role key
+    scim_token_id: str
+    mapping_id: str  # "Staff" → member: the mapping deleted
 
     @property
     def org(self) -> Organization:
@@ -144,6 +146,15 @@ SPECS: dict[str, Spec] = {
     "api_keys_list_workspace_keys": Spec("workspace"),
     "api_keys_create_workspace_key": Spec("workspace", body=lambda w: {"name": "deploy"}),
     "api_keys_revoke_workspace_key": Spec("workspace"),
+    # SCIM tokens and role mappings
+    "api_keys_list_scim_tokens": Spec("org", "scim_tokens:write"),
+    "api_keys_create_scim_token": Spec("org", "scim_tokens:write", lambda w: {"name": "okta"}),
+    "api_keys_revoke_scim_token": Spec("org", "scim_tokens:write"),
+    "members_list_role_mappings": Spec("org", "members:read"),
+    "members_set_role_mapping": Spec(
+        "org", "members:update", lambda w: {"group": "Engineers", "role": "admin"}
+    ),
+    "members_delete_role_mapping": Spec("org", "members:update"),
     # audit, docs
     "audit_list_audit_events": Spec("org", "audit:read"),
     "openapi_openapi_document": Spec("public"),
@@ -153,7 +164,7 @@ ORG_OPS = [op for op in OPERATIONS if op.scope == "org"]
 AUTHENTICATED_OPS = [op for op in OPERATIONS if op.scope != "public"]
 WORKSPACE_OPS = [op for op in OPERATIONS if op.scope == "workspace"]
 BODY_OPS = [op for op in OPERATIONS if op.body is not None]
-SUB_RESOURCE_PARAMS = ("user_id", "team_id", "invitation_id", "key_id")
+SUB_RESOURCE_PARAMS = ("user_id", "team_id", "invitation_id", "key_id", "token_id", "mapping_id")
 _PARAM = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
 
 
@@ -173,6 +184,8 @@ def path(op: Operation, w: World, **override: str) -> str:
         "team_id": w.team_id,
         "invitation_id": w.invitation_id,
         "key_id": w.key_id,
+        "token_id": w.scim_token_id,
+        "mapping_id": w.mapping_id,
         **override,
     }
     return "/api/v1" + _PARAM.sub(lambda m: values[m.group(1)], op.rule)
@@ -231,6 +244,8 @@ def build_world(slug: str, name: str) -> World:
     ws = workspace()
     key, _ = create_api_key(actor, ws.id, name=f"{slug} reader", org=org, role=Role.MEMBER)
     owner_key, _ = create_api_key(actor, ws.id, name=f"{slug} root", org=org, role=Role.OWNER)
+    scim_token, _ = create_scim_token(actor, org, name=f"{slug} idp")
+    mapping = role_mappings.set_role_mapping(actor, org, group="Staff", role=Role.MEMBER)
     db.session.commit()
     return World(
         org_id=org.id,
@@ -251,6 +266,8 @@ def build_world(slug: str, name: str) -> World:
         owner_invitation_id=owner_invitation.id,
         key_id=key.id,
         owner_key_id=owner_key.id,
+        scim_token_id=scim_token.id,
+        mapping_id=mapping.id,
     )
 
 
@@ -653,6 +670,8 @@ def _other_value(param: str, w: World) -> str:
         "team_id": w.team_id,
         "invitation_id": w.invitation_id,
         "key_id": w.key_id,
+        "token_id": w.scim_token_id,
+        "mapping_id": w.mapping_id,
     }[param]
 
 

@@ -1,0 +1,1 @@
+"""The directory an org's IdP provisions (SCIM): provisioned users and groups, role mappings."""

@@ -1,0 +1,374 @@
+"""Provisioning: one function per directory action, over the core's membership and team services.
+
+The org's IdP (through SCIM) creates, updates and removes members and groups here; every
+change goes through ``idp.orgs`` so the member cap, the last-owner rule and the audit trail
+hold exactly as for an admin's change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from idp.actors import Actor
+from idp.audit.services import record_org_event
+from idp.db import db
+from idp.directory.models import DirectoryGroup, DirectoryUser
+from idp.errors import BadRequest, Conflict, NotFound
+from idp.orgs import services as orgs
+from idp.orgs import teams
+from idp.orgs.models import (
+    Membership,
+    MembershipSource,
+    MembershipStatus,
+    Organization,
+    Team,
+    TeamMember,
+    TeamSource,
+)
+from idp.orgs.roles import Permission, Role
+from idp.users.services import get_or_create_user
+
+# Bound parameters per statement stay well under SQLite's and PostgreSQL's limits.
+CHUNK = 5000
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _insert(model: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for the session's database."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model)
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def user_snapshot(user: DirectoryUser) -> dict[str, Any]:
+    return {
+        "user_name": user.user_name,
+        "external_id": user.external_id,
+        "active": user.membership.status is MembershipStatus.ACTIVE,
+    }
+
+
+def get_directory_user(org_id: str, membership_id: str) -> DirectoryUser:
+    found = db.session.scalar(
+        select(DirectoryUser).where(
+            DirectoryUser.org_id == org_id, DirectoryUser.membership_id == membership_id
+        )
+    )
+    if found is None:
+        raise NotFound("directory_user_not_found", "No such provisioned user in this organization")
+    return found
+
+
+def _refuse_taken_user_name(org_id: str, user_name: str, keep: str | None = None) -> str:
+    key = user_name.strip().lower()
+    if not key or len(key) > 320:
+        raise BadRequest("invalid_user_name", "userName must be 1 to 320 characters")
+    holder = db.session.scalar(
+        select(DirectoryUser.membership_id).where(
+            DirectoryUser.org_id == org_id, DirectoryUser.user_name_key == key
+        )
+    )
+    if holder is not None and holder != keep:
+        raise Conflict("user_name_taken", f"userName {user_name!r} is already in use in this org")
+    return key
+
+
+def provision_user(
+    actor: Actor,
+    org: Organization,
+    *,
+    user_name: str,
+    email: str | None,
+    name: str | None,
+    external_id: str | None,
+    active: bool,
+    attributes: dict[str, Any],
+) -> DirectoryUser:
+    """Create the provisioned user: link (or create) the workspace user by email, join the org.
+
+    A person already in the org (invited earlier, say) is adopted rather than duplicated,
+    unless the IdP already provisioned them under another userName.
+    """
+    orgs.check_permission(actor, Permission.MEMBERS_ADD)
+    orgs.lock_org(org.id)
+    key = _refuse_taken_user_name(org.id, user_name)
+    user = get_or_create_user(org.workspace_id, email, name)
+    status = MembershipStatus.ACTIVE if active else MembershipStatus.SUSPENDED
+    membership = db.session.scalar(
+        select(Membership).where(Membership.org_id == org.id, Membership.user_id == user.id)
+    )
+    if membership is None:
+        membership = orgs.join_org(
+            org, user, role=Role.MEMBER, source=MembershipSource.SCIM, status=status
+        )
+    elif db.session.get(DirectoryUser, membership.id) is not None:
+        raise Conflict(
+            "user_name_taken", "This person is already provisioned under another userName"
+        )
+    elif membership.status is not status:
+        orgs.set_member_status(actor, org, user.id, status)
+    provisioned = DirectoryUser(
+        membership_id=membership.id,
+        org_id=org.id,
+        user_name=user_name,
+        user_name_key=key,
+        external_id=external_id,
+        attributes=attributes,
+    )
+    db.session.add(provisioned)
+    db.session.flush()
+    record_org_event(
+        actor, org, "member.provisioned", "user", user.id, after=user_snapshot(provisioned)
+    )
+    return provisioned
+
+
+def update_user(
+    actor: Actor,
+    org: Organization,
+    provisioned: DirectoryUser,
+    *,
+    user_name: str,
+    external_id: str | None,
+    active: bool,
+    attributes: dict[str, Any],
+) -> DirectoryUser:
+    """Replace what the IdP holds of a user; ``active`` suspends or restores the membership.
+
+    The workspace user's email is never changed from here: an org's directory speaks for
+    that org only, not for the person's identity in other orgs.
+    """
+    orgs.check_permission(actor, Permission.MEMBERS_UPDATE)
+    orgs.lock_org(org.id)
+    before = user_snapshot(provisioned)
+    key = _refuse_taken_user_name(org.id, user_name, keep=provisioned.membership_id)
+    status = MembershipStatus.ACTIVE if active else MembershipStatus.SUSPENDED
+    if provisioned.membership.status is not status:
+        orgs.set_member_status(actor, org, provisioned.membership.user_id, status)
+    changed = (
+        provisioned.user_name != user_name
+        or provisioned.external_id != external_id
+        or provisioned.attributes != attributes
+    )
+    if changed:
+        provisioned.user_name, provisioned.user_name_key = user_name, key
+        provisioned.external_id = external_id
+        provisioned.attributes = attributes
+    if changed or before["active"] != active:
+        provisioned.version += 1
+        db.session.flush()
+    if changed:
+        record_org_event(
+            actor,
+            org,
+            "member.provisioning_updated",
+            "user",
+            provisioned.membership.user_id,
+            before=before,
+            after=user_snapshot(provisioned),
+        )
+    return provisioned
+
+
+def deprovision_user(actor: Actor, org: Organization, provisioned: DirectoryUser) -> None:
+    """Remove the membership (the workspace user stays); the last-owner rule still holds."""
+    orgs.remove_member(actor, org, provisioned.membership.user_id)
+
+
+# --- groups ----------------------------------------------------------------------------
+
+
+def get_directory_group(org_id: str, team_id: str) -> DirectoryGroup:
+    found = db.session.scalar(
+        select(DirectoryGroup).where(
+            DirectoryGroup.org_id == org_id, DirectoryGroup.team_id == team_id
+        )
+    )
+    if found is None:
+        raise NotFound(
+            "directory_group_not_found", "No such provisioned group in this organization"
+        )
+    return found
+
+
+def _refuse_taken_external_id(org_id: str, external_id: str | None, keep: str | None) -> None:
+    if external_id is None:
+        return
+    holder = db.session.scalar(
+        select(Team.id).where(Team.org_id == org_id, Team.external_id == external_id)
+    )
+    if holder is not None and holder != keep:
+        raise Conflict("external_id_taken", "Another group of this org has that externalId")
+
+
+def create_group(
+    actor: Actor,
+    org: Organization,
+    *,
+    display_name: str,
+    external_id: str | None,
+    attributes: dict[str, Any],
+    member_ids: Iterable[str] = (),
+) -> DirectoryGroup:
+    """A provisioned group becomes a team (source ``scim``), with its initial members."""
+    _refuse_taken_external_id(org.id, external_id, None)
+    team = teams.create_team(
+        actor, org, name=display_name, external_id=external_id, source=TeamSource.SCIM
+    )
+    group = DirectoryGroup(team_id=team.id, org_id=org.id, attributes=attributes)
+    db.session.add(group)
+    db.session.flush()
+    members = list(member_ids)
+    if members:
+        change_group_members(actor, org, group, add=members)
+    return group
+
+
+def update_group(
+    actor: Actor,
+    org: Organization,
+    group: DirectoryGroup,
+    *,
+    display_name: str,
+    external_id: str | None,
+    attributes: dict[str, Any],
+) -> DirectoryGroup:
+    """Replace a group's own attributes (members are changed with ``change_group_members``)."""
+    _refuse_taken_external_id(org.id, external_id, group.team_id)
+    renamed = (group.team.name, group.team.external_id) != (display_name, external_id)
+    group.team.external_id = external_id
+    teams.update_team(actor, org, group.team_id, name=display_name)
+    if group.attributes != attributes:
+        group.attributes = attributes
+    _bump(group)
+    if renamed:  # the group may now match another role mapping, or none
+        orgs.recompute_roles(actor, org, group_member_ids(group.team_id))
+    return group
+
+
+def _bump(group: DirectoryGroup) -> None:
+    # An UPDATE ... SET version = version + 1, so concurrent changes never lose a step.
+    db.session.flush()
+    db.session.execute(
+        update(DirectoryGroup)
+        .where(DirectoryGroup.team_id == group.team_id)
+        .values(version=DirectoryGroup.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(group, ["version"])
+
+
+def _org_membership_ids(org_id: str, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        found.update(
+            db.session.scalars(
+                select(Membership.id).where(Membership.org_id == org_id, Membership.id.in_(chunk))
+            )
+        )
+    return found
+
+
+def group_member_ids(team_id: str) -> list[str]:
+    return list(
+        db.session.scalars(
+            select(TeamMember.membership_id)
+            .where(TeamMember.team_id == team_id)
+            .order_by(TeamMember.membership_id)
+        )
+    )
+
+
+def count_group_members(team_id: str) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(TeamMember).where(TeamMember.team_id == team_id)
+    )
+
+
+def change_group_members(
+    actor: Actor,
+    org: Organization,
+    group: DirectoryGroup,
+    *,
+    add: Iterable[str] = (),
+    remove: Iterable[str] = (),
+    replace: Iterable[str] | None = None,
+) -> None:
+    """Add, remove or replace members in bulk; members are the org's memberships (SCIM ids).
+
+    Adding a member already there, or removing one not there, changes nothing (so concurrent
+    requests never fail each other); an id that is not a member of this org is refused.
+    """
+    orgs.check_permission(actor, Permission.TEAMS_WRITE)
+    add_ids = list(dict.fromkeys(add))
+    remove_ids = set(remove)
+    if replace is not None:
+        wanted = list(dict.fromkeys(replace))
+        current = set(group_member_ids(group.team_id))
+        add_ids = [m for m in wanted if m not in current]
+        remove_ids = current - set(wanted)
+    unknown = set(add_ids) - _org_membership_ids(org.id, add_ids)
+    if unknown:
+        raise BadRequest(
+            "unknown_member", f"No such user in this organization: {sorted(unknown)[0]}"
+        )
+    added = _add_team_members(group.team_id, add_ids)
+    removed = _remove_team_members(group.team_id, sorted(remove_ids))
+    if added or removed:
+        _bump(group)
+        record_org_event(
+            actor,
+            org,
+            "team.members_changed",
+            "team",
+            group.team_id,
+            after={"added": added, "removed": removed},
+        )
+        orgs.recompute_roles(actor, org, added + removed)
+
+
+def _add_team_members(team_id: str, membership_ids: list[str]) -> list[str]:
+    added: list[str] = []
+    for chunk in _chunks(membership_ids):
+        present = set(
+            db.session.scalars(
+                select(TeamMember.membership_id).where(
+                    TeamMember.team_id == team_id, TeamMember.membership_id.in_(chunk)
+                )
+            )
+        )
+        rows = [{"team_id": team_id, "membership_id": m} for m in chunk if m not in present]
+        if rows:
+            db.session.execute(_insert(TeamMember).on_conflict_do_nothing(), rows)
+            added += [r["membership_id"] for r in rows]
+    return added
+
+
+def _remove_team_members(team_id: str, membership_ids: list[str]) -> list[str]:
+    removed: list[str] = []
+    for chunk in _chunks(membership_ids):
+        result = db.session.execute(
+            delete(TeamMember)
+            .where(TeamMember.team_id == team_id, TeamMember.membership_id.in_(chunk))
+            .returning(TeamMember.membership_id)
+        )
+        removed += list(result.scalars())
+    return removed
+
+
+def delete_group(actor: Actor, org: Organization, group: DirectoryGroup) -> None:
+    """Delete the group's team; its members lose whatever role the group mapped them to."""
+    members = group_member_ids(group.team_id)
+    teams.delete_team(actor, org, group.team_id)
+    orgs.recompute_roles(actor, org, members)

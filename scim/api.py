@@ -1,0 +1,179 @@
+"""The SCIM surface's plumbing: the org's bearer token, SCIM JSON in and out, one error path."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
+
+from idp.actors import Actor
+from idp.config import current_settings
+from idp.credentials.services import actor_for_scim_token, authenticate_scim_token
+from idp.db import db
+from idp.errors import GatehouseError
+from idp.orgs.models import Organization
+from idp.orgs.services import get_org, get_workspace
+from scim.errors import CONTENT_TYPE, ScimError, error_response, invalid_syntax, uniqueness
+
+PREFIX = "/scim/v2/"
+bp = Blueprint("scim", __name__, url_prefix="/scim/v2/<org_slug>")
+log = logging.getLogger(__name__)
+JSON_TYPES = ("application/scim+json", "application/json")
+
+# Domain error codes and the scimType they are (RFC 7644 §3.12, Table 9).
+SCIM_TYPES = {
+    "user_name_taken": "uniqueness",
+    "external_id_taken": "uniqueness",
+    "already_member": "uniqueness",
+    "invalid_email": "invalidValue",
+    "invalid_name": "invalidValue",
+    "invalid_user_name": "invalidValue",
+    "unknown_member": "invalidValue",
+    "invalid_characters": "invalidValue",
+}
+
+
+@dataclass(frozen=True)
+class ScimContext:
+    org: Organization
+    actor: Actor
+    base_url: str
+
+
+def ctx() -> ScimContext:
+    return g.scim
+
+
+@bp.url_value_preprocessor
+def take_org_slug(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    g.scim_org_slug = (values or {}).pop("org_slug", "")
+
+
+@bp.before_request
+def authenticate() -> None:
+    """The token must be one of this org's SCIM tokens; anything else is 401 (RFC 7644 §2)."""
+    slug = g.scim_org_slug
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    credential, org = None, None
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            workspace = get_workspace(current_settings().workspace)
+            org = get_org(workspace.id, slug)
+        except GatehouseError:
+            org = None
+        if org is not None:
+            credential = authenticate_scim_token(token.strip(), org.id)
+    if credential is None or org is None:
+        raise ScimError(401, "A valid SCIM bearer token for this organization is required")
+    g.scim = ScimContext(
+        org=org,
+        actor=actor_for_scim_token(credential, org.workspace_id, g.get("request_id")),
+        base_url=f"{current_settings().issuer}{PREFIX}{org.slug}",
+    )
+
+
+def read_json() -> dict[str, Any]:
+    """The request body: a JSON object, sent as application/scim+json or application/json."""
+    mimetype = (request.mimetype or "").lower()
+    if mimetype not in JSON_TYPES:
+        raise ScimError(415, "Send the body as application/scim+json")
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, RecursionError):
+        raise invalid_syntax("The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise invalid_syntax("The request body must be a JSON object")
+    if _has_nul(body):
+        raise ScimError(400, "Text may not contain NUL characters", "invalidValue")
+    return body
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    if depth > 64:
+        raise invalid_syntax("The request body nests too deeply")
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def scim_response(
+    body: dict[str, Any] | None, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    if body is None:
+        return Response(status=status, headers=headers)
+    return Response(json.dumps(body), status=status, content_type=CONTENT_TYPE, headers=headers)
+
+
+def resource_response(resource: dict[str, Any], status: int = 200) -> Response:
+    """A resource, with its ETag (RFC 7644 §3.14) and, when created, its Location."""
+    meta = resource.get("meta", {})
+    headers = {"ETag": meta["version"]} if "version" in meta else {}
+    if status == 201:
+        headers["Location"] = meta.get("location", "")
+    return scim_response(resource, status, headers)
+
+
+def check_if_match(version: str) -> None:
+    """Honour If-Match (RFC 7644 §3.14): a stale version is 412, nothing changes."""
+    wanted = request.headers.get("If-Match")
+    if wanted is None:
+        return
+    candidates = {tag.strip() for tag in wanted.split(",")}
+    if "*" not in candidates and version not in candidates and version[2:] not in candidates:
+        raise ScimError(412, "The resource changed since that version (If-Match)")
+
+
+@bp.after_request
+def commit(response: Response) -> Response:
+    if response.status_code >= 400:
+        db.session.rollback()
+        return response
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return error_response(uniqueness("A concurrent change conflicts with this one; retry"))
+    return response
+
+
+@bp.errorhandler(ScimError)
+def scim_error(exc: ScimError) -> Response:
+    db.session.rollback()
+    response = error_response(exc)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="SCIM"'
+    return response
+
+
+@bp.errorhandler(GatehouseError)
+def domain_error(exc: GatehouseError) -> Response:
+    db.session.rollback()
+    return error_response(ScimError(exc.status, exc.message, SCIM_TYPES.get(exc.code)))
+
+
+@bp.errorhandler(IntegrityError)
+def integrity_error(_exc: IntegrityError) -> Response:
+    db.session.rollback()
+    return error_response(uniqueness("A concurrent change conflicts with this one; retry"))
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> Response:
+    db.session.rollback()
+    return render_http_error(exc.code or 500, exc.description or exc.name)
+
+
+def render_http_error(status: int, message: str) -> Response:
+    """Errors outside the views (unknown path, wrong method, crash) in SCIM's format."""
+    if status >= 500:
+        message = "Something went wrong on our side"
+    return error_response(ScimError(status, message))
