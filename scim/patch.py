@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from scim.errors import (
@@ -30,6 +29,7 @@ from scim.errors import (
     no_target,
 )
 from scim.filters import And, Compare, Filter, Or, PatchPath, matches, parse_path
+from scim.resources import check_simple, is_empty
 from scim.schemas import (
     GROUP,
     PATCH_OP,
@@ -365,7 +365,7 @@ class _Patcher:
                 return
             container[name] = {**existing, **_coerce_complex(attribute, value, existing, label)}
             return
-        new = _coerce_simple(attribute, value, label)
+        new = check_simple(attribute, value, label)
         if not _same(new, current):
             _check_mutable(attribute, new, current, label)
         container[name] = new
@@ -546,8 +546,8 @@ def _coerce_value(attribute: Attribute, value: Any, current: Any, label: str) ->
         existing = current if isinstance(current, dict) else {}
         return _coerce_complex(attribute, value, existing, label)
     if attribute.multi_valued and isinstance(value, list):
-        return [_coerce_simple(attribute, v, label) for v in value if v is not None]
-    return _coerce_simple(attribute, value, label)
+        return [check_simple(attribute, v, label) for v in value if v is not None]
+    return check_simple(attribute, value, label)
 
 
 def _coerce_complex(
@@ -573,30 +573,6 @@ def _coerce_complex(
             _check_mutable(sub, new, existing, where)
         result[sub.name] = new
     return result
-
-
-def _coerce_simple(attribute: Attribute, value: Any, label: str) -> Any:
-    """A simple value checked against its type (RFC 7643 §2.3)."""
-    kind = attribute.type
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise invalid_value(f"{label} must be true or false")
-    elif kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise invalid_value(f"{label} must be an integer")
-    elif kind == "decimal":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise invalid_value(f"{label} must be a number")
-    elif kind == "complex":
-        raise invalid_value(f"{label} must be an object")
-    elif not isinstance(value, str):
-        raise invalid_value(f"{label} must be a string")
-    elif kind == "dateTime" and value:
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise invalid_value(f"{label} must be an xsd:dateTime") from None
-    return value
 
 
 def _check_mutable(attribute: Attribute, new: Any, current: Any, label: str) -> None:
@@ -649,7 +625,7 @@ def _eq_conditions(value_filter: Filter) -> dict[str, Any] | None:
 
 
 def _is_empty(value: Any) -> bool:
-    return value is _MISSING or value is None or value == "" or value == [] or value == {}
+    return value is _MISSING or is_empty(value)
 
 
 def _same(new: Any, current: Any) -> bool:

@@ -55,6 +55,14 @@ def _check_single(attribute: Attribute, value: Any, where: str) -> Any:
             if not is_empty(checked):
                 result[sub.name] = checked
         return result
+    return check_simple(attribute, value, where)
+
+
+def check_simple(attribute: Attribute, value: Any, where: str) -> Any:
+    """A simple value checked against its type (RFC 7643 §2.3)."""
+    kind = attribute.type
+    if kind == "complex":
+        raise invalid_value(f"{where} must be an object")
     if kind == "boolean":
         if not isinstance(value, bool):
             raise invalid_value(f"{where} must be true or false")
@@ -66,7 +74,7 @@ def _check_single(attribute: Attribute, value: Any, where: str) -> Any:
             raise invalid_value(f"{where} must be a number")
     elif not isinstance(value, str):
         raise invalid_value(f"{where} must be a string")
-    elif kind == "dateTime":
+    elif kind == "dateTime" and value:
         try:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
