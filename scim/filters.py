@@ -20,13 +20,19 @@ resource. Both sides share one set of rules:
   dateTimes chronologically, numbers numerically; on booleans, binaries and complex
   attributes they are an ``invalidFilter`` error (RFC 7644 §3.4.2.2);
 - an attribute of an extension the resource type does not declare (a custom schema sent by
-  an IdP) is typed by the operand and may hold one value or an array of them.
+  an IdP) is typed by the operand and may hold one value or an array of them;
+- a dateTime held in a JSON document (no core attribute is) compares as canonical ISO 8601
+  text in UTC; ``meta`` dateTimes are columns and compare as timestamps.
+
+Every value reaches SQL as a bound parameter, JSON paths included. A ``lowered`` column is
+compared as is (``user_name_key = :v``), so its index serves ``eq``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -311,18 +317,7 @@ class _Parser:
             return Not(self.parenthesized())
         path = self.attr_path(token)
         if self.peek().kind == "[":
-            bracket = self.take()
-            if self.in_brackets:
-                raise self.error(
-                    f"A value filter cannot nest another, at position {bracket.at + 1}"
-                )
-            self.nest()
-            self.in_brackets = True
-            inner = self.filter()
-            self.expect("]")
-            self.in_brackets = False
-            self.depth -= 1
-            return ValuePath(path, inner)
+            return ValuePath(path, self.bracketed())
         op_token = self.take()
         op = op_token.text.lower()
         if op_token.kind != "word" or op not in OPERATORS:
@@ -330,6 +325,18 @@ class _Parser:
         if op == "pr":
             return Compare(path, op)
         return Compare(path, op, self.value(op))
+
+    def bracketed(self) -> Filter:
+        bracket = self.take()
+        if self.in_brackets:
+            raise self.error(f"A value filter cannot nest another, at position {bracket.at + 1}")
+        self.nest()
+        self.in_brackets = True
+        inner = self.filter()
+        self.expect("]")
+        self.in_brackets = False
+        self.depth -= 1
+        return inner
 
     def parenthesized(self) -> Filter:
         self.nest()
@@ -406,11 +413,7 @@ def parse_path(text: str) -> PatchPath:
     value_filter: Filter | None = None
     sub_attribute: str | None = None
     if parser.peek().kind == "[":
-        parser.take()
-        parser.nest()
-        parser.in_brackets = True
-        value_filter = parser.filter()
-        parser.expect("]")
+        value_filter = parser.bracketed()
         if parser.peek().kind == "word":
             sub = _SUB_ATTR.fullmatch(parser.peek().text)
             if sub is None:
@@ -481,6 +484,8 @@ def _resolve(
     columns: Mapping[str, Column],
     error: Callable[[str], ScimError],
 ) -> AttributePath:
+    if not isinstance(text, str) or not _ATTR_PATH.fullmatch(text):
+        raise error(f"Invalid attribute path {text!r}")
     if any(text.lower() == s.lower() for s in resource_type.schema_ids):
         raise error(f"{text!r} names a schema, not an attribute")
     try:
@@ -655,23 +660,23 @@ class _SqliteJson:
             case((type_ == "object", raw)) != "{}",  # json_extract returns minified JSON
         )
 
-    def any_element(
-        self, array: _Node, predicate: Callable[[_Node], ColumnElement[bool]]
-    ) -> ColumnElement[bool]:
+    def _elements(self, array: _Node) -> tuple[Any, _Node]:
         each = func.json_each(array.container, self.path(array.keys)).table_valued(
             "value", "type", "key"
         )
-        element = _Node(each.c.value, (), each.c.type)
+        return each, _Node(each.c.value, (), each.c.type)
+
+    def any_element(
+        self, array: _Node, predicate: Callable[[_Node], ColumnElement[bool]]
+    ) -> ColumnElement[bool]:
+        each, element = self._elements(array)
         found = exists(select(literal(1)).select_from(each).where(predicate(element)))
         return and_(self.type_(array) == "array", found)
 
     def first_element(
         self, array: _Node, key: Callable[[_Node], ColumnElement[Any]]
     ) -> ColumnElement[Any]:
-        each = func.json_each(array.container, self.path(array.keys)).table_valued(
-            "value", "type", "key"
-        )
-        element = _Node(each.c.value, (), each.c.type)
+        each, element = self._elements(array)
         primary = self.type_(_Node(each.c.value, ("primary",), each.c.type)) == self.TRUE
         first = (
             select(key(element))
@@ -762,16 +767,18 @@ def _negate(expr: ColumnElement[bool]) -> ColumnElement[bool]:
     return not_(func.coalesce(expr, false()))
 
 
-def _compared(left: Any, op: str, right: Any) -> ColumnElement[bool]:
-    if op == "eq":
-        return left == right
-    if op == "gt":
-        return left > right
-    if op == "ge":
-        return left >= right
-    if op == "lt":
-        return left < right
-    return left <= right
+# The same operators build SQL (SQLAlchemy overloads them) and compare Python values.
+_COMPARED: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+
+
+def _compared(left: Any, op: str, right: Any) -> Any:
+    return _COMPARED[op](left, right)
 
 
 def _like_pattern(op: str, value: str) -> str:
@@ -1089,30 +1096,18 @@ def _holds(value: Any, op: str, operand: _Operand | None) -> bool:
             return left.startswith(right)
         if op == "ew":
             return left.endswith(right)
-        return _compared_py(left, op, right)
+        return _compared(left, op, right)
     if operand.kind == "boolean":
         return isinstance(value, bool) and value is operand.value
     if operand.kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        return _compared_py(value, op, operand.value)
+        return _compared(value, op, operand.value)
     if isinstance(value, datetime):
         moment: datetime | None = value if value.tzinfo else value.replace(tzinfo=UTC)
     else:
         moment = _parse_datetime(value) if isinstance(value, str) else None
-    return moment is not None and _compared_py(moment, op, operand.value)
-
-
-def _compared_py(left: Any, op: str, right: Any) -> bool:
-    if op == "eq":
-        return bool(left == right)
-    if op == "gt":
-        return bool(left > right)
-    if op == "ge":
-        return bool(left >= right)
-    if op == "lt":
-        return bool(left < right)
-    return bool(left <= right)
+    return moment is not None and _compared(moment, op, operand.value)
 
 
 def _element_matches(f: Filter, element: Any, attribute: Attribute, generic: bool) -> bool:

@@ -15,7 +15,7 @@ from idp.orgs.models import Team, TeamMember
 from scim import quirks
 from scim.api import bp, check_if_match, ctx, read_json, resource_response, scim_response
 from scim.errors import ScimError, invalid_value, not_found
-from scim.filters import Column, FilterTarget, compile_filter, order_by
+from scim.filters import Column, FilterTarget, Related, compile_filter
 from scim.patch import apply_patch, parse_patch, split_member_operations
 from scim.resources import (
     ListParams,
@@ -24,6 +24,7 @@ from scim.resources import (
     list_response,
     project,
     schemas_of,
+    sorting,
     wants,
 )
 from scim.schemas import group_type
@@ -42,6 +43,14 @@ def group_target() -> FilterTarget:
             "meta.lastModified": Column(DirectoryGroup.updated_at, kind="dateTime"),
         },
         dialect=db.engine.dialect.name,
+        # Entra asks "members[value eq ...]": members are rows, not part of the document.
+        related={
+            "members": Related(
+                TeamMember.__table__,
+                TeamMember.team_id == DirectoryGroup.team_id,
+                {"value": Column(TeamMember.membership_id)},
+            )
+        },
     )
 
 
@@ -134,12 +143,9 @@ def list_groups(params: ListParams) -> dict[str, Any]:
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     groups: list[DirectoryGroup] = []
     if params.count:
-        ordering = [order_by(params.sort_by, target)] if params.sort_by else []
-        if params.descending:
-            ordering = [o.desc() for o in ordering]
         groups = list(
             db.session.scalars(
-                query.order_by(*ordering, DirectoryGroup.team_id)
+                query.order_by(*sorting(params, target), DirectoryGroup.team_id)
                 .offset(params.start_index - 1)
                 .limit(params.count)
             )

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from scim.errors import ScimError, invalid_value
+from scim.filters import FilterTarget, order_by
 from scim.schemas import (
     LIST_RESPONSE,
     SEARCH_REQUEST,
@@ -188,6 +189,14 @@ def list_params(source: dict[str, Any], *, search: bool = False) -> ListParams:
         attributes=_names(source.get("attributes"), "attributes"),
         excluded=_names(source.get("excludedAttributes"), "excludedAttributes"),
     )
+
+
+def sorting(params: ListParams, target: FilterTarget) -> list[Any]:
+    """ORDER BY for ``sortBy``/``sortOrder`` (RFC 7644 §3.4.2.3); missing values sort last."""
+    if not params.sort_by:
+        return []
+    key = order_by(params.sort_by, target)
+    return [(key.desc() if params.descending else key.asc()).nulls_last()]
 
 
 def list_response(

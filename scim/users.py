@@ -17,7 +17,7 @@ from idp.users.services import validate_email
 from scim import quirks
 from scim.api import bp, check_if_match, ctx, read_json, resource_response, scim_response
 from scim.errors import invalid_value, not_found
-from scim.filters import Column, FilterTarget, compile_filter, order_by
+from scim.filters import Column, FilterTarget, Related, compile_filter
 from scim.patch import apply_patch, parse_patch
 from scim.resources import (
     ListParams,
@@ -27,6 +27,7 @@ from scim.resources import (
     primary_value,
     project,
     schemas_of,
+    sorting,
     wants,
 )
 from scim.schemas import user_type
@@ -46,6 +47,15 @@ def user_target() -> FilterTarget:
             "meta.lastModified": Column(DirectoryUser.updated_at, kind="dateTime"),
         },
         dialect=db.engine.dialect.name,
+        related={
+            "groups": Related(
+                TeamMember.__table__.join(
+                    DirectoryGroup.__table__, DirectoryGroup.team_id == TeamMember.team_id
+                ),
+                TeamMember.membership_id == DirectoryUser.membership_id,
+                {"value": Column(TeamMember.team_id)},
+            )
+        },
     )
 
 
@@ -165,12 +175,9 @@ def list_users(params: ListParams) -> dict[str, Any]:
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     users: list[DirectoryUser] = []
     if params.count:
-        ordering = [order_by(params.sort_by, target)] if params.sort_by else []
-        if params.descending:
-            ordering = [o.desc() for o in ordering]
         users = list(
             db.session.scalars(
-                query.order_by(*ordering, DirectoryUser.membership_id)
+                query.order_by(*sorting(params, target), DirectoryUser.membership_id)
                 .offset(params.start_index - 1)
                 .limit(params.count)
             )

@@ -126,3 +126,14 @@ def test_external_id_is_unique_per_org(client: FlaskClient, scim: Scim) -> None:
     error(scim("POST", "/Groups", group_body("Eng 2", externalId="00g1")), 409, "uniqueness")
     other = make_scim(client, "globex")
     assert other("POST", "/Groups", group_body("Eng", externalId="00g1")).status_code == 201
+
+
+def test_filter_by_members_and_by_groups(scim: Scim) -> None:
+    a, b = users(scim, 2)
+    eng = scim("POST", "/Groups", group_body("Eng", [a])).json
+    scim("POST", "/Groups", group_body("Ops", [b]))
+    found = scim("GET", "/Groups", filter=f'members[value eq "{a}"]').json["Resources"]
+    assert [g["id"] for g in found] == [eng["id"]]
+    assert scim("GET", "/Groups", filter=f'members eq "{b}"').json["totalResults"] == 1
+    in_eng = scim("GET", "/Users", filter=f'groups.value eq "{eng["id"]}"').json["Resources"]
+    assert [u["id"] for u in in_eng] == [a]
