@@ -22,8 +22,6 @@ from idp.directory.models import DirectoryGroup, DirectoryUser
 from idp.orgs.models import Membership, MembershipStatus, Organization, Team, TeamMember
 from scim.errors import ScimError
 from scim.filters import (
-    MAX_DEPTH,
-    MAX_LENGTH,
     And,
     Column,
     Compare,
@@ -41,6 +39,7 @@ from scim.filters import (
     parse_filter,
     parse_path,
 )
+from scim.filters.grammar import MAX_DEPTH, MAX_LENGTH
 from scim.schemas import ENTERPRISE_USER, group_type, user_type
 from tests.builders import make_member, make_org
 
