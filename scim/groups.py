@@ -16,7 +16,8 @@ from scim import quirks
 from scim.api import bp, check_if_match, ctx, read_json, resource_response, scim_response
 from scim.errors import ScimError, invalid_value, not_found
 from scim.filters import Column, FilterTarget, Related, compile_filter
-from scim.patch import apply_patch, parse_patch, split_member_operations
+from scim.members import split_member_operations
+from scim.patch import apply_patch, parse_patch
 from scim.resources import (
     ListParams,
     canonical_document,

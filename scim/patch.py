@@ -28,10 +28,9 @@ from scim.errors import (
     mutability,
     no_target,
 )
-from scim.filters import And, Compare, Filter, Or, PatchPath, matches, parse_path
+from scim.filters import And, Compare, Filter, PatchPath, matches, parse_path
 from scim.resources import check_simple, is_empty
 from scim.schemas import (
-    GROUP,
     PATCH_OP,
     Attribute,
     AttributePath,
@@ -64,12 +63,12 @@ def parse_patch(body: Any) -> list[Operation]:
     """
     if not isinstance(body, dict):
         raise invalid_syntax("A PATCH body must be a PatchOp object")
-    schemas = _get(body, "schemas")
+    schemas = get_key(body, "schemas")
     if not isinstance(schemas, list) or not any(
         isinstance(s, str) and s.lower() == PATCH_OP.lower() for s in schemas
     ):
         raise invalid_syntax(f'A PATCH body must have "schemas": ["{PATCH_OP}"]')
-    operations = _get(body, "Operations")
+    operations = get_key(body, "Operations")
     if not isinstance(operations, list) or not operations:
         raise invalid_syntax('A PATCH body must have a non-empty "Operations" list')
     if len(operations) > MAX_OPERATIONS:
@@ -81,10 +80,10 @@ def _parse_operation(item: Any, n: int) -> Operation:
     where = f"Operation {n}"
     if not isinstance(item, dict):
         raise invalid_syntax(f"{where} must be an object")
-    op = _get(item, "op")
+    op = get_key(item, "op")
     if op not in OPS:
         raise invalid_syntax(f'{where}: "op" must be "add", "replace" or "remove", not {op!r}')
-    text = _get(item, "path")
+    text = get_key(item, "path")
     path = None
     if text is not None:
         if not isinstance(text, str) or not text.strip():
@@ -94,7 +93,7 @@ def _parse_operation(item: Any, n: int) -> Operation:
         except ScimError as error:
             raise invalid_path(f"{where}: {error.detail}") from None
     has_value = _has(item, "value")
-    value = _get(item, "value")
+    value = get_key(item, "value")
     if op == "remove":
         if path is None:
             # RFC 7644 §3.5.2.2: a remove without a path names no target.
@@ -107,7 +106,7 @@ def _parse_operation(item: Any, n: int) -> Operation:
     return Operation(op, path, value)
 
 
-def _get(document: dict[str, Any], name: str) -> Any:
+def get_key(document: dict[str, Any], name: str) -> Any:
     if name in document:
         return document[name]
     lowered = name.lower()
@@ -239,9 +238,9 @@ class _Patcher:
         ):
             return None  # an attribute of a known schema
         listed = [s.lower() for s in self.document.get("schemas", []) if isinstance(s, str)]
-        if _key_of(self.document, text) is not None or lowered in listed:
-            return _Target(_key_of(self.document, text) or text, None, typed=False)
-        held = urn is not None and (_key_of(self.document, urn) or urn.lower() in listed)
+        if key_of(self.document, text) is not None or lowered in listed:
+            return _Target(key_of(self.document, text) or text, None, typed=False)
+        held = urn is not None and (key_of(self.document, urn) or urn.lower() in listed)
         if not held and isinstance(value, dict):
             # An extension we hold no schema for (Okta's custom ones): its URN, with an object.
             return _Target(text, None, typed=False)
@@ -251,7 +250,7 @@ class _Patcher:
         typed = resolved.urn is None or self.resource_type.extension(resolved.urn) is not None
         urn = resolved.urn
         if urn is not None and not typed:
-            urn = _key_of(self.document, urn) or urn
+            urn = key_of(self.document, urn) or urn
         return _Target(urn, resolved.attribute, resolved.sub_attribute, typed=typed)
 
     # --- operations
@@ -275,7 +274,7 @@ class _Patcher:
     def _container(self, target: _Target, create: bool) -> dict[str, Any] | None:
         if target.urn is None:
             return self.document
-        key = _key_of(self.document, target.urn) or target.urn
+        key = key_of(self.document, target.urn) or target.urn
         extension = self.document.get(key)
         if not isinstance(extension, dict):
             if not create:
@@ -287,7 +286,7 @@ class _Patcher:
         """A bare extension URN as path: its whole object (RFC 7644 §3.5.2, RFC 7643 §3.3)."""
         urn = target.urn
         assert urn is not None  # noqa: S101 - a whole-extension target always names one
-        key = _key_of(self.document, urn) or urn
+        key = key_of(self.document, urn) or urn
         if op == "remove":
             self.document.pop(key, None)
             return
@@ -302,7 +301,7 @@ class _Patcher:
             existing = self.document.get(key)
             merged = dict(existing) if isinstance(existing, dict) else {}
             for name, item in fields.items():
-                merged[_key_of(merged, name) or name] = copy.deepcopy(item)
+                merged[key_of(merged, name) or name] = copy.deepcopy(item)
             self.document[key] = merged
             return
         # A complex value: its attributes are added or replaced, the others kept (§3.5.2.3).
@@ -500,7 +499,7 @@ def _apply_untyped(container: dict[str, Any], op: str, target: _Target, value: A
     """An attribute of an extension we hold no schema for: stored as sent."""
     attribute = target.attribute
     assert attribute is not None  # noqa: S101 - see _Patcher._apply
-    name = _key_of(container, attribute.name) or attribute.name
+    name = key_of(container, attribute.name) or attribute.name
     if target.sub is None:
         if op == "remove" or value is None:
             container.pop(name, None)
@@ -515,7 +514,7 @@ def _apply_untyped(container: dict[str, Any], op: str, target: _Target, value: A
         if op == "remove" or value is None:
             return
         parent = container[name] = {}
-    sub = _key_of(parent, target.sub.name) or target.sub.name
+    sub = key_of(parent, target.sub.name) or target.sub.name
     if op == "remove" or value is None:
         parent.pop(sub, None)
     else:
@@ -643,7 +642,7 @@ def _covers(current: Any, given: Any) -> bool:
     """Whether every sub-value ``given`` names has that value in ``current``."""
     if isinstance(current, dict) and isinstance(given, dict):
         return all(
-            _is_empty(v) or _same(v, current.get(_key_of(current, k) or k, _MISSING))
+            _is_empty(v) or _same(v, current.get(key_of(current, k) or k, _MISSING))
             for k, v in given.items()
             if isinstance(k, str)
         )
@@ -693,156 +692,9 @@ def _sync_schemas(document: dict[str, Any], resource_type: ResourceType) -> None
         document[key] = document.pop(key)
 
 
-def _key_of(document: dict[str, Any], name: str) -> str | None:
+def key_of(document: dict[str, Any], name: str) -> str | None:
     """The key of ``document`` that spells ``name`` in any case (RFC 7643 §2.1)."""
     if name in document:
         return name
     lowered = name.lower()
     return next((k for k in document if isinstance(k, str) and k.lower() == lowered), None)
-
-
-# --- group membership -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MemberChanges:
-    """What a PATCH does to a Group's members, as ids of member resources.
-
-    Applied in this order: when ``replace`` is not None the members become exactly
-    ``replace``; else when ``remove_all`` they become none; then ``remove`` are taken out and
-    ``add`` put in (the two never share an id). A sequence of operations is folded into this
-    form in order, so ``replace`` then ``add`` gives the replaced list plus the added ids.
-    """
-
-    add: list[str]
-    remove: list[str]
-    replace: list[str] | None
-    remove_all: bool
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.add or self.remove or self.remove_all or self.replace is not None)
-
-
-def split_member_operations(operations: list[Operation]) -> tuple[list[Operation], MemberChanges]:
-    """The operations that do not touch a Group's ``members``, and what those that do do.
-
-    Member changes are meant to be applied after the other operations (they touch nothing
-    else). Handled forms (RFC 7644 §3.5.2): ``add``/``replace`` with path ``members``; a
-    path-less ``add``/``replace`` whose value has ``members`` (the rest of the value stays an
-    operation); ``remove`` with path ``members[value eq "id"]`` (or an ``or`` of those);
-    ``remove`` with path ``members`` and no value (all of them) or with a value list (those
-    given: Entra's form, also rewritten by scim.quirks).
-    """
-    others: list[Operation] = []
-    folded = _MemberFold()
-    for n, operation in enumerate(operations, 1):
-        where = f"Operation {n}"
-        if operation.path is None:
-            key = _key_of(operation.value, "members") if isinstance(operation.value, dict) else None
-            if key is None:
-                others.append(operation)
-                continue
-            rest = {k: v for k, v in operation.value.items() if k != key}
-            if rest:
-                others.append(Operation(operation.op, None, rest))
-            folded.apply(operation.op, _member_ids(operation.value[key], where))
-            continue
-        if not _is_members_path(operation.path):
-            others.append(operation)
-            continue
-        path = operation.path
-        if path.sub_attribute or "." in split_urn(path.attribute)[1]:
-            raise invalid_path(f"{where}: members are added, replaced or removed whole")
-        if path.value_filter is not None:
-            if operation.op != "remove":
-                raise invalid_path(f"{where}: a members filter is only for remove")
-            ids = _filter_ids(path.value_filter)
-            if ids is None:
-                raise invalid_path(f'{where}: members are removed by members[value eq "id"]')
-            folded.remove(ids)
-        elif operation.op == "remove":
-            if operation.value is None:
-                folded.remove_all()
-            else:
-                folded.remove(_member_ids(operation.value, where))
-        else:
-            folded.apply(operation.op, _member_ids(operation.value, where))
-    return others, folded.result()
-
-
-class _MemberFold:
-    def __init__(self) -> None:
-        self.replace: dict[str, None] | None = None
-        self.remove_everything = False
-        self.add: dict[str, None] = {}  # dicts as ordered sets
-        self.removed: dict[str, None] = {}
-
-    def apply(self, op: str, ids: list[str]) -> None:
-        if op == "replace":
-            self.replace = dict.fromkeys(ids)
-            self.remove_everything = False
-            self.add, self.removed = {}, {}
-        else:
-            for member in ids:
-                if self.replace is not None:
-                    self.replace[member] = None
-                else:
-                    self.add[member] = None
-                    self.removed.pop(member, None)
-
-    def remove(self, ids: list[str]) -> None:
-        for member in ids:
-            if self.replace is not None:
-                self.replace.pop(member, None)
-            else:
-                self.add.pop(member, None)
-                self.removed[member] = None
-
-    def remove_all(self) -> None:
-        self.replace = None
-        self.remove_everything = True
-        self.add, self.removed = {}, {}
-
-    def result(self) -> MemberChanges:
-        return MemberChanges(
-            add=list(self.add),
-            remove=list(self.removed),
-            replace=None if self.replace is None else list(self.replace),
-            remove_all=self.remove_everything,
-        )
-
-
-def _is_members_path(path: PatchPath) -> bool:
-    urn, rest = split_urn(path.attribute)
-    if urn is not None and urn.lower() != GROUP.lower():
-        return False
-    return rest.partition(".")[0].lower() == "members"
-
-
-def _member_ids(value: Any, where: str) -> list[str]:
-    """The ids of ``[{"value": id, ...}, ...]`` (a single member object is accepted)."""
-    items = value if isinstance(value, list) else [] if value is None else [value]
-    ids = []
-    for item in items:
-        member = _get(item, "value") if isinstance(item, dict) else None
-        if not isinstance(member, str) or not member:
-            raise invalid_value(f'{where}: a member is an object with a "value" id')
-        ids.append(member)
-    return ids
-
-
-def _filter_ids(value_filter: Filter) -> list[str] | None:
-    """The ids of ``value eq "id"`` (or an ``or`` of those), else None."""
-    if isinstance(value_filter, Compare):
-        is_id = value_filter.path.lower() == "value" and value_filter.op == "eq"
-        return [value_filter.value] if is_id and isinstance(value_filter.value, str) else None
-    if isinstance(value_filter, Or):
-        ids: list[str] = []
-        for item in value_filter.items:
-            found = _filter_ids(item)
-            if found is None:
-                return None
-            ids.extend(found)
-        return ids
-    return None

@@ -11,14 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scim.errors import ScimError
-from scim.patch import (
-    MAX_OPERATIONS,
-    MemberChanges,
-    Operation,
-    apply_patch,
-    parse_patch,
-    split_member_operations,
-)
+from scim.members import MemberChanges, split_member_operations
+from scim.patch import MAX_OPERATIONS, Operation, apply_patch, parse_patch
 from scim.schemas import ENTERPRISE_USER, GROUP, PATCH_OP, USER, group_type, user_type
 
 ENT = ENTERPRISE_USER

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scim.errors import ScimError
-from scim.patch import MemberChanges, apply_patch, parse_patch, split_member_operations
+from scim.members import MemberChanges, split_member_operations
+from scim.patch import apply_patch, parse_patch
 from scim.quirks import ADSCIM_GROUP, normalize_request
 from scim.schemas import ENTERPRISE_USER, GROUP, PATCH_OP, USER, group_type, user_type
 
