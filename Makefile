@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # (building lxml from source links another libxml2 and python3-saml then fails to load).
 PIP_INSTALL := $(BIN)/pip install --only-binary=lxml,xmlsec
 
-.PHONY: run test lint install
+.PHONY: run test lint install bench
 
 install: $(STAMP)
 
@@ -28,3 +28,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(PIP_INSTALL) --quiet -e ".[test,bench]"
+	$(BIN)/python -m bench.run

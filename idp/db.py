@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Enum, MetaData, String, event, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from flask import Response
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -121,6 +126,20 @@ def lock_row(model: type[Base], row_id: str) -> None:
             .values(id=model.id)
             .execution_options(synchronize_session=False)
         )
+
+
+def finish_request(response: Response, conflict: Callable[[], Response]) -> Response:
+    """Commit once if the request succeeded, else roll back; a commit that hits a uniqueness
+    conflict (a concurrent request won) rolls back and answers ``conflict()`` instead."""
+    if response.status_code >= 400:
+        db.session.rollback()
+        return response
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return conflict()
+    return response
 
 
 @event.listens_for(Engine, "connect")

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from idp.actors import Actor
 from idp.config import current_settings
 from idp.credentials.services import actor_for_scim_token, authenticate_scim_token
-from idp.db import db
+from idp.db import db, finish_request
 from idp.errors import GatehouseError
 from idp.orgs.models import Organization
 from idp.orgs.services import get_org, get_workspace
@@ -134,15 +134,11 @@ def check_if_match(version: str) -> None:
 
 @bp.after_request
 def commit(response: Response) -> Response:
-    if response.status_code >= 400:
-        db.session.rollback()
-        return response
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return error_response(uniqueness("A concurrent change conflicts with this one; retry"))
-    return response
+    return finish_request(response, _conflict)
+
+
+def _conflict() -> Response:
+    return error_response(uniqueness("A concurrent change conflicts with this one; retry"))
 
 
 @bp.errorhandler(ScimError)
@@ -163,7 +159,7 @@ def domain_error(exc: GatehouseError) -> Response:
 @bp.errorhandler(IntegrityError)
 def integrity_error(_exc: IntegrityError) -> Response:
     db.session.rollback()
-    return error_response(uniqueness("A concurrent change conflicts with this one; retry"))
+    return _conflict()
 
 
 @bp.errorhandler(HTTPException)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from idp.actors import Actor, anonymous_actor
 from idp.credentials.services import actor_for_key, authenticate_api_key
-from idp.db import db
+from idp.db import db, finish_request
 from idp.errors import BadRequest, Forbidden, GatehouseError, NotFound, Unauthorized
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission, decide
@@ -201,17 +201,13 @@ def _respond(result: Any, response: type[Schema] | None, status: int, paged: boo
 @bp.after_request
 def commit(response: Response) -> Response:
     """The request commits once, only if it succeeded; an error leaves nothing behind."""
-    if response.status_code >= 400:
-        db.session.rollback()
-        return response
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return _error_response(
-            409, {"error": "conflict", "message": "A concurrent change conflicts; try again"}
-        )
-    return response
+    return finish_request(response, _conflict)
+
+
+def _conflict() -> Response:
+    return _error_response(
+        409, {"error": "conflict", "message": "A concurrent change conflicts; try again"}
+    )
 
 
 def _error_response(status: int, body: dict[str, Any]) -> Response:
@@ -241,6 +237,4 @@ def invalid_input(exc: ValidationError) -> Response:
 @bp.errorhandler(IntegrityError)
 def integrity_error(exc: IntegrityError) -> Response:
     db.session.rollback()
-    return _error_response(
-        409, {"error": "conflict", "message": "A concurrent change conflicts; try again"}
-    )
+    return _conflict()
