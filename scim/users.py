@@ -205,7 +205,7 @@ def search_users() -> Response:
 def create_user() -> Response:
     data = user_input(quirks.normalize_request(read_json(), user_type(), "POST"))
     user = directory.provision_user(ctx().actor, ctx().org, **data, **identity_of(data))
-    return resource_response(_full(user), 201)
+    return resource_response(user_resource(user), 201)  # a new user is in no group yet
 
 
 @bp.get("/Users/<user_id>")

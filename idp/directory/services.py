@@ -101,7 +101,7 @@ def provision_user(
     unless the IdP already provisioned them under another userName.
     """
     orgs.check_permission(actor, Permission.MEMBERS_ADD)
-    orgs.lock_org(org.id)
+    orgs.lock_org(org.id)  # before the userName check, so two creates of one name serialize
     key = _refuse_taken_user_name(org.id, user_name)
     user = get_or_create_user(org.workspace_id, email, name)
     status = MembershipStatus.ACTIVE if active else MembershipStatus.SUSPENDED

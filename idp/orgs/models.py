@@ -71,6 +71,7 @@ class Membership(db.Model):
         UniqueConstraint("org_id", "user_id"),
         Index("ix_memberships_org_id_id", "org_id", "id"),
         Index("ix_memberships_org_id_role", "org_id", "role"),
+        Index("ix_memberships_org_id_status", "org_id", "status"),
         Index("ix_memberships_user_id", "user_id"),
     )
 

@@ -12,8 +12,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
-from sqlalchemy.orm import contains_eager
+from sqlalchemy import event, func, or_, select, text
+from sqlalchemy.orm import Session, contains_eager
 
 from idp.actors import Actor
 from idp.audit.services import record_org_event
@@ -216,6 +216,15 @@ def delete_org(actor: Actor, org: Organization) -> None:
     )
 
 
+LOCKED_ORGS = "gatehouse.locked_orgs"
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _release_org_locks(session: Session) -> None:
+    session.info.pop(LOCKED_ORGS, None)
+
+
 def lock_org(org_id: str) -> None:
     """Serialize membership changes of one org until the transaction ends.
 
@@ -225,6 +234,10 @@ def lock_org(org_id: str) -> None:
     and no other writer can interleave until commit.
     """
     session = db.session
+    held = session.info.setdefault(LOCKED_ORGS, set())
+    if org_id in held:
+        return  # already held by this transaction
+    held.add(org_id)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
     else:
@@ -346,9 +359,21 @@ def recompute_roles(actor: Actor, org: Organization, membership_ids: list[str]) 
 
 def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str]) -> None:
     mapped = mapped_roles(org.id, membership_ids)
+    # Only members with a mapped role, or raised above their hand-set role, can change.
+    raised = db.session.scalars(
+        select(Membership.id).where(
+            Membership.org_id == org.id,
+            Membership.id.in_(membership_ids),
+            Membership.assigned_role.is_not(None),
+            Membership.role != Membership.assigned_role,
+        )
+    )
+    candidates = set(mapped) | set(raised)
+    if not candidates:
+        return
     memberships = db.session.scalars(
         select(Membership)
-        .where(Membership.org_id == org.id, Membership.id.in_(membership_ids))
+        .where(Membership.org_id == org.id, Membership.id.in_(candidates))
         .execution_options(populate_existing=True)
     )
     for membership in memberships:
@@ -374,8 +399,17 @@ def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str])
 
 
 def _refuse_if_full(org: Organization) -> None:
-    """Called under ``lock_org``: refuse one more active member past the org's cap."""
-    if count_active_members(org.id) >= org.member_cap:
+    """Called under ``lock_org``: refuse one more active member past the org's cap.
+
+    Counts at most ``member_cap`` index entries, however large the org.
+    """
+    seats = (
+        select(Membership.id)
+        .where(Membership.org_id == org.id, Membership.status == MembershipStatus.ACTIVE)
+        .limit(org.member_cap)
+        .subquery()
+    )
+    if db.session.scalar(select(func.count()).select_from(seats)) >= org.member_cap:
         raise Conflict(
             "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
         )

@@ -81,6 +81,7 @@ def upgrade():
 
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.add_column(sa.Column('assigned_role', sa.Enum('member', 'admin', 'owner', name='assigned_role', native_enum=False, create_constraint=True), nullable=True))
+        batch_op.create_index('ix_memberships_org_id_status', ['org_id', 'status'], unique=False)
 
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.alter_column('email',
@@ -107,6 +108,7 @@ def downgrade():
                nullable=False)
 
     with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index('ix_memberships_org_id_status')
         batch_op.drop_column('assigned_role')
 
     with op.batch_alter_table('directory_users', schema=None) as batch_op:
