@@ -155,14 +155,16 @@ def seed_with(instance_path: Path, database_url: str, seed: Callable[[], T]) -> 
             db.engine.dispose()
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], port: int, log: Path, ready_path: str
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BenchmarkError(f"gunicorn exited with {process.returncode}:\n{_tail(log)}")
         conn = http.client.HTTPConnection(HOST, port, timeout=2)
         try:
-            conn.request("GET", "/healthz")
+            conn.request("GET", ready_path)
             if conn.getresponse().status == 200:
                 return
         except OSError:
@@ -170,7 +172,7 @@ def _wait_until_ready(process: subprocess.Popen[bytes], port: int, log: Path) ->
         finally:
             conn.close()
         time.sleep(0.1)
-    raise BenchmarkError(f"gunicorn did not answer /healthz within {START_TIMEOUT:.0f}s")
+    raise BenchmarkError(f"gunicorn did not answer {ready_path} within {START_TIMEOUT:.0f}s")
 
 
 def _tail(log: Path, chars: int = 3000) -> str:
@@ -194,8 +196,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], options: ServerOptions, log: Path) -> Iterator[int]:
-    """Serve ``wsgi:app`` on a free loopback port until the block ends; yields the port."""
+def gunicorn(
+    env: dict[str, str],
+    options: ServerOptions,
+    log: Path,
+    *,
+    app: str = "wsgi:app",
+    ready_path: str = "/healthz",
+) -> Iterator[int]:
+    """Serve ``app`` on a free loopback port until the block ends; yields the port.
+
+    ``ready_path`` is polled until it answers 200 (another app than Gatehouse has no
+    ``/healthz``).
+    """
     port = free_port()
     command = [
         tool("gunicorn"),
@@ -211,7 +224,7 @@ def gunicorn(env: dict[str, str], options: ServerOptions, log: Path) -> Iterator
         "warning",
         "--graceful-timeout",
         "5",
-        "wsgi:app",
+        app,
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -223,18 +236,27 @@ def gunicorn(env: dict[str, str], options: ServerOptions, log: Path) -> Iterator
             start_new_session=True,
         )
     try:
-        _wait_until_ready(process, port, log)
+        _wait_until_ready(process, port, log, ready_path)
         yield port
     finally:
         _stop(process)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A migrated, seeded database and the environment a server on it needs; no server yet."""
+
+    backend: str
+    database_url: str
+    database_version: str
+    directory: Path
+    instance_path: Path
+    env: dict[str, str]
+
+
 @contextmanager
-def deployment(
-    options: RunOptions, seed: Callable[[], T], server: ServerOptions | None = None
-) -> Iterator[tuple[Deployment, T]]:
-    """Create, migrate and seed a database, start gunicorn on it, and tear it all down after."""
-    server = server or ServerOptions()
+def prepared(options: RunOptions, seed: Callable[[], T]) -> Iterator[tuple[Prepared, T]]:
+    """Create, migrate and seed a database in a temp folder; drop both when the block ends."""
     directory = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
     try:
         with throwaway_database(options.database, directory, options.postgres_url) as (
@@ -245,12 +267,35 @@ def deployment(
             env = _environment(instance, database_url)
             migrate(env)
             seeded = seed_with(instance, database_url, seed)
-            with gunicorn(env, server, directory / "gunicorn.log") as port:
-                yield (
-                    Deployment(
-                        options.database, database_url, version, instance, HOST, port, server
-                    ),
-                    seeded,
-                )
+            yield (
+                Prepared(options.database, database_url, version, directory, instance, env),
+                seeded,
+            )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def serve(
+    base: Prepared, server: ServerOptions, log_name: str = "gunicorn.log"
+) -> Iterator[Deployment]:
+    """Gatehouse under gunicorn on a prepared database, until the block ends."""
+    with gunicorn(base.env, server, base.directory / log_name) as port:
+        yield Deployment(
+            base.backend,
+            base.database_url,
+            base.database_version,
+            base.instance_path,
+            HOST,
+            port,
+            server,
+        )
+
+
+@contextmanager
+def deployment(
+    options: RunOptions, seed: Callable[[], T], server: ServerOptions | None = None
+) -> Iterator[tuple[Deployment, T]]:
+    """Create, migrate and seed a database, start gunicorn on it, and tear it all down after."""
+    with prepared(options, seed) as (base, seeded), serve(base, server or ServerOptions()) as dep:
+        yield dep, seeded

@@ -22,6 +22,9 @@ from bench.report import Report, format_table, machine_info, report_dict, write_
 BENCHMARKS = {
     "members_list": "bench.members_list",
     "permission_decisions": "bench.permission_decisions",
+    "scim_provisioning": "bench.scim_provisioning",
+    "scim_lookup": "bench.scim_lookup",
+    "scim_group_patch": "bench.scim_group_patch",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
