@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from idp import mail
@@ -78,6 +78,8 @@ def _install_request_id(app: Flask) -> None:
     def assign_request_id() -> None:
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+        if "\x00" in request.path:
+            abort(404)  # no resource is named with a NUL, and no database could look one up
 
     @app.after_request
     def echo_request_id(response: Response) -> Response:

@@ -16,6 +16,7 @@ from idp.config import current_settings
 from idp.credentials.services import actor_for_scim_token, authenticate_scim_token
 from idp.db import db, finish_request
 from idp.errors import GatehouseError
+from idp.jsonbody import has_unstorable_text, parse_json
 from idp.orgs.models import Organization
 from idp.orgs.services import get_org, get_workspace
 from scim.errors import CONTENT_TYPE, ScimError, error_response, invalid_syntax, uniqueness
@@ -83,26 +84,14 @@ def read_json() -> dict[str, Any]:
     if mimetype not in JSON_TYPES:
         raise ScimError(415, "Send the body as application/scim+json")
     try:
-        body = json.loads(request.get_data(cache=True) or b"null")
-    except (ValueError, RecursionError):
+        body = parse_json(request.get_data(cache=True) or b"null")
+    except ValueError:
         raise invalid_syntax("The request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise invalid_syntax("The request body must be a JSON object")
-    if _has_nul(body):
-        raise ScimError(400, "Text may not contain NUL characters", "invalidValue")
+    if has_unstorable_text(body):
+        raise ScimError(400, "Text may not hold NUL or lone surrogates", "invalidValue")
     return body
-
-
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    if depth > 64:
-        raise invalid_syntax("The request body nests too deeply")
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v, depth + 1) for v in value)
-    return False
 
 
 def scim_response(

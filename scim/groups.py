@@ -21,6 +21,7 @@ from scim.patch import apply_patch, parse_patch
 from scim.resources import (
     ListParams,
     canonical_document,
+    external_id,
     list_params,
     list_response,
     project,
@@ -110,7 +111,7 @@ def group_input(body: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]
             member_ids.append(member["value"])
     data = {
         "display_name": display_name,
-        "external_id": document.pop("externalId", None),
+        "external_id": external_id(document),
         "attributes": document,
     }
     return data, member_ids

@@ -21,6 +21,7 @@ from scim.schemas import (
 
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
+MAX_START_INDEX = 2**31  # past any result set; keeps OFFSET within every database's range
 # Attributes the client may never set (RFC 7643 §3.1, §7): the server's own.
 SERVER_OWNED = {"id", "meta", "schemas"}
 _URN = re.compile(r"^urn:[a-z0-9][a-z0-9-]{0,31}:", re.IGNORECASE)
@@ -128,6 +129,14 @@ def canonical_document(body: dict[str, Any], resource_type: ResourceType) -> dic
     return document
 
 
+def external_id(document: dict[str, Any]) -> str | None:
+    """Take ``externalId`` out of a document: the IdP's own id, at most 255 characters."""
+    value = document.pop("externalId", None)
+    if value is not None and len(value) > 255:
+        raise invalid_value("externalId is longer than 255 characters")
+    return value
+
+
 def primary_value(document: dict[str, Any], attribute: str) -> str | None:
     """The value of the primary item of a multi-valued attribute, else of the first one."""
     items = [i for i in document.get(attribute, []) if isinstance(i, dict) and i.get("value")]
@@ -170,7 +179,8 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
 
 def list_params(source: dict[str, Any], *, search: bool = False) -> ListParams:
     """From query parameters, or (``search``) from a SearchRequest body (RFC 7644 §3.4.3)."""
-    if search and SEARCH_REQUEST not in source.get("schemas", [SEARCH_REQUEST]):
+    schemas = source.get("schemas", [SEARCH_REQUEST])
+    if search and (not isinstance(schemas, list) or SEARCH_REQUEST not in schemas):
         raise ScimError(400, f"A search request needs the schema {SEARCH_REQUEST}", "invalidSyntax")
     start = _int(source.get("startIndex", 1), "startIndex")
     count = _int(source.get("count", DEFAULT_COUNT), "count")
@@ -182,7 +192,7 @@ def list_params(source: dict[str, Any], *, search: bool = False) -> ListParams:
         raise ScimError(400, "filter must be a string", "invalidFilter")
     return ListParams(
         filter=text or None,
-        start_index=max(start, 1),
+        start_index=min(max(start, 1), MAX_START_INDEX),
         count=min(max(count, 0), MAX_COUNT),
         sort_by=source.get("sortBy") or None,
         descending=order == "descending",

@@ -22,6 +22,7 @@ from scim.patch import apply_patch, parse_patch
 from scim.resources import (
     ListParams,
     canonical_document,
+    external_id,
     list_params,
     list_response,
     primary_value,
@@ -120,7 +121,7 @@ def user_input(body: dict[str, Any]) -> dict[str, Any]:
         raise invalid_value("userName is required")
     return {
         "user_name": user_name,
-        "external_id": document.pop("externalId", None),
+        "external_id": external_id(document),
         # Kept in the document too: an IdP that never sent (or removed) active sees none back.
         "active": document.get("active", True),
         "attributes": document,
@@ -144,7 +145,7 @@ def identity_of(data: dict[str, Any]) -> dict[str, Any]:
     if not name:
         parts = [document.get("name", {}).get(k) for k in ("givenName", "familyName")]
         name = " ".join(p for p in parts if p) or None
-    return {"email": email, "name": name}
+    return {"email": email, "name": name[:200] if name else None}
 
 
 def _users_query() -> Any:

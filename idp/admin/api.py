@@ -8,7 +8,6 @@ authenticates the API key, resolves the org in the URL and asks the one permissi
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from idp.actors import Actor, anonymous_actor
 from idp.credentials.services import actor_for_key, authenticate_api_key
 from idp.db import db, finish_request
 from idp.errors import BadRequest, Forbidden, GatehouseError, NotFound, Unauthorized
+from idp.jsonbody import has_unstorable_text, parse_json
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission, decide
 from idp.orgs.services import get_org
@@ -152,31 +152,16 @@ def _json_body() -> Any:
     if not request.is_json:
         raise BadRequest("unsupported_media_type", "Send the body as application/json")
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
+        return parse_json(raw)
+    except ValueError:
         raise BadRequest("malformed_json", "The request body is not valid JSON") from None
-
-
-def _has_nul(value: Any) -> bool:
-    """Whether a NUL character hides anywhere in parsed input (no database stores it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def _load(schema: Schema, data: Any) -> Any:
     if not isinstance(data, dict):
         raise BadRequest("invalid_request", "Expected a JSON object")
-    try:
-        has_nul = _has_nul(data)
-    except RecursionError:
-        raise BadRequest("malformed_json", "The request body nests too deeply") from None
-    if has_nul:
-        raise BadRequest("invalid_characters", "Text may not contain NUL characters")
+    if has_unstorable_text(data):
+        raise BadRequest("invalid_characters", "Text may not hold NUL or lone surrogates")
     return schema.load(data)
 
 

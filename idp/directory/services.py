@@ -72,7 +72,7 @@ def get_directory_user(org_id: str, membership_id: str) -> DirectoryUser:
 
 def _refuse_taken_user_name(org_id: str, user_name: str, keep: str | None = None) -> str:
     key = user_name.strip().lower()
-    if not key or len(key) > 320:
+    if not key or len(user_name) > 320:
         raise BadRequest("invalid_user_name", "userName must be 1 to 320 characters")
     holder = db.session.scalar(
         select(DirectoryUser.membership_id).where(
@@ -266,7 +266,7 @@ def _bump(group: DirectoryGroup) -> None:
         .values(version=DirectoryGroup.version + 1)
         .execution_options(synchronize_session=False)
     )
-    db.session.expire(group, ["version"])
+    db.session.expire(group, ["version", "updated_at"])
 
 
 def _org_membership_ids(org_id: str, ids: list[str]) -> set[str]:
@@ -311,6 +311,7 @@ def change_group_members(
     requests never fail each other); an id that is not a member of this org is refused.
     """
     orgs.check_permission(actor, Permission.TEAMS_WRITE)
+    orgs.lock_org(org.id)  # so "already a member" is read once other changes are committed
     add_ids = list(dict.fromkeys(add))
     remove_ids = set(remove)
     if replace is not None:
