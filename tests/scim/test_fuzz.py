@@ -797,6 +797,7 @@ def test_searches(target: Target, resource: str, body: Any) -> None:
 # --- what the fuzzer found ---------------------------------------------------------------
 # Each was first answered 500 (or wrongly 2xx) here; the strategies above leave it out.
 
+
 def refused(response: Any, scim_type: str | None = None) -> dict[str, Any]:
     """A 400 SCIM error (of ``scim_type``, when given)."""
     body = check(response)
