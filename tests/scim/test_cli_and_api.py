@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import event, select
@@ -21,24 +20,11 @@ from idp.orgs.models import Membership
 from idp.orgs.roles import Role
 from tests.builders import auth, make_key, make_member, make_org, workspace
 from tests.scim.conftest import Scim, group_body, make_scim, user_body
+from tests.test_cli import fails, ok
 
 TOKEN = re.compile(r"^ghs_[A-Za-z0-9_-]{40,}$")
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-
-def ok(runner: FlaskCliRunner, *args: str) -> Result:
-    result = runner.invoke(args=list(args))
-    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-    return result
-
-
-def fails(runner: FlaskCliRunner, *args: str) -> Result:
-    """A refused command: exit 1, the error on stderr, nothing on stdout."""
-    result = runner.invoke(args=list(args))
-    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
-    assert result.stdout == ""
-    return result
 
 
 def users_status(client: FlaskClient, slug: str, token: str) -> int:

@@ -10,10 +10,9 @@ case, URNs, PATCH paths, "True"/"False", ids of real resources) mixed with garba
 makes its org once and shares it across examples, so the data drifts as examples succeed:
 later examples meet users renamed, deactivated, emptied by earlier ones.
 
-What the strategies leave out (lone surrogates, NaN and Infinity, over-long identifiers, a
-``startIndex`` past 64 bits, a search whose ``schemas`` is a bare scalar, NUL in the URL) each
-answered 500 when first generated; each has a test of its own at the end of this module, so
-that the random tests stay about what is not yet known.
+Some inputs answered 500 when first generated (lone surrogates, NaN and Infinity, over-long
+identifiers, a ``startIndex`` past 64 bits, a search whose ``schemas`` is a bare scalar, NUL in
+the URL); they stay in the strategies, and each also has a plain test at the end.
 """
 
 from __future__ import annotations
@@ -175,14 +174,20 @@ PATHS = [
 ]
 OPS = ["add", "replace", "remove", "Add", "Replace", "Remove", "ADD", "copy", "", "test"]
 
+# URLs carry UTF-8; JSON bodies may also carry escapes of lone surrogates, and long strings.
 text = st.text(max_size=24)
-keys = st.one_of(st.sampled_from(ATTRIBUTES + SUB_ATTRIBUTES), text)
+body_text = st.integers(0, 9).flatmap(
+    lambda n: st.text(
+        st.characters(codec=None), max_size=24 if n else 400, min_size=0 if n else 200
+    )
+)
+keys = st.one_of(st.sampled_from(ATTRIBUTES + SUB_ATTRIBUTES), body_text)
 scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
-    text,
+    st.floats(),  # NaN and Infinity too: json.dumps writes them, JSON has no such thing
+    body_text,
     st.sampled_from(WORDS),
 )
 json_values = st.recursive(
@@ -194,7 +199,7 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-user_names = st.one_of(st.emails(), text, st.sampled_from(WORDS))
+user_names = st.one_of(st.emails(), body_text, st.sampled_from(WORDS))
 
 
 def mutated(base: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
@@ -215,10 +220,10 @@ users = st.fixed_dictionaries(
     {"schemas": st.just([USER]), "userName": user_names},
     optional={
         "name": st.fixed_dictionaries(
-            {}, optional={"givenName": text, "familyName": text, "formatted": text}
+            {}, optional={"givenName": body_text, "familyName": body_text, "formatted": body_text}
         ),
-        "displayName": text,
-        "externalId": text,
+        "displayName": body_text,
+        "externalId": body_text,
         "active": st.sampled_from([True, False, "True", "False", "yes"]),
         "emails": st.lists(
             st.fixed_dictionaries(
@@ -229,23 +234,23 @@ users = st.fixed_dictionaries(
         ),
         ENTERPRISE: st.dictionaries(
             st.sampled_from(["employeeNumber", "department", "manager", "nope"]),
-            st.one_of(text, st.just(THE_MEMBER), st.fixed_dictionaries({"value": text})),
+            st.one_of(body_text, st.just(THE_MEMBER), st.fixed_dictionaries({"value": body_text})),
             max_size=3,
         ),
-        CUSTOM: st.dictionaries(text, json_values, max_size=2),
+        CUSTOM: st.dictionaries(body_text, json_values, max_size=2),
     },
 )
 groups = st.fixed_dictionaries(
-    {"schemas": st.sampled_from([[GROUP], [GROUP, ADSCIM]]), "displayName": text},
+    {"schemas": st.sampled_from([[GROUP], [GROUP, ADSCIM]]), "displayName": body_text},
     optional={
-        "externalId": text,
+        "externalId": body_text,
         "members": st.lists(
             st.fixed_dictionaries(
                 {"value": st.sampled_from([THE_USER, THE_MEMBER, "nobody", ""])},
                 optional={
                     "$ref": st.none(),
                     "type": st.sampled_from(["User", "Group"]),
-                    "display": text,
+                    "display": body_text,
                 },
             ),
             max_size=3,
@@ -263,17 +268,19 @@ group_bodies = st.one_of(
 member_values = st.lists(
     st.fixed_dictionaries(
         {"value": st.sampled_from([THE_USER, THE_MEMBER, "nobody"])},
-        optional={"$ref": st.none(), "display": text, "type": st.just("User")},
+        optional={"$ref": st.none(), "display": body_text, "type": st.just("User")},
     ),
     max_size=3,
 )
 patch_values = st.one_of(
-    text,
+    body_text,
     st.booleans(),
     st.sampled_from(["True", "False", THE_MEMBER]),
     member_values,
-    st.fixed_dictionaries({"value": text}, optional={"type": st.sampled_from(["work", "home"])}),
-    st.dictionaries(st.sampled_from(ATTRIBUTES), st.one_of(text, st.booleans()), max_size=3),
+    st.fixed_dictionaries(
+        {"value": body_text}, optional={"type": st.sampled_from(["work", "home"])}
+    ),
+    st.dictionaries(st.sampled_from(ATTRIBUTES), st.one_of(body_text, st.booleans()), max_size=3),
     json_values,
 )
 STRING_PATHS = [
@@ -301,7 +308,7 @@ def operation(op: str, path: str | None, value: Any = None, *, has_value: bool =
 
 adds = st.sampled_from(["add", "replace", "Add", "Replace"])
 sensible_operations = st.one_of(
-    st.builds(operation, adds, st.sampled_from(STRING_PATHS), st.one_of(text, user_names)),
+    st.builds(operation, adds, st.sampled_from(STRING_PATHS), st.one_of(body_text, user_names)),
     st.builds(
         operation,
         st.sampled_from(["replace", "Replace"]),
@@ -314,7 +321,7 @@ sensible_operations = st.one_of(
         st.none(),
         st.dictionaries(
             st.sampled_from(["displayName", "nickName", "active", "name.givenName", "title"]),
-            st.one_of(text, st.booleans()),
+            st.one_of(body_text, st.booleans()),
             min_size=1,
             max_size=3,
         ),
@@ -346,7 +353,7 @@ group_operations = st.one_of(
         operation,
         adds,
         st.sampled_from(["displayName", "externalId", f"{GROUP}:displayName"]),
-        st.one_of(text, st.none()),
+        st.one_of(body_text, st.none()),
     ),
     # Okta's rename: path-less, the group's id echoed.
     st.builds(
@@ -354,7 +361,7 @@ group_operations = st.one_of(
         adds,
         st.none(),
         st.fixed_dictionaries(
-            {"displayName": text}, optional={"id": st.just(THE_GROUP), "externalId": text}
+            {"displayName": body_text}, optional={"id": st.just(THE_GROUP), "externalId": body_text}
         ),
     ),
 )
@@ -366,7 +373,7 @@ def patches_of(sensible: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy
         sensible,
         st.fixed_dictionaries(
             {"op": st.sampled_from(OPS)},
-            optional={"path": st.one_of(st.sampled_from(PATHS), text), "value": patch_values},
+            optional={"path": st.one_of(st.sampled_from(PATHS), body_text), "value": patch_values},
         ),
         json_values,
     )
@@ -448,17 +455,12 @@ filters = st.one_of(
 )
 
 
-def is_huge(value: Any) -> bool:
-    """A startIndex past 64 bits (test_a_huge_start_index_is_an_empty_page)."""
-    try:
-        return abs(int(value)) >= 2**62
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
 numbers = st.one_of(
-    st.integers(-5, 10**6).map(str), text, st.sampled_from(["", "1.5", "0x10", " 7 "])
-).filter(lambda value: not is_huge(value))
+    st.integers(-5, 10**6).map(str),
+    st.integers().map(str),
+    text,
+    st.sampled_from(["", "1.5", "0x10", " 7 ", str(2**63), str(10**30)]),
+)
 names = st.one_of(
     st.lists(st.sampled_from([*FILTER_ATTRIBUTES, "members", "groups", "nope"]), max_size=3).map(
         ",".join
@@ -480,10 +482,10 @@ queries = st.fixed_dictionaries(
 )
 searches = st.one_of(
     st.fixed_dictionaries(
-        {"schemas": st.one_of(st.just([SEARCH]), st.lists(scalars), text)},
+        {"schemas": st.one_of(st.just([SEARCH]), json_values)},
         optional={
             "filter": st.one_of(filters, json_values),
-            "startIndex": json_values.filter(lambda value: not is_huge(value)),
+            "startIndex": st.one_of(st.integers(), json_values),
             "count": st.one_of(st.integers(-5, 2000), json_values),
             "sortBy": st.one_of(st.sampled_from(FILTER_ATTRIBUTES), json_values),
             "sortOrder": st.one_of(st.sampled_from(["ascending", "descending"]), json_values),
@@ -727,11 +729,10 @@ def test_raw_bodies(
     assert response.status_code in (400, 413, 415)
 
 
-# Not "/" (werkzeug merges "//" with a redirect), "." or "..", nor NUL
-# (test_a_nul_in_the_url_is_not_found).
-ids = st.text(
-    st.characters(codec="utf-8", exclude_characters="\x00/"), min_size=1, max_size=40
-).filter(lambda text: text not in (".", ".."))
+# Not "/" (werkzeug merges "//" with a redirect), "." or "..".
+ids = st.text(st.characters(codec="utf-8", exclude_characters="/"), min_size=1, max_size=40).filter(
+    lambda text: text not in (".", "..")
+)
 
 
 @pytest.mark.parametrize("resource", ["Users", "Groups"])
@@ -784,8 +785,6 @@ def test_get_one_with_queries(target: Target, resource: str, query: dict[str, st
 @FUZZ
 @given(body=searches)
 def test_searches(target: Target, resource: str, body: Any) -> None:
-    # A bare number, boolean or null as schemas: test_a_search_with_scalar_schemas_is_refused.
-    assume(not isinstance(body, dict) or isinstance(body.get("schemas", []), list | dict | str))
     before = target.state()
     response = target.send("POST", f"/{resource}/.search", target.body(body))
     result = check(response)
@@ -795,7 +794,7 @@ def test_searches(target: Target, resource: str, body: Any) -> None:
 
 
 # --- what the fuzzer found ---------------------------------------------------------------
-# Each was first answered 500 (or wrongly 2xx) here; the strategies above leave it out.
+# Each was answered 500 (or wrongly 2xx) when the strategies above first generated it.
 
 
 def refused(response: Any, scim_type: str | None = None) -> dict[str, Any]:
@@ -819,6 +818,7 @@ def send_raw(scim: Scim, method: str, path: str, raw: str) -> Any:
 
 @pytest.mark.parametrize("resource", ["Users", "Groups"])
 def test_a_huge_start_index_is_an_empty_page(scim: Scim, resource: str) -> None:
+    """Was 500: a startIndex past 64 bits reached OFFSET (OverflowError, bigint out of range)."""
     scim("POST", "/Users", user_body("ada@example.com"))
     for start in (str(2**63), str(10**30)):
         page = check(scim("GET", f"/{resource}", startIndex=start))
@@ -831,12 +831,14 @@ def test_a_huge_start_index_is_an_empty_page(scim: Scim, resource: str) -> None:
 
 @pytest.mark.parametrize("schemas", [None, 5, True])
 def test_a_search_with_scalar_schemas_is_refused(scim: Scim, schemas: Any) -> None:
+    """Was 500: ``SEARCH_REQUEST not in schemas`` raised TypeError."""
     for resource in ("Users", "Groups"):
         refused(scim("POST", f"/{resource}/.search", {"schemas": schemas}), "invalidSyntax")
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_not_json(scim: Scim, constant: str) -> None:
+    """Were stored (SQLite, then answered as a body that is not JSON) or 500 (jsonb)."""
     body = json.dumps(user_body("ada@example.com", **{CUSTOM: {"badge": 0}}))
     response = send_raw(scim, "POST", "/Users", body.replace('"badge": 0', f'"badge": {constant}'))
     refused(response, "invalidSyntax")
@@ -853,6 +855,7 @@ def test_nan_and_infinity_are_not_json(scim: Scim, constant: str) -> None:
     ids=["userName", "title", "displayName"],
 )
 def test_lone_surrogates_are_refused(scim: Scim, path: str, body: dict[str, Any]) -> None:
+    """Were 500: text the database driver cannot encode (UnicodeEncodeError)."""
     refused(send_raw(scim, "POST", path, json.dumps(body)))
     assert scim("GET", path).json["totalResults"] == 0
 
@@ -868,6 +871,8 @@ def stored_or_refused(scim: Scim, response: Any, attribute: str, sent: str) -> N
 
 
 def test_over_long_identifiers_are_stored_or_refused(scim: Scim) -> None:
+    """Were 500 on PostgreSQL (externalId past String(255), a person's name past 200), or cut
+    short there (a userName padded past 320 characters read back shorter)."""
     long_id = "x" * 300
     stored_or_refused(
         scim,
@@ -897,6 +902,7 @@ def test_over_long_identifiers_are_stored_or_refused(scim: Scim) -> None:
 
 
 def test_a_group_write_answers_its_last_modified(scim: Scim) -> None:
+    """Was stale: the version's UPDATE also set updated_at, which the answer did not reload."""
     user = scim("POST", "/Users", user_body("ada@example.com")).json["id"]
     created = scim("POST", "/Groups", group_body("Eng", [user])).json
     path = f"/Groups/{created['id']}"
@@ -906,6 +912,7 @@ def test_a_group_write_answers_its_last_modified(scim: Scim) -> None:
 
 
 def test_a_nul_in_the_url_is_not_found(scim: Scim) -> None:
+    """Was 500 on PostgreSQL (text cannot hold NUL), for the slug before authentication."""
     auth = {"Authorization": f"Bearer {scim.token}"}
     response = scim.client.get("/scim/v2/ac%00me/Users", headers=auth)
     assert check(response)["status"] == "404"
