@@ -18,7 +18,6 @@ from idp.db import db, finish_request
 from idp.errors import GatehouseError
 from idp.jsonbody import has_unstorable_text, parse_json
 from idp.orgs.models import Organization
-from idp.orgs.services import get_org, get_workspace
 from scim.errors import CONTENT_TYPE, ScimError, error_response, invalid_syntax, uniqueness
 
 PREFIX = "/scim/v2/"
@@ -58,19 +57,15 @@ def take_org_slug(_endpoint: str | None, values: dict[str, Any] | None) -> None:
 @bp.before_request
 def authenticate() -> None:
     """The token must be one of this org's SCIM tokens; anything else is 401 (RFC 7644 §2)."""
-    slug = g.scim_org_slug
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    credential, org = None, None
+    found = None
     if scheme.lower() == "bearer" and token.strip():
-        try:
-            workspace = get_workspace(current_settings().workspace)
-            org = get_org(workspace.id, slug)
-        except GatehouseError:
-            org = None
-        if org is not None:
-            credential = authenticate_scim_token(token.strip(), org.id)
-    if credential is None or org is None:
+        found = authenticate_scim_token(
+            token.strip(), current_settings().workspace, g.scim_org_slug
+        )
+    if found is None:
         raise ScimError(401, "A valid SCIM bearer token for this organization is required")
+    credential, org = found
     g.scim = ScimContext(
         org=org,
         actor=actor_for_scim_token(credential, org.workspace_id, g.get("request_id")),

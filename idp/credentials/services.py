@@ -13,7 +13,7 @@ from idp.credentials.models import ApiKey, ScimToken, SecretCredential
 from idp.crypto import new_token, token_digest
 from idp.db import db, utcnow
 from idp.errors import Conflict, Forbidden, NotFound
-from idp.orgs.models import Organization
+from idp.orgs.models import Organization, Workspace
 from idp.orgs.roles import Permission, Role
 from idp.orgs.services import check_permission, validate_name
 from idp.pagination import Page, paginate
@@ -194,17 +194,32 @@ def create_scim_token(actor: Actor, org: Organization, *, name: str) -> tuple[Sc
     return credential, token
 
 
-def authenticate_scim_token(token: str, org_id: str) -> ScimToken | None:
-    """The live SCIM token of ``org_id`` this bearer token is, or ``None`` (any other org's)."""
+def authenticate_scim_token(
+    token: str, workspace_slug: str, org_slug: str
+) -> tuple[ScimToken, Organization] | None:
+    """The live SCIM token and its org, if the token belongs to the org of that URL; one query.
+
+    Any other org's token, a revoked one, or a deleted org: ``None``.
+    """
     if not token.startswith(SCIM_TOKEN_PREFIX + "_"):
         return None
-    credential = db.session.scalar(
-        select(ScimToken).where(ScimToken.token_digest == token_digest(token))
-    )
-    if credential is None or credential.revoked_at is not None or credential.org_id != org_id:
+    row = db.session.execute(
+        select(ScimToken, Organization)
+        .join(Organization, Organization.id == ScimToken.org_id)
+        .join(Workspace, Workspace.id == Organization.workspace_id)
+        .where(
+            ScimToken.token_digest == token_digest(token),
+            ScimToken.revoked_at.is_(None),
+            Organization.slug == org_slug,
+            Organization.deleted_at.is_(None),
+            Workspace.slug == workspace_slug,
+        )
+    ).first()
+    if row is None:
         return None
+    credential, org = row
     _touch(credential, utcnow())
-    return credential
+    return credential, org
 
 
 def actor_for_scim_token(credential: ScimToken, workspace_id: str, request_id: str | None) -> Actor:
