@@ -246,12 +246,12 @@ def update_group(
 ) -> DirectoryGroup:
     """Replace a group's own attributes (members are changed with ``change_group_members``)."""
     _refuse_taken_external_id(org.id, external_id, group.team_id)
-    renamed = (group.team.name, group.team.external_id) != (display_name, external_id)
-    group.team.external_id = external_id
-    teams.update_team(actor, org, group.team_id, name=display_name)
-    if group.attributes != attributes:
+    before = (group.team.name, group.team.external_id)
+    teams.update_team(actor, org, group.team_id, name=display_name, external_id=external_id)
+    renamed = (group.team.name, group.team.external_id) != before
+    if renamed or group.attributes != attributes:
         group.attributes = attributes
-    _bump(group)
+        _bump(group)  # Okta re-sends the name with every membership change: no new ETag then
     if renamed:  # the group may now match another role mapping, or none
         orgs.recompute_roles(actor, org, group_member_ids(group.team_id))
     return group

@@ -82,15 +82,23 @@ def create_team(
 
 
 def update_team(
-    actor: Actor, org: Organization, team_id: str, *, name: str = UNSET, parent_id: Any = UNSET
+    actor: Actor,
+    org: Organization,
+    team_id: str,
+    *,
+    name: str = UNSET,
+    parent_id: Any = UNSET,
+    external_id: Any = UNSET,
 ) -> Team:
-    """Rename a team and/or move it under another parent (``None``: to the top)."""
+    """Rename a team, move it under another parent (``None``: to the top), or re-key it."""
     check_permission(actor, Permission.TEAMS_WRITE)
     team = get_team(org.id, team_id)
     _refuse_if_provisioned(actor, team)
     before = team_snapshot(team)
     if name is not UNSET:
         team.name = validate_name(name)
+    if external_id is not UNSET:
+        team.external_id = external_id
     if parent_id is not UNSET:
         _check_parent(org.id, team.id, parent_id)
         team.parent_id = parent_id
