@@ -301,7 +301,7 @@ def count_members_by_role(org_id: str) -> dict[str, int]:
     return counts
 
 
-def _active_owner_count(org_id: str) -> int:
+def count_active_owners(org_id: str) -> int:
     return db.session.scalar(
         select(func.count())
         .select_from(Membership)
@@ -420,7 +420,7 @@ def _refuse_if_last_owner(membership: Membership) -> None:
     if (
         membership.role is Role.OWNER
         and membership.status is MembershipStatus.ACTIVE
-        and _active_owner_count(membership.org_id) <= 1
+        and count_active_owners(membership.org_id) <= 1
     ):
         raise Conflict("last_owner", "An organization must keep at least one owner")
 

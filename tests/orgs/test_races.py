@@ -42,7 +42,13 @@ from idp.orgs.models import (
     Organization,
 )
 from idp.orgs.roles import Role
-from idp.orgs.services import add_member, change_role, remove_member, set_member_status
+from idp.orgs.services import (
+    add_member,
+    change_role,
+    count_active_owners,
+    remove_member,
+    set_member_status,
+)
 from tests.builders import make_member, make_org
 
 ROUNDS = 10
@@ -133,15 +139,6 @@ def count(model: type, *where: Any) -> int:
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
 
-def active_owners(org_id: str) -> int:
-    return count(
-        Membership,
-        Membership.org_id == org_id,
-        Membership.role == Role.OWNER,
-        Membership.status == MembershipStatus.ACTIVE,
-    )
-
-
 def active_members(org_id: str) -> int:
     return count(
         Membership, Membership.org_id == org_id, Membership.status == MembershipStatus.ACTIVE
@@ -192,7 +189,7 @@ def test_concurrent_changes_to_the_last_two_owners_leave_one(
 
         winners, losers = winners_and_losers(outcomes, is_conflict("last_owner"))
         assert (len(winners), len(losers)) == (1, 1), f"round {round_}: {outcomes}"
-        assert active_owners(org_id) == 1, f"round {round_}"
+        assert count_active_owners(org_id) == 1, f"round {round_}"
         survivor = owner_b if outcomes[0].error is None else owner_a
         assert (
             db.session.scalar(

@@ -30,7 +30,6 @@ from scim.filters import (
     Not,
     Or,
     PatchPath,
-    Related,
     ValuePath,
     compile_filter,
     matches,
@@ -40,7 +39,9 @@ from scim.filters import (
     parse_path,
 )
 from scim.filters.grammar import MAX_DEPTH, MAX_LENGTH
+from scim.groups import group_target
 from scim.schemas import ENTERPRISE_USER, group_type, user_type
+from scim.users import user_target
 from tests.builders import make_member, make_org
 
 CUSTOM = "urn:example:params:scim:schemas:extension:custom:1.0:User"
@@ -431,43 +432,6 @@ def test_matches_refuses_what_the_attribute_cannot_hold(text: str) -> None:
 
 
 # --- SQL on real rows ------------------------------------------------------------------
-
-
-def user_target() -> FilterTarget:
-    return FilterTarget(
-        user_type(),
-        DirectoryUser.attributes,
-        {
-            "id": Column(DirectoryUser.membership_id, kind="string"),
-            "userName": Column(DirectoryUser.user_name_key, lowered=True),
-            "externalId": Column(DirectoryUser.external_id),
-            "active": Column(Membership.status == "active", kind="boolean"),
-            "meta.created": Column(DirectoryUser.created_at, kind="dateTime"),
-            "meta.lastModified": Column(DirectoryUser.updated_at, kind="dateTime"),
-        },
-        dialect=db.engine.dialect.name,
-    )
-
-
-def group_target() -> FilterTarget:
-    return FilterTarget(
-        group_type(),
-        DirectoryGroup.attributes,
-        {
-            "id": Column(DirectoryGroup.team_id),
-            "displayName": Column(Team.name),
-            "externalId": Column(Team.external_id),
-            "meta.lastModified": Column(DirectoryGroup.updated_at, kind="dateTime"),
-        },
-        dialect=db.engine.dialect.name,
-        related={
-            "members": Related(
-                TeamMember.__table__,
-                TeamMember.team_id == DirectoryGroup.team_id,
-                {"value": Column(TeamMember.membership_id)},
-            )
-        },
-    )
 
 
 def add_user(

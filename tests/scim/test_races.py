@@ -24,6 +24,7 @@ from idp.directory.models import DirectoryGroup, DirectoryUser
 from idp.orgs import services
 from idp.orgs.models import Membership, MembershipStatus, Organization, TeamMember
 from idp.orgs.roles import Role
+from idp.orgs.services import count_active_owners
 from tests.builders import workspace
 from tests.orgs.test_races import Outcome, race
 from tests.scim.conftest import Scim, group_body, make_scim, user_body
@@ -198,18 +199,6 @@ def test_concurrent_creates_of_one_user_name_make_one_user(app: Flask, scim: Sci
         assert [u["id"] for u in found["Resources"]] == [winner["id"]]
 
 
-def active_owners(org_id: str) -> int:
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .where(
-            Membership.org_id == org_id,
-            Membership.role == Role.OWNER,
-            Membership.status == MembershipStatus.ACTIVE,
-        )
-    )
-
-
 def test_concurrent_deactivation_of_the_last_two_owners_leaves_one(app: Flask, scim: Scim) -> None:
     deactivate = {
         "schemas": [PATCH_OP],
@@ -225,7 +214,7 @@ def test_concurrent_deactivation_of_the_last_two_owners_leaves_one(app: Flask, s
             )
         db.session.commit()
         org_id = org.id
-        assert active_owners(org_id) == 2
+        assert count_active_owners(org_id) == 2
 
         outcomes = race(
             app,
@@ -236,7 +225,7 @@ def test_concurrent_deactivation_of_the_last_two_owners_leaves_one(app: Flask, s
         results = answers(outcomes)
         assert sorted(status for status, _ in results) == [200, 409], f"round {round_}: {results}"
         db.session.expire_all()
-        assert active_owners(org_id) == 1, f"round {round_}"
+        assert count_active_owners(org_id) == 1, f"round {round_}"
         for owner, (status, body) in zip(owners, results, strict=True):
             membership = db.session.get(Membership, owner)
             if status == 200:
