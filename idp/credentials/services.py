@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from idp.actors import Actor, ActorKind
 from idp.audit.services import record_event, record_org_event
@@ -21,6 +21,25 @@ from idp.pagination import Page, paginate
 TOKEN_PREFIX = "ghk"  # noqa: S105 - a public prefix for secret scanners
 SCIM_TOKEN_PREFIX = "ghs"  # noqa: S105 - likewise
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+# Every authenticated request runs one of these: built once, only the parameters change.
+_API_KEY_LOOKUP = (
+    select(ApiKey, Organization.deleted_at)
+    .outerjoin(Organization, ApiKey.org_id == Organization.id)
+    .where(ApiKey.token_digest == bindparam("digest"))
+)
+_SCIM_TOKEN_LOOKUP = (
+    select(ScimToken, Organization)
+    .join(Organization, Organization.id == ScimToken.org_id)
+    .join(Workspace, Workspace.id == Organization.workspace_id)
+    .where(
+        ScimToken.token_digest == bindparam("digest"),
+        ScimToken.revoked_at.is_(None),
+        Organization.slug == bindparam("org_slug"),
+        Organization.deleted_at.is_(None),
+        Workspace.slug == bindparam("workspace_slug"),
+    )
+)
 
 
 def key_snapshot(key: ApiKey) -> dict[str, Any]:
@@ -80,11 +99,7 @@ def authenticate_api_key(token: str) -> ApiKey | None:
     """The live key this bearer token belongs to, or ``None``."""
     if not token.startswith(TOKEN_PREFIX + "_"):
         return None
-    row = db.session.execute(
-        select(ApiKey, Organization.deleted_at)
-        .outerjoin(Organization, ApiKey.org_id == Organization.id)
-        .where(ApiKey.token_digest == token_digest(token))
-    ).first()
+    row = db.session.execute(_API_KEY_LOOKUP, {"digest": token_digest(token)}).first()
     if row is None:
         return None
     key, org_deleted_at = row
@@ -204,16 +219,8 @@ def authenticate_scim_token(
     if not token.startswith(SCIM_TOKEN_PREFIX + "_"):
         return None
     row = db.session.execute(
-        select(ScimToken, Organization)
-        .join(Organization, Organization.id == ScimToken.org_id)
-        .join(Workspace, Workspace.id == Organization.workspace_id)
-        .where(
-            ScimToken.token_digest == token_digest(token),
-            ScimToken.revoked_at.is_(None),
-            Organization.slug == org_slug,
-            Organization.deleted_at.is_(None),
-            Workspace.slug == workspace_slug,
-        )
+        _SCIM_TOKEN_LOOKUP,
+        {"digest": token_digest(token), "org_slug": org_slug, "workspace_slug": workspace_slug},
     ).first()
     if row is None:
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -35,6 +35,9 @@ from idp.users.services import get_or_create_user
 
 # Bound parameters per statement stay well under SQLite's and PostgreSQL's limits.
 CHUNK = 5000
+_USER_NAME_HOLDER = select(DirectoryUser.membership_id).where(
+    DirectoryUser.org_id == bindparam("org_id"), DirectoryUser.user_name_key == bindparam("key")
+)
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:
@@ -74,11 +77,7 @@ def _refuse_taken_user_name(org_id: str, user_name: str, keep: str | None = None
     key = user_name.strip().lower()
     if not key or len(user_name) > 320:
         raise BadRequest("invalid_user_name", "userName must be 1 to 320 characters")
-    holder = db.session.scalar(
-        select(DirectoryUser.membership_id).where(
-            DirectoryUser.org_id == org_id, DirectoryUser.user_name_key == key
-        )
-    )
+    holder = db.session.scalar(_USER_NAME_HOLDER, {"org_id": org_id, "key": key})
     if holder is not None and holder != keep:
         raise Conflict("user_name_taken", f"userName {user_name!r} is already in use in this org")
     return key
@@ -105,9 +104,7 @@ def provision_user(
     key = _refuse_taken_user_name(org.id, user_name)
     user = get_or_create_user(org.workspace_id, email, name)
     status = MembershipStatus.ACTIVE if active else MembershipStatus.SUSPENDED
-    membership = db.session.scalar(
-        select(Membership).where(Membership.org_id == org.id, Membership.user_id == user.id)
-    )
+    membership = orgs.find_membership(org.id, user.id)
     if membership is None:
         membership = orgs.join_org(
             org, user, role=Role.MEMBER, source=MembershipSource.SCIM, status=status
@@ -120,6 +117,7 @@ def provision_user(
         orgs.set_member_status(actor, org, user.id, status)
     provisioned = DirectoryUser(
         membership_id=membership.id,
+        membership=membership,
         org_id=org.id,
         user_name=user_name,
         user_name_key=key,
@@ -127,10 +125,10 @@ def provision_user(
         attributes=attributes,
     )
     db.session.add(provisioned)
-    db.session.flush()
     record_org_event(
         actor, org, "member.provisioned", "user", user.id, after=user_snapshot(provisioned)
     )
+    db.session.flush()  # the membership, this row and the event: one flush
     return provisioned
 
 

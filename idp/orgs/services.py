@@ -12,12 +12,12 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import event, func, or_, select, text
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy import bindparam, event, func, or_, select, text
+from sqlalchemy.orm import Session, contains_eager, lazyload
 
 from idp.actors import Actor
 from idp.audit.services import record_org_event
-from idp.db import db, utcnow
+from idp.db import db, new_id, utcnow
 from idp.errors import BadRequest, Conflict, Forbidden, NotFound
 from idp.orgs.models import (
     Membership,
@@ -38,6 +38,20 @@ from idp.users.services import get_or_create_user
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_NAME = 200
 MAX_MEMBER_CAP = 1_000_000
+
+# Statements of the member-adding hot path (provisioning), built once.
+_FIND_MEMBERSHIP = (
+    select(Membership)
+    .where(Membership.org_id == bindparam("org_id"), Membership.user_id == bindparam("user_id"))
+    .options(lazyload(Membership.user))
+)
+# Counts at most ``cap`` index entries, however large the org.
+_COUNT_SEATS = select(func.count()).select_from(
+    select(Membership.id)
+    .where(Membership.org_id == bindparam("org_id"), Membership.status == MembershipStatus.ACTIVE)
+    .limit(bindparam("cap"))
+    .subquery()
+)
 
 
 # --- workspace -------------------------------------------------------------------------
@@ -272,6 +286,11 @@ def check_role_authority(actor: Actor, current: Role | None, new: Role | None = 
         )
 
 
+def find_membership(org_id: str, user_id: str) -> Membership | None:
+    """The user's membership of the org, if any (its user loaded only when asked for)."""
+    return db.session.scalar(_FIND_MEMBERSHIP, {"org_id": org_id, "user_id": user_id})
+
+
 def get_membership(org_id: str, user_id: str, *, fresh: bool = False) -> Membership:
     query = select(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)
     if fresh:
@@ -399,17 +418,9 @@ def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str])
 
 
 def _refuse_if_full(org: Organization) -> None:
-    """Called under ``lock_org``: refuse one more active member past the org's cap.
-
-    Counts at most ``member_cap`` index entries, however large the org.
-    """
-    seats = (
-        select(Membership.id)
-        .where(Membership.org_id == org.id, Membership.status == MembershipStatus.ACTIVE)
-        .limit(org.member_cap)
-        .subquery()
-    )
-    if db.session.scalar(select(func.count()).select_from(seats)) >= org.member_cap:
+    """Called under ``lock_org``: refuse one more active member past the org's cap."""
+    seats = db.session.scalar(_COUNT_SEATS, {"org_id": org.id, "cap": org.member_cap})
+    if seats >= org.member_cap:
         raise Conflict(
             "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
         )
@@ -440,18 +451,22 @@ def join_org(
     suspended takes no seat.
     """
     lock_org(org.id)
-    existing = db.session.scalar(
-        select(Membership.id).where(Membership.org_id == org.id, Membership.user_id == user.id)
-    )
-    if existing:
+    if find_membership(org.id, user.id) is not None:
         raise Conflict("already_member", "That user is already a member of this organization")
     if status is MembershipStatus.ACTIVE:
         _refuse_if_full(org)
+    # Ids set here rather than at flush, so the caller's writes can go out in one flush.
     membership = Membership(
-        org_id=org.id, user_id=user.id, role=role, assigned_role=role, source=source, status=status
+        id=new_id("mem"),
+        org_id=org.id,
+        user_id=user.id,
+        user=user,
+        role=role,
+        assigned_role=role,
+        source=source,
+        status=status,
     )
     db.session.add(membership)
-    db.session.flush()
     return membership
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from idp.db import db
+from idp.db import db, new_id
 from idp.errors import BadRequest
 from idp.users.models import User, normalize_email
 
@@ -44,21 +44,22 @@ def get_or_create_user(workspace_id: str, email: str | None, name: str | None = 
         db.session.flush()
         return user
     email = validate_email(email)
-    user = find_user_by_email(workspace_id, email)
-    if user is None:
-        # Two orgs may admit the same new person at once: insert-if-absent, then read the
-        # row that won (ours or theirs) instead of failing on the unique key.
-        dialect = db.session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        db.session.execute(
-            insert(User)
-            .values(
-                workspace_id=workspace_id,
-                email=email,
-                email_normalized=normalize_email(email),
-                name=name,
-            )
-            .on_conflict_do_nothing(index_elements=["workspace_id", "email_normalized"])
+    # Two orgs may admit the same new person at once: insert-if-absent (one statement for a
+    # new person), else read the row that is there (ours or a concurrent one), instead of
+    # failing on the unique key.
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    created = db.session.scalar(
+        insert(User)
+        .values(
+            id=new_id("usr"),
+            workspace_id=workspace_id,
+            email=email,
+            email_normalized=normalize_email(email),
+            name=name,
         )
-        user = find_user_by_email(workspace_id, email)
-    return user
+        .on_conflict_do_nothing(index_elements=["workspace_id", "email_normalized"])
+        .returning(User),
+        execution_options={"populate_existing": True},
+    )
+    return created or find_user_by_email(workspace_id, email)
