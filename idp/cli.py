@@ -20,10 +20,12 @@ from idp.credentials.services import (
     list_scim_tokens,
     revoke_scim_token,
 )
+from idp.crypto import ENCRYPTED_COLUMNS, current_key_ring, reencrypt_column
 from idp.db import db
 from idp.errors import GatehouseError
 from idp.orgs import invitations, role_mappings, services
 from idp.orgs.roles import Role
+from idp.sso import domains
 
 ROLES = click.Choice([r.value for r in Role])
 
@@ -55,6 +57,8 @@ invite_cli = AppGroup("invite", help="Invitations.")
 member_cli = AppGroup("member", help="Members of an organization.")
 scim_token_cli = AppGroup("scim-token", help="SCIM bearer tokens of an organization.")
 role_mapping_cli = AppGroup("role-mapping", help="IdP group to role mappings of an organization.")
+keys_cli = AppGroup("keys", help="Encryption and signing keys.")
+domain_cli = AppGroup("domain", help="Email domains of an organization, verified by DNS TXT.")
 
 
 @click.command("bootstrap")
@@ -223,6 +227,76 @@ def role_mapping_delete(slug: str, group: str) -> None:
     role_mappings.delete_role_mapping(system_actor(), org, mapping)
 
 
+@keys_cli.command("rotate-encryption")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+def keys_rotate_encryption(batch_size: int) -> None:
+    """Re-encrypt stored secrets under the first GATEHOUSE_ENCRYPTION_KEY; prints rows per column.
+
+    Commits batch by batch (not through ``transactional``), so a re-run after an interruption
+    only does what is left. Exits 1 if a value cannot be decrypted with any key of the ring.
+    """
+    click.echo(f"encrypting under key id {current_key_ring().current_id}", err=True)
+    failed = 0
+    for name, entry in sorted(ENCRYPTED_COLUMNS.items()):
+        rotation = reencrypt_column(entry, batch_size)
+        click.echo(f"{name}\t{rotation.reencrypted}")
+        for row_id, reason in rotation.failed.items():
+            click.echo(f"error: {name} of row {row_id}: {reason}", err=True)
+        failed += len(rotation.failed)
+    if failed:
+        sys.exit(1)
+
+
+@domain_cli.command("add")
+@click.argument("slug")
+@click.argument("domain")
+@transactional
+def domain_add(slug: str, domain: str) -> None:
+    """Claim DOMAIN for SLUG; prints the TXT record to publish: name, type, value."""
+    org = services.get_org(_workspace().id, slug)
+    record = domains.verification_record(domains.claim_domain(system_actor(), org, domain))
+    click.echo(
+        f"Publish this TXT record (at {record['name']} or "
+        f"{domains.CHALLENGE_LABEL}.{record['name']}), then run: "
+        f"gatehouse domain verify {slug} {record['name']}",
+        err=True,
+    )
+    click.echo(f"{record['name']}\t{record['type']}\t{record['value']}")
+
+
+@domain_cli.command("verify")
+@click.argument("slug")
+@click.argument("domain")
+@transactional
+def domain_verify(slug: str, domain: str) -> None:
+    """Look up DOMAIN's TXT record and mark it verified for SLUG."""
+    org = services.get_org(_workspace().id, slug)
+    claim = domains.get_domain(org.id, domain=domain)
+    claim = domains.verify_domain(system_actor(), org, claim.id)
+    click.echo(f"{claim.domain}\t{claim.status.value}")
+
+
+@domain_cli.command("list")
+@click.argument("slug")
+@transactional
+def domain_list(slug: str) -> None:
+    """List SLUG's domains: domain, status, the TXT value to publish."""
+    org = services.get_org(_workspace().id, slug)
+    for claim in domains.list_domains(org.id):
+        record = domains.verification_record(claim)
+        click.echo(f"{claim.domain}\t{claim.status.value}\t{record['value']}")
+
+
+@domain_cli.command("remove")
+@click.argument("slug")
+@click.argument("domain")
+@transactional
+def domain_remove(slug: str, domain: str) -> None:
+    """Remove DOMAIN from SLUG."""
+    org = services.get_org(_workspace().id, slug)
+    domains.remove_domain(system_actor(), org, domains.get_domain(org.id, domain=domain).id)
+
+
 COMMANDS = (
     bootstrap,
     org_cli,
@@ -231,6 +305,8 @@ COMMANDS = (
     member_cli,
     scim_token_cli,
     role_mapping_cli,
+    keys_cli,
+    domain_cli,
 )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Mapping
@@ -37,6 +39,11 @@ class Settings:
     allow_http_loopback: bool = False
     workspace: str = "default"
     invitation_ttl_days: int = 7
+    # Origins (scheme://host[:port], comma-separated) a sign-in may return to besides the issuer.
+    return_origins: str = ""
+    session_hours: int = 12  # lifetime of a browser session
+    dns_resolver: str = ""  # comma-separated ip[:port]; empty: the system's resolver
+    dns_timeout: int = 3  # seconds per DNS lookup (domain verification)
 
     @property
     def is_production(self) -> bool:
@@ -81,17 +88,69 @@ def _read_or_create_secret(path: Path, make: Any) -> str:
     return path.read_text().strip()
 
 
-def _check_encryption_key(value: str) -> None:
+_URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+KEY_HELP = (
+    "32 random bytes in urlsafe base64 (generate one with: python -c 'from "
+    "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+)
+
+
+def _decode_key(text: str) -> bytes:
+    """The bytes of one key, or nothing if it is not urlsafe base64."""
+    # Strict alphabet: lenient decoding would skip stray characters and hide a typo.
+    if not _URLSAFE_B64.fullmatch(text):
+        return b""
     try:
-        raw = base64.urlsafe_b64decode(value.encode())
+        return base64.urlsafe_b64decode(text)
     except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise ConfigError(
-            f"{PREFIX}ENCRYPTION_KEY must be 32 random bytes in urlsafe base64 "
-            "(generate one with: python -c 'from cryptography.fernet import Fernet; "
-            "print(Fernet.generate_key().decode())')"
-        )
+        return b""
+
+
+def parse_encryption_keys(value: str) -> tuple[bytes, ...]:
+    """The key ring in ``GATEHOUSE_ENCRYPTION_KEY``: comma-separated keys, the first encrypts.
+
+    Errors name a key by its position only, so key material never reaches a log.
+    """
+    parts = value.split(",")
+    keys: list[bytes] = []
+    for position, part in enumerate(parts, start=1):
+        name = f"{PREFIX}ENCRYPTION_KEY"
+        if len(parts) > 1:
+            name += f": key {position} of {len(parts)}"
+        if not part.strip():
+            raise ConfigError(
+                f"{name} is empty (give one key, or several separated by commas, newest first)"
+            )
+        raw = _decode_key(part.strip())
+        if len(raw) != 32:
+            raise ConfigError(f"{name} must be {KEY_HELP}")
+        if raw in keys:
+            raise ConfigError(f"{name} repeats key {keys.index(raw) + 1}")
+        keys.append(raw)
+    return tuple(keys)
+
+
+def parse_nameservers(value: str) -> list[tuple[str, int]]:
+    """``DNS_RESOLVER``: comma-separated ``ip``, ``ip:port`` or ``[ipv6]:port`` (port 53)."""
+    servers = []
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        host, port = entry, "53"
+        if entry.startswith("["):
+            host, _, rest = entry[1:].partition("]")
+            port = rest.removeprefix(":") if rest else port
+        elif entry.count(":") == 1:
+            host, port = entry.split(":")
+        try:
+            address, number = ipaddress.ip_address(host), int(port)
+            if not 0 < number < 65536:
+                raise ValueError(port)
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}DNS_RESOLVER: {entry!r} is not an IP address with an optional port "
+                "(e.g. 127.0.0.1:5353)"
+            ) from None
+        servers.append((str(address), number))
+    return servers
 
 
 def load_settings(
@@ -142,7 +201,10 @@ def load_settings(
                 instance / "encryption_key", lambda: Fernet.generate_key().decode()
             ),
         )
-    _check_encryption_key(settings.encryption_key)
+    parse_encryption_keys(settings.encryption_key)
+    parse_nameservers(settings.dns_resolver)
+    if settings.dns_timeout < 1:
+        raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:
         if settings.is_production:
             raise ConfigError(f"missing {PREFIX}ISSUER: the public base URL of this deployment")

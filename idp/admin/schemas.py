@@ -10,6 +10,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
 from idp.orgs.roles import Role
+from idp.sso.domains import verification_record
+from idp.sso.models import DomainStatus
 
 ROLE = fields.Enum(Role, by_value=True)
 
@@ -244,4 +246,26 @@ class RoleMappingOut(Schema):
     id = fields.String()
     group = fields.String()
     role = fields.Enum(Role, by_value=True)
+    created_at = fields.DateTime()
+
+
+# --- domains ---------------------------------------------------------------------------
+
+
+class DomainClaim(Schema):
+    domain = fields.String(
+        required=True, metadata={"description": "e.g. example.com; IDNs are stored IDNA-encoded"}
+    )
+
+
+class DomainOut(Schema):
+    id = fields.String()
+    domain = fields.String()
+    status = fields.Enum(DomainStatus, by_value=True)
+    verification = fields.Function(
+        verification_record,
+        metadata={"description": "the TXT record to publish (type, name, value)"},
+    )
+    verified_at = fields.DateTime(allow_none=True)
+    last_checked_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pprint import pformat
@@ -39,7 +39,10 @@ from idp.orgs.models import (
     TeamMember,
 )
 from idp.orgs.roles import Role
+from idp.sso import domains
+from idp.sso.models import Domain
 from tests.builders import auth, make_key, make_org, workspace
+from tests.dns_server import DnsServer
 from tests.orgs.test_roles import RANK, holds
 
 # --- the operations and what each should be ---------------------------------------------
@@ -65,6 +68,7 @@ class World:
     owner_key_id: str  # an owner-role key
     scim_token_id: str
     mapping_id: str  # "Staff" → member: the mapping deleted
+    domain_id: str  # "<slug>.example", pending, its TXT record published: the one verified
 
     @property
     def org(self) -> Organization:
@@ -86,6 +90,7 @@ class World:
             self.owner_invitation_id,
             self.key_id,
             self.owner_key_id,
+            self.domain_id,
         )
 
 
@@ -155,6 +160,13 @@ SPECS: dict[str, Spec] = {
         "org", "members:update", lambda w: {"group": "Engineers", "role": "admin"}
     ),
     "members_delete_role_mapping": Spec("org", "members:update"),
+    # domains
+    "domains_list_domains": Spec("org", "connections:read"),
+    "domains_claim_domain": Spec(
+        "org", "connections:write", lambda w: {"domain": f"login.{w.slug}.example"}
+    ),
+    "domains_verify_domain": Spec("org", "connections:write"),
+    "domains_remove_domain": Spec("org", "connections:write"),
     # audit, docs
     "audit_list_audit_events": Spec("org", "audit:read"),
     "openapi_openapi_document": Spec("public"),
@@ -164,7 +176,15 @@ ORG_OPS = [op for op in OPERATIONS if op.scope == "org"]
 AUTHENTICATED_OPS = [op for op in OPERATIONS if op.scope != "public"]
 WORKSPACE_OPS = [op for op in OPERATIONS if op.scope == "workspace"]
 BODY_OPS = [op for op in OPERATIONS if op.body is not None]
-SUB_RESOURCE_PARAMS = ("user_id", "team_id", "invitation_id", "key_id", "token_id", "mapping_id")
+SUB_RESOURCE_PARAMS = (
+    "user_id",
+    "team_id",
+    "invitation_id",
+    "key_id",
+    "token_id",
+    "mapping_id",
+    "domain_id",
+)
 _PARAM = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
 
 
@@ -186,6 +206,7 @@ def path(op: Operation, w: World, **override: str) -> str:
         "key_id": w.key_id,
         "token_id": w.scim_token_id,
         "mapping_id": w.mapping_id,
+        "domain_id": w.domain_id,
         **override,
     }
     return "/api/v1" + _PARAM.sub(lambda m: values[m.group(1)], op.rule)
@@ -246,6 +267,7 @@ def build_world(slug: str, name: str) -> World:
     owner_key, _ = create_api_key(actor, ws.id, name=f"{slug} root", org=org, role=Role.OWNER)
     scim_token, _ = create_scim_token(actor, org, name=f"{slug} idp")
     mapping = role_mappings.set_role_mapping(actor, org, group="Staff", role=Role.MEMBER)
+    domain = domains.claim_domain(actor, org, f"{slug}.example")
     db.session.commit()
     return World(
         org_id=org.id,
@@ -268,6 +290,7 @@ def build_world(slug: str, name: str) -> World:
         owner_key_id=owner_key.id,
         scim_token_id=scim_token.id,
         mapping_id=mapping.id,
+        domain_id=domain.id,
     )
 
 
@@ -312,6 +335,11 @@ def org_state(org_id: str) -> dict[str, Any]:
                 ApiKey.org_id == org_id
             )
         ),
+        "domains": rows(
+            select(Domain.id, Domain.domain, Domain.status, Domain.verified_at).where(
+                Domain.org_id == org_id
+            )
+        ),
         "audit_events": db.session.scalar(
             select(func.count()).select_from(AuditEvent).where(AuditEvent.org_id == org_id)
         ),
@@ -323,14 +351,33 @@ def leaked(response: TestResponse, w: World) -> list[str]:
     return [value for value in w.identifiers() if value in text]
 
 
-@pytest.fixture
-def world(app: Flask) -> World:
-    return build_world("alpha", "Alpha Inc")
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[DnsServer]:
+    with DnsServer() as server:
+        yield server
 
 
 @pytest.fixture
-def other(app: Flask, world: World) -> World:
-    return build_world("beta", "Beta Corp")
+def settings_overrides(dns_server: DnsServer) -> dict[str, Any]:
+    """Domain verification asks a DNS server on loopback, serving each world's TXT record."""
+    dns_server.reset()
+    return {"DNS_RESOLVER": dns_server.address, "DNS_TIMEOUT": 1}
+
+
+def publish_domain(w: World, dns_server: DnsServer) -> World:
+    record = domains.verification_record(db.session.get(Domain, w.domain_id))
+    dns_server.set_txt(record["name"], record["value"])
+    return w
+
+
+@pytest.fixture
+def world(app: Flask, dns_server: DnsServer) -> World:
+    return publish_domain(build_world("alpha", "Alpha Inc"), dns_server)
+
+
+@pytest.fixture
+def other(app: Flask, world: World, dns_server: DnsServer) -> World:
+    return publish_domain(build_world("beta", "Beta Corp"), dns_server)
 
 
 # --- the inventory --------------------------------------------------------------------------
@@ -347,7 +394,8 @@ def test_every_operation_has_a_spec() -> None:
 
 
 def test_every_admin_route_is_a_declared_operation(app: Flask) -> None:
-    declared = {("/api/v1" + op.rule, op.method) for op in OPERATIONS}
+    # The browser's own endpoint, authenticated by the session cookie rather than a key.
+    declared = {("/api/v1" + op.rule, op.method) for op in OPERATIONS} | {("/api/v1/me", "GET")}
     routed = {
         (rule.rule, method)
         for rule in app.url_map.iter_rules()
@@ -672,6 +720,7 @@ def _other_value(param: str, w: World) -> str:
         "key_id": w.key_id,
         "token_id": w.scim_token_id,
         "mapping_id": w.mapping_id,
+        "domain_id": w.domain_id,
     }[param]
 
 

@@ -1,0 +1,1 @@
+"""Upstream federation: an org's email domains (verified by DNS TXT) for home-realm discovery."""
