@@ -12,6 +12,7 @@ class ActorKind(StrEnum):
     USER = "user"
     API_KEY = "api_key"
     SCIM_TOKEN = "scim_token"  # noqa: S105 - a kind of actor, not a secret
+    CONNECTION = "connection"  # an org's IdP, provisioning just in time at sign-in
     SYSTEM = "system"
     ANONYMOUS = "anonymous"
 

@@ -57,10 +57,15 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     from idp import health
     from idp.admin import bp as admin_bp
+    from idp.login.views import bp as login_bp
+    from idp.sso import views_oidc, views_saml  # noqa: F401 - their routes register on sso.bp
+    from idp.sso.views import bp as sso_bp
     from scim import init_app as init_scim
 
     app.register_blueprint(health.bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(sso_bp)
+    app.register_blueprint(login_bp)
     init_scim(app)
 
     from idp.cli import register_commands

@@ -88,6 +88,8 @@ class Membership(db.Model):
     status: Mapped[MembershipStatus] = mapped_column(
         enum_column(MembershipStatus, "membership_status"), default=MembershipStatus.ACTIVE
     )
+    # The groups the org's IdP asserted at this member's last SSO login (role mapping input).
+    sso_groups: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
 

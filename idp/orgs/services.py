@@ -32,6 +32,7 @@ from idp.orgs.models import (
 )
 from idp.orgs.roles import Permission, Role
 from idp.pagination import Page, paginate
+from idp.sessions.services import revoke_member_sessions
 from idp.users.models import User
 from idp.users.services import get_or_create_user
 
@@ -336,7 +337,8 @@ def mapped_roles(org_id: str, membership_ids: list[str]) -> dict[str, Role]:
     """The highest role each membership's IdP groups map it to (only mapped ones appear).
 
     A group counts when it is a team the IdP provisions (source ``scim``) whose name or
-    externalId is a mapping's group, compared case-insensitively.
+    externalId is a mapping's group, or a group the IdP asserted at the member's last SSO
+    login; compared case-insensitively.
     """
     if not membership_ids:
         return {}
@@ -359,9 +361,29 @@ def mapped_roles(org_id: str, membership_ids: list[str]) -> dict[str, Role]:
         )
     )
     best: dict[str, Role] = {}
-    for membership_id, role in rows:
+
+    def keep(membership_id: str, role: Role) -> None:
         if membership_id not in best or role.rank > best[membership_id].rank:
             best[membership_id] = role
+
+    for membership_id, role in rows:
+        keep(membership_id, role)
+    # The groups of the last SSO login: a few names per member, matched here.
+    asserted = db.session.execute(
+        select(Membership.id, Membership.sso_groups).where(
+            Membership.id.in_(membership_ids), Membership.sso_groups.is_not(None)
+        )
+    ).all()
+    if asserted:
+        roles = dict(
+            db.session.execute(
+                select(RoleMapping.group_key, RoleMapping.role).where(RoleMapping.org_id == org_id)
+            ).all()
+        )
+        for membership_id, groups in asserted:
+            for group in groups or ():
+                if (role := roles.get(str(group).lower())) is not None:
+                    keep(membership_id, role)
     return best
 
 
@@ -542,6 +564,8 @@ def set_member_status(
         _refuse_if_full(org)
     before = member_snapshot(membership)
     membership.status = status
+    if status is MembershipStatus.SUSPENDED:
+        revoke_member_sessions(org.id, user_id, "member_suspended")
     db.session.flush()
     action = "member.suspended" if status is MembershipStatus.SUSPENDED else "member.reactivated"
     record_org_event(
@@ -579,6 +603,7 @@ def _delete_membership(
     _refuse_if_last_owner(membership)
     before = member_snapshot(membership)
     db.session.delete(membership)
+    revoke_member_sessions(org.id, membership.user_id, "member_removed")
     db.session.flush()
     record_org_event(
         actor,

@@ -1,0 +1,1 @@
+"""Browser flows: the login page, home-realm discovery, email links, invitation accept, me."""

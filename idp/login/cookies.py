@@ -1,0 +1,100 @@
+"""The browser's cookies: the session and the login binding, each signed and HttpOnly.
+
+The session cookie carries only the session's random token (stored hashed). The login cookie
+binds a login in flight to the browser that began it: the state a response names must have
+been created by a browser holding the same cookie.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import Response, current_app, g, request
+from itsdangerous import BadSignature, Signer
+
+from idp.config import current_settings
+
+SESSION_COOKIE = "gatehouse_session"
+LOGIN_COOKIE = "gatehouse_login"
+LOGIN_COOKIE_AGE = timedelta(minutes=15)
+
+
+def _signer(purpose: str) -> Signer:
+    return Signer(current_app.config["SECRET_KEY"], salt=f"gatehouse.cookie.{purpose}")
+
+
+def _is_https() -> bool:
+    return current_settings().issuer.startswith("https://")
+
+
+def _read(name: str) -> str | None:
+    raw = request.cookies.get(name)
+    if not raw:
+        return None
+    try:
+        return _signer(name).unsign(raw).decode()
+    except (BadSignature, UnicodeDecodeError):
+        return None
+
+
+def session_token() -> str | None:
+    """The session token of this browser, if its cookie is present and signed by us."""
+    return _read(SESSION_COOKIE)
+
+
+def signed_session_cookie(token: str) -> str:
+    """The session cookie's value for ``token``."""
+    return _signer(SESSION_COOKIE).sign(token).decode()
+
+
+def set_session_cookie(response: Response, token: str, max_age: timedelta) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        signed_session_cookie(token),
+        max_age=int(max_age.total_seconds()),
+        httponly=True,
+        secure=_is_https(),
+        samesite="Lax",
+        path="/",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=_is_https())
+
+
+def login_browser_token() -> str:
+    """This browser's login-binding token: the cookie's, or a new one set on the response
+    (``bind_login_cookie``) when the browser has none yet."""
+    token = _read(LOGIN_COOKIE)
+    if token is None:
+        token = g.get("new_login_token") or secrets.token_urlsafe(32)
+        g.new_login_token = token
+    return token
+
+
+def presented_login_token() -> str | None:
+    """The login-binding token the browser sent back (at the callback or ACS)."""
+    return _read(LOGIN_COOKIE)
+
+
+def bind_login_cookie(response: Response) -> Response:
+    """Set the login cookie if ``login_browser_token`` made a new one in this request.
+
+    SAML's POST binding returns through a cross-site form post, which a SameSite=Lax cookie
+    does not follow; over https the cookie is SameSite=None (and Secure) for that reason.
+    """
+    token = g.get("new_login_token")
+    if token:
+        https = _is_https()
+        response.set_cookie(
+            LOGIN_COOKIE,
+            _signer(LOGIN_COOKIE).sign(token).decode(),
+            max_age=int(LOGIN_COOKIE_AGE.total_seconds()),
+            httponly=True,
+            secure=https,
+            samesite="None" if https else "Lax",
+            path="/sso/",
+        )
+    return response

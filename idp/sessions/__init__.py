@@ -1,0 +1,1 @@
+"""Browser sessions: server-side, revocable, bound to how and where the person signed in."""

@@ -1,0 +1,76 @@
+"""A signed-in browser: who, in which org, through what, until when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.db import UTCDateTime, created_column, db, enum_column, id_column
+from idp.sso.models import Connection
+from idp.users.models import User
+
+
+class SessionMethod(StrEnum):
+    """How the session's person proved who they are."""
+
+    OIDC = "oidc"  # an org's OIDC connection
+    SAML = "saml"  # an org's SAML connection
+    EMAIL_LINK = "email_link"  # a one-time link sent to the email address
+
+
+class Session(db.Model):
+    """One browser's sign-in. The cookie holds a random token; only its digest is stored."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user_id_org_id", "user_id", "org_id"),)
+
+    id: Mapped[str] = id_column("ses")
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The org the person is working in now; switching org moves the session.
+    org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    method: Mapped[SessionMethod] = mapped_column(enum_column(SessionMethod, "session_method"))
+    # The SSO connection that authenticated the person, when there was one.
+    connection_id: Mapped[str | None] = mapped_column(
+        ForeignKey(Connection.id, ondelete="CASCADE"), index=True
+    )
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    acr: Mapped[str | None] = mapped_column(String(200))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = created_column()
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "method": self.method.value,
+            "connection_id": self.connection_id,
+            "amr": list(self.amr),
+            "auth_time": self.auth_time.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+class EmailLink(db.Model):
+    """A one-time sign-in link sent to an address; only its token's digest is stored."""
+
+    __tablename__ = "email_links"
+
+    id: Mapped[str] = id_column("eml")
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The org the person asked to enter, if any.
+    org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    return_to: Mapped[str] = mapped_column(String(2000), default="/")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = created_column()

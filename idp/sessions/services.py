@@ -1,0 +1,89 @@
+"""Starting, finding, moving and revoking sessions; which orgs a session may enter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, select, update
+
+from idp.crypto import new_token, token_digest
+from idp.db import db, new_id, utcnow
+from idp.orgs.models import Organization
+from idp.sessions.models import Session, SessionMethod
+from idp.users.models import User
+
+SESSION_TOKEN_PREFIX = "ghc"  # noqa: S105 - a public prefix for secret scanners ("cookie")
+
+_LIVE_SESSION = select(Session).where(
+    Session.token_digest == bindparam("digest"),
+    Session.revoked_at.is_(None),
+    Session.expires_at > bindparam("now"),
+)
+
+
+def start_session(
+    user: User,
+    org: Organization | None,
+    *,
+    method: SessionMethod,
+    lifetime: timedelta,
+    connection_id: str | None = None,
+    amr: Sequence[str] = (),
+    acr: str | None = None,
+    auth_time: datetime | None = None,
+) -> tuple[Session, str]:
+    """A new session; the token (for the cookie) is returned once, here, and stored hashed."""
+    now = utcnow()
+    token = new_token(SESSION_TOKEN_PREFIX)
+    session = Session(
+        id=new_id("ses"),
+        token_digest=token_digest(token),
+        workspace_id=user.workspace_id,
+        user_id=user.id,
+        user=user,
+        org_id=org.id if org else None,
+        method=method,
+        connection_id=connection_id,
+        amr=list(amr),
+        acr=acr,
+        auth_time=auth_time or now,
+        expires_at=now + lifetime,
+    )
+    db.session.add(session)
+    db.session.flush()
+    return session, token
+
+
+def find_live_session(token: str) -> Session | None:
+    """The unexpired, unrevoked session of a cookie token, in one indexed query."""
+    if not token.startswith(SESSION_TOKEN_PREFIX + "_"):
+        return None
+    return db.session.scalar(_LIVE_SESSION, {"digest": token_digest(token), "now": utcnow()})
+
+
+def move_session(session: Session, org: Organization) -> None:
+    """Point the session at another org (the caller checked the org admits it)."""
+    session.org_id = org.id
+    db.session.flush()
+
+
+def revoke_session(session: Session, reason: str) -> None:
+    if session.revoked_at is None:
+        session.revoked_at, session.revoked_reason = utcnow(), reason
+        db.session.flush()
+
+
+def revoke_member_sessions(org_id: str, user_id: str, reason: str) -> int:
+    """End every live session of the person in that org at once (suspension, removal)."""
+    result = db.session.execute(
+        update(Session)
+        .where(
+            Session.user_id == user_id,
+            Session.org_id == org_id,
+            Session.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount

@@ -1,0 +1,158 @@
+"""An org's IdP connections: create, change, enable/disable, remove; the secret encrypted.
+
+``settings`` is the protocol's public configuration, built and checked by ``idp.sso.oidc``
+or ``idp.sso.saml``; the one secret (OIDC client secret, SAML SP private key) is stored only
+encrypted, bound to its row (``idp.crypto``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from idp.actors import Actor
+from idp.audit.services import record_org_event
+from idp.crypto import register_encrypted_column
+from idp.db import db, new_id
+from idp.errors import BadRequest, NotFound
+from idp.orgs.models import Organization
+from idp.orgs.roles import Permission
+from idp.orgs.services import check_permission, validate_name
+from idp.sso.models import Connection, ConnectionKind
+
+SECRET = register_encrypted_column(Connection.secret)
+PRESETS = ("generic", "okta", "entra", "google", "adfs")
+MAX_CONNECTIONS_PER_ORG = 50
+
+
+def connection_snapshot(connection: Connection) -> dict[str, Any]:
+    """What the audit log keeps: never the secret."""
+    return {
+        "name": connection.name,
+        "kind": connection.kind.value,
+        "preset": connection.preset,
+        "enabled": connection.enabled,
+    }
+
+
+def list_connections(org_id: str) -> list[Connection]:
+    return list(
+        db.session.scalars(
+            select(Connection).where(Connection.org_id == org_id).order_by(Connection.id)
+        )
+    )
+
+
+def get_connection(org_id: str, connection_id: str) -> Connection:
+    """One of the org's connections; another org's is ``connection_not_found``."""
+    found = db.session.scalar(
+        select(Connection).where(Connection.org_id == org_id, Connection.id == connection_id)
+    )
+    if found is None:
+        raise NotFound("connection_not_found", "No such connection in this organization")
+    return found
+
+
+def load_connection(connection_id: str) -> Connection:
+    """The connection an SSO URL names (the URL, never the IdP's response, picks the org)."""
+    found = db.session.get(Connection, connection_id)
+    if found is None:
+        raise NotFound("connection_not_found", "No such connection")
+    return found
+
+
+def connection_secret(connection: Connection) -> str:
+    """The decrypted secret; raises ``DecryptionError`` if it was tampered with."""
+    if connection.secret is None:
+        raise BadRequest("no_secret", "This connection has no secret")
+    return SECRET.decrypt(connection.id, connection.secret).decode()
+
+
+def _check_preset(preset: str) -> str:
+    if preset not in PRESETS:
+        raise BadRequest("invalid_preset", f"preset must be one of {', '.join(PRESETS)}")
+    return preset
+
+
+def create_connection(
+    actor: Actor,
+    org: Organization,
+    *,
+    kind: ConnectionKind,
+    name: str,
+    settings: dict[str, Any],
+    secret: str | None,
+    preset: str = "generic",
+) -> Connection:
+    check_permission(actor, Permission.CONNECTIONS_WRITE)
+    count = db.session.scalar(
+        select(Connection.id).where(Connection.org_id == org.id).offset(MAX_CONNECTIONS_PER_ORG)
+    )
+    if count is not None:
+        raise BadRequest("too_many_connections", "An org may hold 50 connections")
+    connection = Connection(
+        id=new_id("con"),
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        kind=kind,
+        name=validate_name(name),
+        preset=_check_preset(preset),
+        enabled=True,
+        settings=settings,
+    )
+    if secret:
+        connection.secret = SECRET.encrypt(connection.id, secret)
+    db.session.add(connection)
+    db.session.flush()
+    record_org_event(
+        actor,
+        org,
+        "connection.created",
+        "connection",
+        connection.id,
+        after=connection_snapshot(connection),
+    )
+    return connection
+
+
+def update_connection(
+    actor: Actor,
+    org: Organization,
+    connection: Connection,
+    *,
+    name: str | None = None,
+    enabled: bool | None = None,
+    settings: dict[str, Any] | None = None,
+    secret: str | None = None,
+) -> Connection:
+    """Change what is given; a new secret replaces the old one (the old one is not kept)."""
+    check_permission(actor, Permission.CONNECTIONS_WRITE)
+    before = connection_snapshot(connection)
+    if name is not None:
+        connection.name = validate_name(name)
+    if enabled is not None:
+        connection.enabled = enabled
+    if settings is not None:
+        connection.settings = settings
+    if secret:
+        connection.secret = SECRET.encrypt(connection.id, secret)
+    db.session.flush()
+    after = connection_snapshot(connection)
+    if settings is not None:
+        after["settings_changed"] = True
+    if secret:
+        after["secret_changed"] = True
+    record_org_event(
+        actor, org, "connection.updated", "connection", connection.id, before=before, after=after
+    )
+    return connection
+
+
+def delete_connection(actor: Actor, org: Organization, connection: Connection) -> None:
+    """Remove the connection; sessions it authenticated end with it (cascade)."""
+    check_permission(actor, Permission.CONNECTIONS_WRITE)
+    before = connection_snapshot(connection)
+    db.session.delete(connection)
+    db.session.flush()
+    record_org_event(actor, org, "connection.deleted", "connection", connection.id, before=before)

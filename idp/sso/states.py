@@ -1,0 +1,81 @@
+"""Logins in flight: single-use, short-lived, bound to the browser that began them.
+
+Kept in the database so a login begun on one process finishes on any other.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from idp.crypto import token_digest
+from idp.db import db, new_id, utcnow
+from idp.errors import Forbidden
+from idp.sso.models import Connection, LoginState
+
+LOGIN_TTL = timedelta(minutes=10)
+
+
+class LoginRefused(Forbidden):
+    """An SSO response that Gatehouse will not turn into a session; the code says why."""
+
+
+def begin_login(
+    connection: Connection, *, handle: str, browser: str, data: dict[str, Any], return_to: str
+) -> LoginState:
+    """Remember a login: ``handle`` (OIDC state, SAML request id) comes back from the IdP,
+    ``browser`` is the token of the browser's login cookie."""
+    state = LoginState(
+        id=new_id("lgn"),
+        handle_digest=token_digest(handle),
+        browser_digest=token_digest(browser),
+        connection_id=connection.id,
+        data=data,
+        return_to=return_to,
+        expires_at=utcnow() + LOGIN_TTL,
+    )
+    db.session.add(state)
+    db.session.flush()
+    return state
+
+
+def finish_login(connection: Connection, *, handle: str, browser: str | None) -> LoginState:
+    """Take the login this response answers, once: unknown, expired, used, another
+    connection's or another browser's → ``invalid_state``."""
+    now = utcnow()
+    refused = LoginRefused(
+        "invalid_state", "This sign-in response does not match a login begun here"
+    )
+    state = db.session.scalar(
+        select(LoginState).where(
+            LoginState.handle_digest == token_digest(handle),
+            LoginState.connection_id == connection.id,
+        )
+    )
+    if state is None or not browser:
+        raise refused
+    if not hmac.compare_digest(state.browser_digest, token_digest(browser)):
+        raise refused
+    # Single use, also against a concurrent request with the same response: only one
+    # UPDATE can see used_at still null.
+    taken = db.session.execute(
+        update(LoginState)
+        .where(
+            LoginState.id == state.id,
+            LoginState.used_at.is_(None),
+            LoginState.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        raise refused
+    return state
+
+
+def purge_expired_logins() -> int:
+    """Delete logins past their expiry (housekeeping)."""
+    return db.session.execute(delete(LoginState).where(LoginState.expires_at <= utcnow())).rowcount
