@@ -85,7 +85,7 @@ def bind_login_cookie(response: Response) -> Response:
     SAML's POST binding returns through a cross-site form post, which a SameSite=Lax cookie
     does not follow; over https the cookie is SameSite=None (and Secure) for that reason.
     """
-    token = g.get("new_login_token")
+    token = g.pop("new_login_token", None)
     if token:
         https = _is_https()
         response.set_cookie(

@@ -1,0 +1,474 @@
+"""OpenID Connect relying party: discovery, the authorization code flow with PKCE, and the
+ID token checks (OpenID Connect Core 1.0 §3.1.3.7). Protocol only: no Flask request here.
+
+The connection's ``settings`` hold the issuer, the client id, the discovered metadata subset,
+the claim mapping of its preset and a cached JWKS; the client secret stays encrypted in
+``Connection.secret``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import requests
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import import_key
+
+from idp.config import current_settings
+from idp.db import db
+from idp.errors import BadRequest
+from idp.sso.connections import connection_secret
+from idp.sso.models import Connection
+from idp.sso.signin import IdpAssertion
+from idp.sso.states import LoginRefused
+
+log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = 5.0  # seconds, connect and read
+MAX_RESPONSE_BYTES = 256 * 1024  # discovery documents, JWKS and token responses are small
+MAX_ID_TOKEN = 16 * 1024
+JWKS_REFETCH_SECONDS = 60  # at most one JWKS fetch per connection in this interval
+LEEWAY_SECONDS = 60  # clock skew allowed on exp and iat
+DEFAULT_SCOPES = ("openid", "email", "profile")
+# Only asymmetric signatures: an HMAC ID token would be keyed with the client secret (or,
+# in the classic confusion attack, with the IdP's public key), never with the IdP's key.
+ASYMMETRIC_ALGS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+_METADATA_KEYS = (
+    "authorization_endpoint",
+    "token_endpoint",
+    "jwks_uri",
+    "userinfo_endpoint",
+    "id_token_signing_alg_values_supported",
+    "token_endpoint_auth_methods_supported",
+    "authorization_response_iss_parameter_supported",
+)
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+
+# Claim mappings: where each IdpAssertion field is read from (first present claim wins).
+PRESETS: dict[str, dict[str, Any]] = {
+    "generic": {
+        "subject": "sub",
+        "email": ["email"],
+        "name": ["name"],
+        "groups": "groups",
+        "external_id": None,
+    },
+    # Entra ID: email is optional, preferred_username/upn stand in; groups are object ids;
+    # oid is the person's id across the tenant (what Entra's SCIM feed sends as externalId).
+    "entra": {
+        "subject": "sub",
+        "email": ["email", "preferred_username", "upn"],
+        "name": ["name"],
+        "groups": "groups",
+        "external_id": "oid",
+        "tenant": "tid",
+    },
+    # Google Workspace: hd names the person's Workspace domain.
+    "google": {
+        "subject": "sub",
+        "email": ["email"],
+        "name": ["name"],
+        "groups": "groups",
+        "external_id": None,
+        "hosted_domain": "hd",
+    },
+}
+PRESETS["okta"] = PRESETS["generic"]
+
+
+class DiscoveryError(BadRequest):
+    """The issuer's discovery document cannot be used."""
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def check_url(url: str, what: str = "URL") -> str:
+    """``url`` if Gatehouse may call it: https, or http on loopback when allowed."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or not parts.hostname or parts.username or parts.password:
+        raise DiscoveryError("invalid_idp_url", f"The identity provider's {what} is not a URL")
+    if parts.scheme == "https":
+        return url
+    loopback = parts.scheme == "http" and _is_loopback(parts.hostname)
+    if loopback and current_settings().allow_http_loopback:
+        return url
+    raise DiscoveryError("insecure_idp_url", f"The identity provider's {what} must use https")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_json(response: requests.Response) -> Any:
+    """The body as JSON, read no further than MAX_RESPONSE_BYTES."""
+    body = bytearray()
+    for chunk in response.iter_content(chunk_size=16384):
+        body.extend(chunk)
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise ValueError("response too large")
+    return json.loads(bytes(body))
+
+
+def _get_json(url: str, what: str) -> dict[str, Any]:
+    check_url(url, what)
+    try:
+        with requests.get(
+            url,
+            timeout=HTTP_TIMEOUT,
+            stream=True,
+            allow_redirects=False,
+            headers={"Accept": "application/json"},
+        ) as response:
+            if response.status_code != 200:
+                raise DiscoveryError(
+                    "idp_unavailable", f"The identity provider's {what} answered with an error"
+                )
+            document = _read_json(response)
+    except (requests.RequestException, ValueError) as exc:
+        log.warning("oidc: fetching %s failed: %s", what, type(exc).__name__)
+        raise DiscoveryError(
+            "idp_unavailable", f"The identity provider's {what} could not be read"
+        ) from None
+    if not isinstance(document, dict):
+        raise DiscoveryError("idp_unavailable", f"The identity provider's {what} is not an object")
+    return document
+
+
+# --- discovery and settings ------------------------------------------------------------------
+
+
+def discover(issuer: str) -> dict[str, Any]:
+    """The issuer's metadata (OpenID Connect Discovery 1.0 §4); its ``issuer`` must be ours
+    exactly (§4.3), so a document cannot speak for another issuer."""
+    check_url(issuer, "issuer")
+    metadata = _get_json(
+        f"{issuer.rstrip('/')}/.well-known/openid-configuration", "discovery document"
+    )
+    if metadata.get("issuer") != issuer:
+        raise DiscoveryError("issuer_mismatch", "The discovery document names a different issuer")
+    for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        check_url(metadata.get(key), key)
+    if metadata.get("userinfo_endpoint") is not None:
+        check_url(metadata["userinfo_endpoint"], "userinfo_endpoint")
+    return metadata
+
+
+def build_settings(
+    issuer: str,
+    client_id: str,
+    scopes: Sequence[str] = DEFAULT_SCOPES,
+    preset: str = "generic",
+    claims: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``Connection.settings`` for an OIDC IdP: discovered now, checked once."""
+    if preset not in PRESETS:
+        raise BadRequest("invalid_preset", f"preset must be one of {', '.join(PRESETS)}")
+    if not client_id or len(client_id) > 255:
+        raise BadRequest("invalid_client_id", "client_id is required")
+    scopes = [str(s) for s in scopes]
+    if "openid" not in scopes:
+        scopes.insert(0, "openid")
+    metadata = discover(issuer)
+    settings: dict[str, Any] = {
+        "issuer": issuer,
+        "client_id": client_id,
+        "scopes": scopes,
+        "preset": preset,
+        "claims": {**PRESETS[preset], **(claims or {})},
+    }
+    settings.update({k: metadata[k] for k in _METADATA_KEYS if k in metadata})
+    # OpenID Connect Discovery §3: RS256 is the default, and asymmetric algorithms only.
+    advertised = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
+    algs = [a for a in advertised if a in ASYMMETRIC_ALGS]
+    if not algs:
+        raise DiscoveryError(
+            "unsupported_signing_alg", "The identity provider signs ID tokens with no usable key"
+        )
+    settings["id_token_signing_alg_values_supported"] = algs
+    # RFC 8414 §2: the default token endpoint auth method is client_secret_basic.
+    methods = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    method = next((m for m in AUTH_METHODS if m in methods), None)
+    if method is None:
+        raise DiscoveryError(
+            "unsupported_auth_method", "The token endpoint accepts no client secret method"
+        )
+    settings["token_endpoint_auth_method"] = method
+    return settings
+
+
+def redirect_uri(connection: Connection) -> str:
+    """Our callback, from the configured issuer (never from the Host header)."""
+    return f"{current_settings().issuer.rstrip('/')}/sso/oidc/{connection.id}/callback"
+
+
+def code_challenge(code_verifier: str) -> str:
+    """PKCE S256 (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(code_verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def authorization_url(connection: Connection, state: str, nonce: str, code_verifier: str) -> str:
+    """The authentication request (OpenID Connect Core §3.1.2.1), with PKCE S256."""
+    settings = connection.settings
+    endpoint = check_url(settings["authorization_endpoint"], "authorization_endpoint")
+    params = {
+        "response_type": "code",
+        "client_id": settings["client_id"],
+        "redirect_uri": redirect_uri(connection),
+        "scope": " ".join(settings.get("scopes") or DEFAULT_SCOPES),
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": code_challenge(code_verifier),
+        "code_challenge_method": "S256",
+    }
+    separator = "&" if urlsplit(endpoint).query else "?"
+    return f"{endpoint}{separator}{urlencode(params)}"
+
+
+# --- token exchange ----------------------------------------------------------------------------
+
+
+def request_tokens(connection: Connection, code: str, code_verifier: str) -> dict[str, Any]:
+    """The token request (RFC 6749 §4.1.3 + RFC 7636 §4.5); errors never quote tokens."""
+    settings = connection.settings
+    endpoint = check_url(settings["token_endpoint"], "token_endpoint")
+    client_id, secret = settings["client_id"], connection_secret(connection)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri(connection),
+        "code_verifier": code_verifier,
+    }
+    headers = {"Accept": "application/json"}
+    if settings.get("token_endpoint_auth_method") == "client_secret_post":
+        form.update(client_id=client_id, client_secret=secret)
+    else:
+        # RFC 6749 §2.3.1: both parts form-urlencoded before the Basic encoding.
+        pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    try:
+        with requests.post(
+            endpoint,
+            data=form,
+            headers=headers,
+            timeout=HTTP_TIMEOUT,
+            stream=True,
+            allow_redirects=False,
+        ) as response:
+            status = response.status_code
+            try:
+                body = _read_json(response)
+            except ValueError:
+                body = None
+    except requests.RequestException as exc:
+        log.warning("oidc: token endpoint of %s unreachable: %s", connection.id, type(exc).__name__)
+        raise LoginRefused(
+            "idp_unavailable", "The identity provider could not be reached"
+        ) from None
+    if status != 200 or not isinstance(body, dict):
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else "unknown"
+        log.info("oidc: token endpoint of %s refused: %s %s", connection.id, status, error)
+        raise LoginRefused(
+            "token_exchange_failed", "The identity provider refused to complete the sign-in"
+        )
+    return body
+
+
+def exchange_and_verify(
+    connection: Connection, code: str, code_verifier: str, nonce: str
+) -> IdpAssertion:
+    """Exchange the code, check the ID token, map its claims."""
+    tokens = request_tokens(connection, code, code_verifier)
+    id_token = tokens.get("id_token")
+    if not isinstance(id_token, str):
+        raise LoginRefused("invalid_id_token", "The identity provider sent no ID token")
+    claims = verify_id_token(connection, id_token, nonce)
+    return assertion_from_claims(connection, claims)
+
+
+# --- ID token validation ---------------------------------------------------------------------
+
+
+def _invalid(code: str = "invalid_id_token") -> LoginRefused:
+    return LoginRefused(code, "The identity provider's ID token is not valid for this sign-in")
+
+
+def _header(id_token: str) -> dict[str, Any]:
+    if len(id_token) > MAX_ID_TOKEN or id_token.count(".") != 2:
+        raise _invalid()
+    segment = id_token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError):
+        raise _invalid() from None
+    if not isinstance(header, dict):
+        raise _invalid()
+    return header
+
+
+def _find_key(jwks: Any, kid: str | None, alg: str) -> dict[str, Any] | None:
+    keys = [k for k in (jwks or {}).get("keys", []) if isinstance(k, dict)]
+    keys = [k for k in keys if k.get("use", "sig") == "sig" and k.get("alg", alg) == alg]
+    if kid is not None:
+        matches = [k for k in keys if k.get("kid") == kid]
+    else:
+        # No kid: only unambiguous with a single candidate key (Core §10.1).
+        matches = keys if len(keys) == 1 else []
+    return matches[0] if len(matches) == 1 else None
+
+
+def refresh_jwks(connection: Connection) -> bool:
+    """Fetch the IdP's JWKS into the settings, at most once per JWKS_REFETCH_SECONDS.
+
+    The time of the last fetch is kept in the row, so the limit holds across processes; the
+    caller decides whether the change is committed (see ``views_oidc``).
+    """
+    settings = connection.settings
+    now = time.time()
+    if now - float(settings.get("jwks_fetched_at") or 0) < JWKS_REFETCH_SECONDS:
+        return False
+    try:
+        jwks = _get_json(settings["jwks_uri"], "JWKS")
+    except DiscoveryError:
+        jwks = None
+    updated = {**settings, "jwks_fetched_at": now}
+    if jwks is not None and isinstance(jwks.get("keys"), list):
+        updated["jwks"] = {"keys": jwks["keys"]}
+    connection.settings = updated
+    db.session.flush()
+    return jwks is not None
+
+
+def verify_id_token(connection: Connection, id_token: str, nonce: str) -> dict[str, Any]:
+    """The ID token's claims if it passes OpenID Connect Core §3.1.3.7, else LoginRefused."""
+    settings = connection.settings
+    header = _header(id_token)
+    alg = header.get("alg")
+    allowed = [a for a in settings.get("id_token_signing_alg_values_supported") or ["RS256"]]
+    if not isinstance(alg, str) or alg not in ASYMMETRIC_ALGS or alg not in allowed:
+        raise _invalid("unsupported_id_token_alg")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise _invalid()
+    jwk = _find_key(settings.get("jwks"), kid, alg)
+    # An unknown kid is how key rotation looks: fetch the JWKS once more, rate-limited.
+    if jwk is None and refresh_jwks(connection):
+        jwk = _find_key(connection.settings.get("jwks"), kid, alg)
+    if jwk is None:
+        raise _invalid("unknown_signing_key")
+    try:
+        key = import_key(jwk)
+        if key.key_type == "oct":
+            raise _invalid()
+        token = jwt.decode(id_token, key, algorithms=[alg])
+    except JoseError:
+        raise _invalid("invalid_id_token_signature") from None
+    except ValueError:
+        raise _invalid() from None
+    claims = dict(token.claims)
+    check_claims(connection, claims, nonce)
+    return claims
+
+
+def check_claims(connection: Connection, claims: Mapping[str, Any], nonce: str) -> None:
+    """iss, aud, azp, exp, iat, nonce and sub (OpenID Connect Core §3.1.3.7, items 2-11)."""
+    settings = connection.settings
+    client_id = settings["client_id"]
+    if claims.get("iss") != settings["issuer"]:
+        raise _invalid("invalid_issuer")
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud
+    if not isinstance(audiences, list) or client_id not in audiences:
+        raise _invalid("invalid_audience")
+    azp = claims.get("azp")
+    if (len(audiences) > 1 or azp is not None) and azp != client_id:
+        raise _invalid("invalid_audience")
+    now = time.time()
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not _is_number(exp) or exp + LEEWAY_SECONDS <= now:
+        raise _invalid("expired_id_token")
+    if not _is_number(iat) or iat - LEEWAY_SECONDS > now:
+        raise _invalid("invalid_id_token")
+    got = claims.get("nonce")
+    if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
+        raise _invalid("invalid_nonce")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 255:
+        raise _invalid("invalid_subject")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+def _first_string(claims: Mapping[str, Any], names: Sequence[str]) -> str | None:
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def assertion_from_claims(connection: Connection, claims: Mapping[str, Any]) -> IdpAssertion:
+    """The IdpAssertion the connection's claim mapping reads from the ID token."""
+    settings = connection.settings
+    mapping = {**PRESETS["generic"], **(settings.get("claims") or {})}
+    tenant_claim, expected_tenant = mapping.get("tenant"), settings.get("tenant_id")
+    if tenant_claim and expected_tenant and claims.get(tenant_claim) != expected_tenant:
+        raise LoginRefused("wrong_tenant", "This account belongs to another tenant")
+    hd_claim, expected_hd = mapping.get("hosted_domain"), settings.get("hosted_domain")
+    if hd_claim and expected_hd and claims.get(hd_claim) != expected_hd:
+        raise LoginRefused("wrong_tenant", "This account belongs to another domain")
+    email = _first_string(claims, mapping.get("email") or [])
+    # An address the IdP itself says is unverified is not an identity claim.
+    if claims.get("email_verified") is False and email == claims.get("email"):
+        email = None
+    raw_groups = claims.get(mapping.get("groups") or "groups")
+    groups = (
+        [str(g) for g in raw_groups if isinstance(g, str | int)]
+        if isinstance(raw_groups, list)
+        else []
+    )
+    amr = claims.get("amr")
+    auth_time = claims.get("auth_time")
+    external_claim = mapping.get("external_id")
+    external_id = claims.get(external_claim) if external_claim else None
+    subject = claims.get(mapping.get("subject") or "sub")
+    if not isinstance(subject, str) or not subject:
+        raise _invalid("invalid_subject")
+    return IdpAssertion(
+        subject=subject,
+        email=email,
+        name=_first_string(claims, mapping.get("name") or []),
+        groups=tuple(groups),
+        amr=tuple(str(a) for a in amr) if isinstance(amr, list) else (),
+        acr=claims["acr"] if isinstance(claims.get("acr"), str) else None,
+        auth_time=datetime.fromtimestamp(auth_time, UTC) if _is_number(auth_time) else None,
+        external_id=external_id if isinstance(external_id, str) else None,
+    )
