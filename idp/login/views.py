@@ -1,20 +1,41 @@
-"""The browser's own endpoints: who am I (``/api/v1/me``), sign out."""
+"""The browser's own endpoints: sign in (home-realm discovery, email links), invitations,
+who am I (``/api/v1/me``), sign out."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Response, jsonify, redirect, request
+from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy import select
 
+from idp.actors import Actor, ActorKind
+from idp.audit.services import record_org_event
+from idp.config import current_settings
 from idp.db import db, finish_request
-from idp.errors import GatehouseError, Unauthorized
-from idp.login.cookies import clear_session_cookie, session_token
+from idp.errors import Forbidden, GatehouseError, NotFound, Unauthorized
+from idp.login.cookies import clear_session_cookie, session_token, set_session_cookie
+from idp.login.pages import page
 from idp.login.redirects import safe_return_to
-from idp.orgs.models import Membership, MembershipStatus, Organization
-from idp.sessions.models import Session
-from idp.sessions.services import find_live_session, revoke_session
+from idp.mail import Mail, queue_mail
+from idp.orgs import invitations
+from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organization, Workspace
+from idp.orgs.services import get_org
+from idp.sessions.models import Session, SessionMethod
+from idp.sessions.services import (
+    consume_email_link,
+    find_live_session,
+    issue_email_link,
+    move_session,
+    revoke_session,
+    start_session,
+)
+from idp.sso.connections import list_connections
+from idp.sso.domains import verified_org_for_email
 from idp.sso.signin import admission
+from idp.users.models import User
+from idp.users.services import find_user_by_email, validate_email
 
 bp = Blueprint("login", __name__)
 
@@ -89,12 +110,208 @@ def logout() -> Response:
 
 @bp.errorhandler(GatehouseError)
 def error(exc: GatehouseError) -> Response:
+    """JSON under ``/api/``, a page elsewhere; the stable code either way."""
     db.session.rollback()
-    response = jsonify(error=exc.code, message=exc.message if exc.status < 500 else "Error")
-    response.status_code = exc.status
+    message = exc.message if exc.status < 500 else "Something went wrong on our side"
+    if request.path.startswith("/api/"):
+        response = jsonify(error=exc.code, message=message)
+        response.status_code = exc.status
+    else:
+        response = page(
+            "Something is not right", "<p>{{ message }}</p>", exc.status, message=message
+        )
+    response.headers["X-Gatehouse-Error"] = exc.code
     return response
 
 
 @bp.after_request
 def commit(response: Response) -> Response:
     return finish_request(response, lambda: Response(status=409))
+
+
+# --- signing in: home-realm discovery, email links ------------------------------------
+
+_LOGIN_FORM = """
+<form method="post" action="/login">
+  <label>Work email <input type="email" name="email" required autofocus></label>
+  <input type="hidden" name="next" value="{{ next }}">
+  <button>Continue</button>
+</form>"""
+_CHOOSE = """<p>Sign in to {{ org.name }} with:</p><ul>
+{% for c in connections %}<li><a href="{{ c.url }}">{{ c.name }}</a></li>{% endfor %}
+</ul>"""
+_SENT = """<p>If that address can sign in here, a link is on its way to it. It works once,
+within 10 minutes.</p>"""
+_CONFIRM = """<form method="post"><p>Sign in as {{ email }}?</p><button>Sign in</button></form>"""
+
+
+def _connections_page(org: Organization, return_to: str) -> Response:
+    """Straight to the org's connection, or a choice when it has several."""
+    found = [c for c in list_connections(org.id) if c.enabled]
+    query = urlencode({"next": return_to})
+    targets = [{"name": c.name, "url": f"/sso/{c.kind.value}/{c.id}/login?{query}"} for c in found]
+    if len(targets) == 1:
+        return redirect(targets[0]["url"], code=303)
+    return page("Choose how to sign in", _CHOOSE, org=org, connections=targets)
+
+
+@bp.get("/login")
+def login_page() -> Response:
+    """Ask for the email (home-realm discovery), or go to ``?org=SLUG``'s connection."""
+    return_to = safe_return_to(request.args.get("next"))
+    slug = request.args.get("org")
+    if slug:
+        org = get_org(_workspace_id(), slug)
+        if any(c.enabled for c in list_connections(org.id)):
+            return _connections_page(org, return_to)
+    return page("Sign in", _LOGIN_FORM, next=return_to)
+
+
+@bp.post("/login")
+def login_submit() -> Response:
+    """Route by the email's verified domain to its org's IdP; else send a one-time link."""
+    return_to = safe_return_to(request.form.get("next"))
+    try:
+        email = validate_email(request.form.get("email", ""))
+    except GatehouseError:
+        return page("Sign in", _LOGIN_FORM, status=400, next=return_to)
+    workspace_id = _workspace_id()
+    org_id = verified_org_for_email(workspace_id, email)
+    if org_id is not None:
+        org = db.session.get(Organization, org_id)
+        if any(c.enabled for c in list_connections(org.id)):
+            return _connections_page(org, return_to)
+    user = find_user_by_email(workspace_id, email)
+    if user is not None:  # the same answer either way: who has an account is not told
+        _link, token = issue_email_link(user, return_to=return_to)
+        link = f"{current_settings().issuer}/login/email?token={quote(token)}"
+        queue_mail(
+            db.session(),
+            Mail(
+                to=user.email or email,
+                subject="Your sign-in link",
+                body=f"Sign in here (once, within 10 minutes):\n{link}\n\n"
+                "If you did not ask for this, ignore this message.\n",
+            ),
+        )
+    return page("Check your email", _SENT)
+
+
+@bp.get("/login/email")
+def email_link_page() -> Response:
+    """Confirm before signing in: mail scanners that fetch links must not use them up."""
+    return page("Sign in", _CONFIRM, email="your account")
+
+
+@bp.post("/login/email")
+def email_link_sign_in() -> Response:
+    """Use the link once and start a session (method ``email_link``)."""
+    link = consume_email_link(request.args.get("token", ""))
+    if link is None:
+        raise Unauthorized("invalid_link", "This sign-in link is unknown, used or expired")
+    user = db.session.get(User, link.user_id)
+    org_id = link.org_id or db.session.scalar(
+        select(Membership.org_id)
+        .join(Organization, Organization.id == Membership.org_id)
+        .where(
+            Membership.user_id == user.id,
+            Membership.status == MembershipStatus.ACTIVE,
+            Organization.deleted_at.is_(None),
+        )
+        .order_by(Organization.slug)
+        .limit(1)
+    )
+    if org_id is None:
+        raise Forbidden("no_membership", "This account belongs to no organization")
+    lifetime = timedelta(hours=current_settings().session_hours)
+    session, token = start_session(
+        user,
+        db.session.get(Organization, org_id),
+        method=SessionMethod.EMAIL_LINK,
+        lifetime=lifetime,
+        amr=["email"],
+    )
+    if not user.email_verified:
+        user.email_verified = True  # the person just proved the address
+    record_org_event(
+        Actor(
+            ActorKind.USER,
+            user.id,
+            user.email or user.id,
+            user_id=user.id,
+            org_id=org_id,
+            request_id=g.get("request_id"),
+            workspace_id=user.workspace_id,
+        ),
+        db.session.get(Organization, org_id),
+        "session.started",
+        "user",
+        user.id,
+        after={"session_id": session.id, "method": "email_link"},
+    )
+    response = redirect(safe_return_to(link.return_to), code=303)
+    set_session_cookie(response, token, lifetime)
+    return response
+
+
+def _workspace_id() -> str:
+    found = db.session.scalar(
+        select(Workspace.id).where(Workspace.slug == current_settings().workspace)
+    )
+    if found is None:
+        raise NotFound("not_found", "This deployment has no workspace yet")
+    return found
+
+
+# --- invitations ----------------------------------------------------------------------
+
+_INVITATION = """<p>You are invited to join <strong>{{ org.name }}</strong>
+as {{ invitation.role.value }}.</p>
+<form method="post"><input type="hidden" name="token" value="{{ token }}">
+<button name="answer" value="accept">Accept</button>
+<button name="answer" value="reject">Decline</button></form>"""
+_SIGN_IN_FIRST = """<p>Sign in first, then open the invitation link again:
+<a href="{{ login }}">sign in</a>.</p>"""
+
+
+@bp.get("/invitations/accept")
+def invitation_page() -> Response:
+    """Show what the invitation is for; nothing changes until the person answers."""
+    token = request.args.get("token", "")
+    invitation, org = invitations.describe_invitation(token)
+    return page("Invitation", _INVITATION, org=org, invitation=invitation, token=token)
+
+
+@bp.post("/invitations/accept")
+def invitation_answer() -> Response:
+    """Accept (and be signed in: the emailed token proved the address) or decline.
+
+    A shareable link proves no address, so it joins the signed-in person only.
+    """
+    token = request.form.get("token", "")
+    if request.form.get("answer") == "reject":
+        invitations.reject_invitation(token)
+        return page("Invitation declined", "<p>You declined the invitation.</p>")
+    invitation, _org = invitations.describe_invitation(token)
+    session = None
+    if invitation.kind is InvitationKind.LINK:
+        browser = session_token()
+        session = find_live_session(browser) if browser else None
+        if session is None or not session.user.email:
+            login = "/login?" + urlencode({"next": f"/invitations/accept?token={token}"})
+            return page("Sign in first", _SIGN_IN_FIRST, status=401, login=login)
+        membership = invitations.accept_invitation(token, email=session.user.email)
+        move_session(session, db.session.get(Organization, membership.org_id))
+        return redirect("/", code=303)
+    membership = invitations.accept_invitation(token)
+    lifetime = timedelta(hours=current_settings().session_hours)
+    _session, cookie = start_session(
+        membership.user,
+        db.session.get(Organization, membership.org_id),
+        method=SessionMethod.EMAIL_LINK,
+        lifetime=lifetime,
+        amr=["email"],
+    )
+    response = redirect("/", code=303)
+    set_session_cookie(response, cookie, lifetime)
+    return response

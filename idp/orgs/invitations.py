@@ -274,6 +274,14 @@ def _refuse_unless_pending(invitation: Invitation) -> None:
         raise Gone("invitation_not_pending", f"This invitation is {status.value}")
 
 
+def describe_invitation(token: str) -> tuple[Invitation, Organization]:
+    """A pending invitation and its org, for the page that asks to accept (changes nothing)."""
+    invitation = _find_by_token(token)
+    org = _live_org(invitation)
+    _refuse_unless_pending(invitation)
+    return invitation, org
+
+
 def accept_invitation(
     token: str, *, email: str | None = None, name: str | None = None, actor: Actor | None = None
 ) -> Membership:

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, update
 from idp.crypto import new_token, token_digest
 from idp.db import db, new_id, utcnow
 from idp.orgs.models import Organization
-from idp.sessions.models import Session, SessionMethod
+from idp.sessions.models import EmailLink, Session, SessionMethod
 from idp.users.models import User
 
 SESSION_TOKEN_PREFIX = "ghc"  # noqa: S105 - a public prefix for secret scanners ("cookie")
@@ -87,3 +87,44 @@ def revoke_member_sessions(org_id: str, user_id: str, reason: str) -> int:
         .execution_options(synchronize_session="fetch")
     )
     return result.rowcount
+
+
+# --- one-time email links --------------------------------------------------------------
+
+EMAIL_LINK_TTL = timedelta(minutes=10)
+EMAIL_LINK_PREFIX = "ghl"  # a public prefix for secret scanners ("link")
+
+
+def issue_email_link(
+    user: User, *, org_id: str | None = None, return_to: str = "/"
+) -> tuple[EmailLink, str]:
+    """A sign-in link for ``user`` (10 minutes, single use); the token is returned once."""
+    token = new_token(EMAIL_LINK_PREFIX)
+    link = EmailLink(
+        id=new_id("eml"),
+        token_digest=token_digest(token),
+        user_id=user.id,
+        org_id=org_id,
+        return_to=return_to,
+        expires_at=utcnow() + EMAIL_LINK_TTL,
+    )
+    db.session.add(link)
+    db.session.flush()
+    return link, token
+
+
+def consume_email_link(token: str) -> EmailLink | None:
+    """The link of ``token``, used up now; ``None`` if unknown, expired or already used."""
+    if not token.startswith(EMAIL_LINK_PREFIX + "_"):
+        return None
+    link = db.session.scalar(select(EmailLink).where(EmailLink.token_digest == token_digest(token)))
+    if link is None:
+        return None
+    now = utcnow()
+    taken = db.session.execute(
+        update(EmailLink)
+        .where(EmailLink.id == link.id, EmailLink.used_at.is_(None), EmailLink.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return link if taken.rowcount == 1 else None

@@ -69,7 +69,7 @@ def connection_secret(connection: Connection) -> str:
     return SECRET.decrypt(connection.id, connection.secret).decode()
 
 
-def _check_preset(preset: str) -> str:
+def check_preset(preset: str) -> str:
     if preset not in PRESETS:
         raise BadRequest("invalid_preset", f"preset must be one of {', '.join(PRESETS)}")
     return preset
@@ -97,7 +97,7 @@ def create_connection(
         org_id=org.id,
         kind=kind,
         name=validate_name(name),
-        preset=_check_preset(preset),
+        preset=check_preset(preset),
         enabled=True,
         settings=settings,
     )
