@@ -301,6 +301,10 @@ def invitation_answer() -> Response:
             login = "/login?" + urlencode({"next": f"/invitations/accept?token={token}"})
             return page("Sign in first", _SIGN_IN_FIRST, status=401, login=login)
         membership = invitations.accept_invitation(token, email=session.user.email)
+        if admission(session, membership.org_id) is not None:
+            # A member now, but this sign-in is not one the org accepts: its own IdP next.
+            org = db.session.get(Organization, membership.org_id)
+            return redirect("/login?" + urlencode({"org": org.slug}), code=303)
         move_session(session, db.session.get(Organization, membership.org_id))
         return redirect("/", code=303)
     membership = invitations.accept_invitation(token)

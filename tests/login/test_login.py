@@ -14,11 +14,13 @@ from sqlalchemy import func, select, update
 
 from idp.actors import system_actor
 from idp.db import db, utcnow
+from idp.login.cookies import signed_session_cookie
 from idp.orgs import invitations
 from idp.orgs.roles import Role
 from idp.sessions.models import EmailLink, Session, SessionMethod
 from idp.sso.connections import create_connection
 from idp.sso.models import ConnectionKind, Domain, DomainStatus
+from idp.sso.signin import IdpAssertion, sign_in
 from tests.builders import make_member, make_org
 from tests.test_mail import Inbox, start_smtp
 
@@ -182,3 +184,25 @@ def test_logout_ends_the_session_server_side(client: FlaskClient, inbox: Inbox) 
     assert client.post("/logout").status_code == 303
     client.set_cookie("gatehouse_session", cookie.value)
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_a_link_invitation_does_not_carry_another_orgs_sso_session_in(
+    client: FlaskClient,
+) -> None:
+    home, other = make_org("home"), make_org("acme")
+    connection = create_connection(
+        system_actor(), home, kind=ConnectionKind.OIDC, name="Home IdP", settings={}, secret="s"
+    )
+    db.session.commit()
+    _session, token = sign_in(
+        connection,
+        IdpAssertion(subject="ann", email="ann@home.example"),
+        lifetime=timedelta(hours=1),
+    )
+    _invitation, invite = invitations.create_invite_link(system_actor(), other)
+    db.session.commit()
+    with client.application.test_request_context():
+        client.set_cookie("gatehouse_session", signed_session_cookie(token))
+    joined = client.post("/invitations/accept", data={"token": invite, "answer": "accept"})
+    assert joined.status_code == 303 and joined.headers["Location"] == "/login?org=acme"
+    assert client.get("/api/v1/me").json["org"]["slug"] == "home"  # the session stayed home
