@@ -1,0 +1,591 @@
+"""SAML 2.0 Web Browser SSO for an org's IdP connection (SAML profiles §4.1), over python3-saml.
+
+Protocol only: the views pass what they read from the request. Secure defaults live here:
+strict mode, signed assertions (RSA-SHA256, SHA-1 refused), audience, exact Destination and
+Recipient against the ACS URL built from ``GATEHOUSE_ISSUER`` (never the Host header), no
+DTDs, entities or comments, and the values the views need for InResponseTo and the replay
+cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import ipaddress
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError
+from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+from idp.config import current_settings
+from idp.errors import BadRequest
+from idp.sso.connections import connection_secret
+from idp.sso.models import Connection
+from idp.sso.signin import IdpAssertion
+from idp.sso.states import LoginRefused
+
+METADATA_TIMEOUT = 10  # seconds
+MAX_METADATA = 1_000_000  # bytes; federation aggregates are not accepted here
+MAX_RESPONSE = 512_000  # characters of base64 in one SAMLResponse
+CLOCK_DRIFT = dt.timedelta(minutes=5)  # python3-saml's ALLOWED_CLOCK_DRIFT, kept in the cache
+BINDINGS = {"redirect": C.BINDING_HTTP_REDIRECT, "post": C.BINDING_HTTP_POST}
+
+_CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims"
+# Where each preset finds the person's attributes; the first name present wins.
+PRESETS: dict[str, dict[str, list[str]]] = {
+    "generic": {
+        "email": ["email", "mail", "urn:oid:0.9.2342.19200300.100.1.3", f"{_CLAIMS}/emailaddress"],
+        "name": ["displayName", "name", "urn:oid:2.16.840.1.113730.3.1.241"],
+        "given_name": ["givenName", "firstName", "urn:oid:2.5.4.42"],
+        "family_name": ["sn", "lastName", "surname", "urn:oid:2.5.4.4"],
+        "groups": ["groups", "memberOf", "urn:oid:1.3.6.1.4.1.5923.1.5.1.1"],
+        "external_id": [],
+    },
+    "okta": {
+        "email": ["email"],
+        "name": ["displayName", "name"],
+        "given_name": ["firstName"],
+        "family_name": ["lastName"],
+        "groups": ["groups"],
+        "external_id": [],
+    },
+    # Entra ID: claim URIs; groups are object ids (map roles by object id); the object id is
+    # what its SCIM feed sends as externalId. Its audience may be an ``spn:<app id>`` form:
+    # set ``sp_entity_id`` to it explicitly.
+    "entra": {
+        "email": [f"{_CLAIMS}/emailaddress", f"{_CLAIMS}/upn"],
+        "name": ["http://schemas.microsoft.com/identity/claims/displayname", f"{_CLAIMS}/name"],
+        "given_name": [f"{_CLAIMS}/givenname"],
+        "family_name": [f"{_CLAIMS}/surname"],
+        "groups": ["http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"],
+        "external_id": ["http://schemas.microsoft.com/identity/claims/objectidentifier"],
+    },
+    # Google Workspace: attribute names are whatever the admin typed; these are the usual ones.
+    "google": {
+        "email": ["email", "mail"],
+        "name": ["name", "displayName"],
+        "given_name": ["firstName", "givenName"],
+        "family_name": ["lastName", "sn"],
+        "groups": ["groups"],
+        "external_id": [],
+    },
+}
+PRESETS["adfs"] = {
+    **PRESETS["entra"],
+    "groups": ["http://schemas.microsoft.com/ws/2008/06/identity/claims/role", "groups"],
+    "external_id": [],
+}
+
+_ERROR_CODES = {
+    "invalid_signature": {
+        OneLogin_Saml2_ValidationError.WRONG_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.ID_NOT_FOUND_IN_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.DUPLICATED_ID_IN_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.INVALID_SIGNED_ELEMENT,
+        OneLogin_Saml2_ValidationError.DUPLICATED_REFERENCE_IN_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.UNEXPECTED_SIGNED_ELEMENTS,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES_IN_RESPONSE,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES_IN_ASSERTION,
+        OneLogin_Saml2_ValidationError.WRONG_NUMBER_OF_SIGNATURES,
+        OneLogin_Saml2_ValidationError.NO_SIGNED_MESSAGE,
+        OneLogin_Saml2_ValidationError.NO_SIGNED_ASSERTION,
+        OneLogin_Saml2_ValidationError.NO_SIGNATURE_FOUND,
+        OneLogin_Saml2_ValidationError.INVALID_SIGNATURE,
+    },
+    "deprecated_algorithm": {
+        OneLogin_Saml2_ValidationError.DEPRECATED_SIGNATURE_METHOD,
+        OneLogin_Saml2_ValidationError.DEPRECATED_DIGEST_METHOD,
+    },
+    "wrong_audience": {OneLogin_Saml2_ValidationError.WRONG_AUDIENCE},
+    "wrong_destination": {
+        OneLogin_Saml2_ValidationError.WRONG_DESTINATION,
+        OneLogin_Saml2_ValidationError.EMPTY_DESTINATION,
+    },
+    "wrong_issuer": {
+        OneLogin_Saml2_ValidationError.WRONG_ISSUER,
+        OneLogin_Saml2_ValidationError.ISSUER_MULTIPLE_IN_RESPONSE,
+        OneLogin_Saml2_ValidationError.ISSUER_NOT_FOUND_IN_ASSERTION,
+    },
+    "assertion_expired": {
+        OneLogin_Saml2_ValidationError.ASSERTION_EXPIRED,
+        OneLogin_Saml2_ValidationError.SESSION_EXPIRED,
+        OneLogin_Saml2_ValidationError.RESPONSE_EXPIRED,
+    },
+    "assertion_not_yet_valid": {OneLogin_Saml2_ValidationError.ASSERTION_TOO_EARLY},
+    "invalid_subject_confirmation": {OneLogin_Saml2_ValidationError.WRONG_SUBJECTCONFIRMATION},
+    "idp_error": {OneLogin_Saml2_ValidationError.STATUS_CODE_IS_NOT_SUCCESS},
+    "invalid_subject": {
+        OneLogin_Saml2_ValidationError.NO_NAMEID,
+        OneLogin_Saml2_ValidationError.EMPTY_NAMEID,
+    },
+}
+_CODE_FOR = {number: code for code, numbers in _ERROR_CODES.items() for number in numbers}
+
+
+# --- XSD cache ----------------------------------------------------------------------------------
+
+
+class _Schemas(threading.local):
+    """Compiled XSDs, one set per thread: ``validate()`` keeps per-object error state."""
+
+    def __init__(self) -> None:
+        self.by_url: dict[str, etree.XMLSchema] = {}
+
+
+_schemas = _Schemas()
+
+
+def cached_schema(document: etree._ElementTree) -> etree.XMLSchema:
+    """python3-saml compiles its XSD on every validation (~2.5 ms); compile each file once."""
+    url = document.docinfo.URL
+    schema = _schemas.by_url.get(url) if url else None
+    if schema is None:
+        schema = etree.XMLSchema(document)
+        if url:
+            _schemas.by_url[url] = schema
+    return schema
+
+
+# python3-saml's documented hook for the schema class (xml_utils.OneLogin_Saml2_XML).
+OneLogin_Saml2_XML._schema_class = staticmethod(cached_schema)
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def new_sp_keypair(common_name: str = "Gatehouse SAML SP") -> tuple[str, str]:
+    """A fresh RSA-2048 key and a self-signed SHA-256 certificate: (cert PEM, key PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def certificate_body(cert: str) -> str:
+    """A certificate (PEM or bare base64 DER) as one-line base64 DER; refuses anything else."""
+    text = cert.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            parsed = x509.load_pem_x509_certificate(text.encode())
+        else:
+            parsed = x509.load_der_x509_certificate(base64.b64decode("".join(text.split())))
+    except (ValueError, binascii.Error):
+        raise BadRequest("invalid_certificate", "An IdP certificate could not be read") from None
+    return base64.b64encode(parsed.public_bytes(serialization.Encoding.DER)).decode()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Metadata is fetched from the URL given, never from where a redirect points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def fetch_metadata(url: str, *, allow_http_loopback: bool | None = None) -> str:
+    """GET the IdP's metadata: https only (plain http on loopback when allowed), bounded."""
+    if allow_http_loopback is None:
+        allow_http_loopback = current_settings().allow_http_loopback
+    parts = urlsplit(url)
+    plain_ok = parts.scheme == "http" and allow_http_loopback and _is_loopback(parts.hostname)
+    if parts.scheme != "https" and not plain_ok:
+        raise BadRequest("insecure_metadata_url", "The metadata URL must use https")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    try:
+        with opener.open(url, timeout=METADATA_TIMEOUT) as response:
+            body = response.read(MAX_METADATA + 1)
+    except (urllib.error.URLError, OSError, ValueError):
+        raise BadRequest("metadata_unreachable", "The IdP metadata could not be fetched") from None
+    if len(body) > MAX_METADATA:
+        raise BadRequest("metadata_too_large", "The IdP metadata is too large")
+    return body.decode("utf-8", errors="replace")
+
+
+def _parse_metadata(xml: str, entity_id: str | None) -> dict[str, Any]:
+    try:
+        parsed = OneLogin_Saml2_IdPMetadataParser.parse(xml, entity_id=entity_id)
+    except Exception:  # lxml, DTD/entity refusal, or python3-saml's own errors
+        raise BadRequest("invalid_metadata", "The IdP metadata could not be read") from None
+    idp = parsed.get("idp") or {}
+    if not idp.get("entityId") or not idp.get("singleSignOnService", {}).get("url"):
+        raise BadRequest("invalid_metadata", "The IdP metadata names no entity id or SSO URL")
+    certs = list(idp.get("x509certMulti", {}).get("signing", []))
+    if idp.get("x509cert"):
+        certs.append(idp["x509cert"])
+    return {
+        "idp_entity_id": idp["entityId"],
+        "sso_url": idp["singleSignOnService"]["url"],
+        "idp_certs": certs,
+        "name_id_format": parsed.get("sp", {}).get("NameIDFormat"),
+    }
+
+
+def build_settings(
+    *,
+    metadata_xml: str | None = None,
+    metadata_url: str | None = None,
+    idp_entity_id: str | None = None,
+    sso_url: str | None = None,
+    idp_certs: Sequence[str] | None = None,
+    preset: str = "generic",
+    sp_entity_id: str | None = None,
+    authn_request_binding: str = "redirect",
+    allow_idp_initiated: bool = False,
+    sp_cert_pem: str | None = None,
+    sp_key_pem: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """A SAML connection's settings and its SP private key (to store encrypted).
+
+    From metadata (XML or an https URL) or explicit values; explicit values win. Several IdP
+    signing certificates are kept (rollover). A fresh SP key pair is made unless one is given
+    (re-importing the IdP's metadata keeps the SP's key). ``sp_entity_id=None`` means
+    ``{issuer}/sso/saml/<connection id>/metadata``, derived when used.
+    """
+    if preset not in PRESETS:
+        raise BadRequest("invalid_preset", f"preset must be one of {', '.join(PRESETS)}")
+    if authn_request_binding not in BINDINGS:
+        raise BadRequest("invalid_binding", "authn_request_binding must be redirect or post")
+    found: dict[str, Any] = {}
+    if metadata_url and metadata_xml is None:
+        metadata_xml = fetch_metadata(metadata_url)
+    if metadata_xml is not None:
+        found = _parse_metadata(metadata_xml, idp_entity_id)
+    entity_id = idp_entity_id or found.get("idp_entity_id")
+    sso = sso_url or found.get("sso_url")
+    certs = [
+        certificate_body(c) for c in (idp_certs if idp_certs is not None else found["idp_certs"])
+    ]
+    if not entity_id or not sso:
+        raise BadRequest("invalid_settings", "An IdP entity id and SSO URL are required")
+    if not certs:
+        raise BadRequest("invalid_settings", "At least one IdP signing certificate is required")
+    sso_parts = urlsplit(sso)
+    if sso_parts.scheme != "https" and not (
+        sso_parts.scheme == "http"
+        and current_settings().allow_http_loopback
+        and _is_loopback(sso_parts.hostname)
+    ):
+        raise BadRequest("insecure_sso_url", "The IdP SSO URL must use https")
+    if (sp_cert_pem is None) != (sp_key_pem is None):
+        raise BadRequest("invalid_settings", "Give both the SP certificate and key, or neither")
+    if sp_cert_pem is None or sp_key_pem is None:
+        sp_cert_pem, sp_key_pem = new_sp_keypair()
+    settings = {
+        "idp_entity_id": entity_id,
+        "sso_url": sso,
+        "idp_certs": list(dict.fromkeys(certs)),
+        "preset": preset,
+        "attribute_map": PRESETS[preset],
+        "sp_entity_id": sp_entity_id,
+        "sp_cert": sp_cert_pem,
+        "name_id_format": found.get("name_id_format") or C.NAMEID_UNSPECIFIED,
+        "authn_request_binding": authn_request_binding,
+        "allow_idp_initiated": bool(allow_idp_initiated),
+    }
+    return settings, sp_key_pem
+
+
+def _base(connection_id: str) -> str:
+    return f"{current_settings().issuer.rstrip('/')}/sso/saml/{connection_id}"
+
+
+def sp_entity_id(connection: Connection) -> str:
+    return connection.settings.get("sp_entity_id") or f"{_base(connection.id)}/metadata"
+
+
+def acs_url(connection: Connection) -> str:
+    """The ACS URL, from the configured issuer: the one Destination and Recipient must equal."""
+    return f"{_base(connection.id)}/acs"
+
+
+def onelogin_settings(connection: Connection, sp_private_key: str) -> dict[str, Any]:
+    """python3-saml settings for a connection: strict, signed assertions, SHA-256."""
+    s = connection.settings
+    certs = list(s.get("idp_certs") or [])
+    idp: dict[str, Any] = {
+        "entityId": s["idp_entity_id"],
+        "singleSignOnService": {"url": s["sso_url"], "binding": C.BINDING_HTTP_REDIRECT},
+        "x509certMulti": {"signing": certs, "encryption": []},
+    }
+    return {
+        "strict": True,
+        "debug": False,
+        "sp": {
+            "entityId": sp_entity_id(connection),
+            "assertionConsumerService": {
+                "url": acs_url(connection),
+                "binding": C.BINDING_HTTP_POST,
+            },
+            "NameIDFormat": s.get("name_id_format") or C.NAMEID_UNSPECIFIED,
+            "x509cert": certificate_body(s["sp_cert"]),
+            "privateKey": sp_private_key,
+        },
+        "idp": idp,
+        "security": {
+            "authnRequestsSigned": True,
+            "logoutRequestSigned": True,
+            "logoutResponseSigned": True,
+            "signMetadata": False,
+            "wantMessagesSigned": False,  # Entra signs the assertion only
+            "wantAssertionsSigned": True,
+            "wantAssertionsEncrypted": False,
+            "wantNameId": True,
+            "wantNameIdEncrypted": False,
+            "wantAttributeStatement": False,
+            "requestedAuthnContext": False,
+            "rejectDeprecatedAlgorithm": True,
+            "signatureAlgorithm": C.RSA_SHA256,
+            "digestAlgorithm": C.SHA256,
+            "allowRepeatAttributeName": True,
+        },
+    }
+
+
+_settings_cache: dict[tuple[str, str, str], OneLogin_Saml2_Settings] = {}
+_settings_lock = threading.Lock()
+MAX_CACHED_SETTINGS = 256
+
+
+def saml_settings(connection: Connection, sp_private_key: str) -> OneLogin_Saml2_Settings:
+    """The parsed python3-saml settings, cached per connection version and issuer.
+
+    The object is only read after construction, so threads may share it.
+    """
+    key = (connection.id, connection.updated_at.isoformat(), current_settings().issuer)
+    with _settings_lock:
+        cached = _settings_cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        built = OneLogin_Saml2_Settings(onelogin_settings(connection, sp_private_key))
+    except (OneLogin_Saml2_Error, KeyError, BadRequest):
+        raise LoginRefused(
+            "connection_misconfigured", "This sign-in connection is not configured correctly"
+        ) from None
+    with _settings_lock:
+        if len(_settings_cache) >= MAX_CACHED_SETTINGS:
+            _settings_cache.clear()
+        _settings_cache[key] = built
+    return built
+
+
+def acs_request_data(connection: Connection, post_data: Mapping[str, str]) -> dict[str, Any]:
+    """python3-saml's view of the request, built from the issuer, not the Host header."""
+    parts = urlsplit(acs_url(connection))
+    return {
+        "https": "on" if parts.scheme == "https" else "off",
+        "http_host": parts.netloc,
+        "script_name": parts.path,
+        "get_data": {},
+        "post_data": dict(post_data),
+    }
+
+
+# --- metadata and requests ----------------------------------------------------------------------
+
+
+def sp_metadata(connection: Connection, sp_private_key: str) -> str:
+    """The SP's metadata (SAML metadata §2.4.4): entity id, ACS, signing certificate."""
+    settings = saml_settings(connection, sp_private_key)
+    xml = settings.get_sp_metadata()
+    return xml.decode() if isinstance(xml, bytes) else xml
+
+
+def authn_request(connection: Connection, sp_private_key: str) -> tuple[str, str]:
+    """A new AuthnRequest: (its id, its XML)."""
+    request = OneLogin_Saml2_Authn_Request(saml_settings(connection, sp_private_key))
+    return request.get_id(), request.get_xml()
+
+
+def redirect_login_url(connection: Connection, sp_private_key: str) -> tuple[str, str]:
+    """HTTP-Redirect binding (SAML bindings §3.4): (request id, signed URL to the IdP)."""
+    settings = saml_settings(connection, sp_private_key)
+    auth = OneLogin_Saml2_Auth(acs_request_data(connection, {}), settings)
+    # No RelayState: where to go afterwards is kept server-side with the request id.
+    url = auth.login(return_to="")
+    return auth.get_last_request_id(), url
+
+
+def post_login_form(connection: Connection, sp_private_key: str) -> tuple[str, str, str]:
+    """HTTP-POST binding (SAML bindings §3.5): (request id, IdP URL, signed SAMLRequest)."""
+    request_id, xml = authn_request(connection, sp_private_key)
+    settings = saml_settings(connection, sp_private_key)
+    signed = OneLogin_Saml2_Utils.add_sign(
+        xml,
+        settings.get_sp_key(),
+        settings.get_sp_cert(),
+        sign_algorithm=C.RSA_SHA256,
+        digest_algorithm=C.SHA256,
+    )
+    encoded = base64.b64encode(signed if isinstance(signed, bytes) else signed.encode()).decode()
+    return request_id, connection.settings["sso_url"], encoded
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+def _refuse(code: str) -> LoginRefused:
+    messages = {
+        "invalid_saml_response": "The identity provider's response could not be read",
+        "invalid_signature": "The identity provider's response is not validly signed",
+        "deprecated_algorithm": "The identity provider signed with a weak algorithm",
+        "wrong_audience": "The identity provider's response is meant for another service",
+        "wrong_destination": "The identity provider's response is meant for another address",
+        "wrong_issuer": "The response comes from another identity provider",
+        "assertion_expired": "The identity provider's response has expired",
+        "assertion_not_yet_valid": "The identity provider's response is not valid yet",
+        "invalid_subject_confirmation": "The identity provider's response is not for this login",
+        "idp_error": "The identity provider did not sign you in",
+        "invalid_subject": "The identity provider sent no usable subject",
+    }
+    return LoginRefused(code, messages.get(code, messages["invalid_saml_response"]))
+
+
+def _first(attributes: Mapping[str, Sequence[str]], names: Sequence[str]) -> str | None:
+    for name in names:
+        values = [v for v in attributes.get(name, []) if v]
+        if values:
+            return str(values[0])
+    return None
+
+
+def map_attributes(
+    attribute_map: Mapping[str, Sequence[str]],
+    name_id: str,
+    name_id_format: str | None,
+    attributes: Mapping[str, Sequence[str]],
+    authn_contexts: Sequence[str] = (),
+) -> IdpAssertion:
+    """The preset's attribute names → Gatehouse's view of the person."""
+    email = _first(attributes, attribute_map.get("email", []))
+    if email is None and name_id_format == C.NAMEID_EMAIL_ADDRESS:
+        email = name_id
+    name = _first(attributes, attribute_map.get("name", []))
+    if name is None:
+        given = _first(attributes, attribute_map.get("given_name", []))
+        family = _first(attributes, attribute_map.get("family_name", []))
+        name = " ".join(p for p in (given, family) if p) or None
+    groups: list[str] = []
+    for attr in attribute_map.get("groups", []):
+        groups.extend(str(v) for v in attributes.get(attr, []) if v)
+    return IdpAssertion(
+        subject=name_id,
+        email=email,
+        name=name,
+        groups=tuple(dict.fromkeys(groups)),
+        acr=authn_contexts[0] if authn_contexts else None,
+        external_id=_first(attributes, attribute_map.get("external_id", [])),
+    )
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromtimestamp(OneLogin_Saml2_Utils.parse_SAML_to_time(value), dt.UTC)
+
+
+def validate_response(
+    connection: Connection, saml_response_b64: str, request_data: Mapping[str, Any]
+) -> tuple[IdpAssertion, str | None, str, dt.datetime]:
+    """Check a SAMLResponse (SAML core §3.2.2, profiles §4.1.4.3): (assertion, InResponseTo,
+    assertion id, until when the replay cache must remember it).
+
+    The caller checks InResponseTo against its own single-use request ids. ``request_data``
+    must come from ``acs_request_data`` (the issuer's URL), so that python3-saml's own
+    checks compare against the configured ACS; Destination and Recipient are then compared
+    exactly here, where python3-saml accepts a prefix or substring.
+    """
+    if not saml_response_b64 or len(saml_response_b64) > MAX_RESPONSE:
+        raise _refuse("invalid_saml_response")
+    settings = saml_settings(connection, connection_secret(connection))
+    try:
+        raw = base64.b64decode("".join(saml_response_b64.split()), validate=True)
+        # Signatures are computed over comment-free canonical XML, so a comment inside a
+        # signed value (CVE-2017-11427 shape) changes what a parser reads without breaking the
+        # signature. python3-saml drops comments; no IdP sends them: refuse outright.
+        if b"<!--" in raw or b"<![CDATA[" in raw:
+            raise _refuse("invalid_saml_response")
+        response = OneLogin_Saml2_Response(settings, saml_response_b64)
+    except LoginRefused:
+        raise
+    except Exception:  # base64, XML syntax, DTD, entities: all one refusal, never a 500
+        raise _refuse("invalid_saml_response") from None
+    try:
+        response.is_valid(dict(request_data), request_id=None, raise_exceptions=True)
+        expected = acs_url(connection)
+        # SAML core §2.5.1.4: python3-saml skips an absent AudienceRestriction; we require it.
+        if sp_entity_id(connection) not in response.get_audiences():
+            raise _refuse("wrong_audience")
+        if response.document.get("Destination") != expected:
+            raise _refuse("wrong_destination")
+        confirmations = response._query_assertion(  # the signed assertion's, never a copy
+            f"/saml:Subject/saml:SubjectConfirmation[@Method='{C.CM_BEARER}']"
+            "/saml:SubjectConfirmationData"
+        )
+        if not confirmations or any(c.get("Recipient") != expected for c in confirmations):
+            raise _refuse("invalid_subject_confirmation")
+        in_response_to = response.document.get("InResponseTo")
+        signed_irt = {c.get("InResponseTo") for c in confirmations if c.get("InResponseTo")}
+        # Only the assertion may be signed: its InResponseTo is the one that binds.
+        if signed_irt and signed_irt != {in_response_to}:
+            raise _refuse("invalid_subject_confirmation")
+        limits = [_time(c.get("NotOnOrAfter")) for c in confirmations]
+        if not all(limits):  # SAML profiles §4.1.4.2: a bearer confirmation must expire
+            raise _refuse("invalid_subject_confirmation")
+        not_on_or_after = max(t for t in limits if t is not None) + CLOCK_DRIFT
+        assertion_id = response.get_assertion_id()
+        name_id = response.get_nameid()
+        name_id_format = response.get_nameid_format()
+        attributes = response.get_attributes()
+        contexts = response.get_authn_contexts()
+    except LoginRefused:
+        raise
+    except OneLogin_Saml2_ValidationError as exc:
+        raise _refuse(_CODE_FOR.get(exc.code, "invalid_saml_response")) from None
+    except Exception:
+        raise _refuse("invalid_saml_response") from None
+    if not assertion_id or len(assertion_id) > 256:
+        raise _refuse("invalid_saml_response")
+    attribute_map = connection.settings.get("attribute_map") or PRESETS["generic"]
+    assertion = map_attributes(attribute_map, name_id, name_id_format, attributes, contexts)
+    return assertion, in_response_to, assertion_id, not_on_or_after
