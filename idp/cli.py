@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,7 +26,8 @@ from idp.db import db
 from idp.errors import GatehouseError
 from idp.orgs import invitations, role_mappings, services
 from idp.orgs.roles import Role
-from idp.sso import domains
+from idp.sso import connections, domains
+from idp.sso.setup import add_oidc_connection, add_saml_connection
 
 ROLES = click.Choice([r.value for r in Role])
 
@@ -59,6 +61,7 @@ scim_token_cli = AppGroup("scim-token", help="SCIM bearer tokens of an organizat
 role_mapping_cli = AppGroup("role-mapping", help="IdP group to role mappings of an organization.")
 keys_cli = AppGroup("keys", help="Encryption and signing keys.")
 domain_cli = AppGroup("domain", help="Email domains of an organization, verified by DNS TXT.")
+connection_cli = AppGroup("connection", help="SSO connections (OIDC, SAML) of an organization.")
 
 
 @click.command("bootstrap")
@@ -297,6 +300,76 @@ def domain_remove(slug: str, domain: str) -> None:
     domains.remove_domain(system_actor(), org, domains.get_domain(org.id, domain=domain).id)
 
 
+@connection_cli.command("add")
+@click.argument("slug")
+@click.option("--name", default=None, help="Defaults to the protocol's name.")
+@click.option(
+    "--saml-metadata", "metadata", default=None, help="The IdP's metadata: a file or URL."
+)
+@click.option("--oidc-issuer", "issuer", default=None, help="The OIDC issuer (discovered now).")
+@click.option("--client-id", default=None)
+@click.option("--client-secret", default=None, help="Stored encrypted.")
+@click.option("--preset", default="generic", show_default=True)
+@transactional
+def connection_add(
+    slug: str,
+    name: str | None,
+    metadata: str | None,
+    issuer: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    preset: str,
+) -> None:
+    """Add a SAML (--saml-metadata) or OIDC (--oidc-issuer) connection; prints its id."""
+    org = services.get_org(_workspace().id, slug)
+    if (metadata is None) == (issuer is None):
+        raise click.UsageError("Give either --saml-metadata FILE|URL or --oidc-issuer URL")
+    if issuer is not None:
+        if not client_id or not client_secret:
+            raise click.UsageError("--oidc-issuer needs --client-id and --client-secret")
+        connection = add_oidc_connection(
+            system_actor(),
+            org,
+            name=name or "OIDC",
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=client_secret,
+            preset=preset,
+        )
+    else:
+        source = (
+            {"metadata_url": metadata}
+            if metadata.startswith(("https://", "http://"))
+            else {"metadata_xml": Path(metadata).read_text()}
+        )
+        connection = add_saml_connection(
+            system_actor(), org, name=name or "SAML", preset=preset, **source
+        )
+    click.echo(connection.id)
+
+
+@connection_cli.command("list")
+@click.argument("slug")
+@transactional
+def connection_list(slug: str) -> None:
+    """List SLUG's connections: id, kind, name, enabled."""
+    org = services.get_org(_workspace().id, slug)
+    for c in connections.list_connections(org.id):
+        click.echo(f"{c.id}\t{c.kind.value}\t{c.name}\t{'enabled' if c.enabled else 'disabled'}")
+
+
+@connection_cli.command("remove")
+@click.argument("slug")
+@click.argument("connection_id")
+@transactional
+def connection_remove(slug: str, connection_id: str) -> None:
+    """Remove a connection; the sessions it authenticated end with it."""
+    org = services.get_org(_workspace().id, slug)
+    connections.delete_connection(
+        system_actor(), org, connections.get_connection(org.id, connection_id)
+    )
+
+
 COMMANDS = (
     bootstrap,
     org_cli,
@@ -307,6 +380,7 @@ COMMANDS = (
     role_mapping_cli,
     keys_cli,
     domain_cli,
+    connection_cli,
 )
 
 

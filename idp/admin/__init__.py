@@ -3,6 +3,7 @@
 from idp.admin import (  # noqa: F401
     api_keys,
     audit,
+    connections,
     domains,
     invitations,
     members,

@@ -11,7 +11,8 @@ from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
 from idp.orgs.roles import Role
 from idp.sso.domains import verification_record
-from idp.sso.models import DomainStatus
+from idp.sso.models import ConnectionKind, DomainStatus
+from idp.sso.setup import public_settings
 
 ROLE = fields.Enum(Role, by_value=True)
 
@@ -269,3 +270,47 @@ class DomainOut(Schema):
     verified_at = fields.DateTime(allow_none=True)
     last_checked_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
+
+
+class ConnectionCreate(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["oidc", "saml"]))
+    name = fields.String(required=True)
+    preset = fields.String(load_default="generic")
+    jit = fields.Boolean(load_default=True, metadata={"description": "provision on first login"})
+    # OIDC
+    issuer = fields.String(metadata={"description": "OIDC: the issuer, discovered now"})
+    client_id = fields.String()
+    client_secret = fields.String(load_only=True, metadata={"description": "stored encrypted"})
+    scopes = fields.List(fields.String())
+    # SAML
+    metadata_xml = fields.String(metadata={"description": "SAML: the IdP's metadata"})
+    metadata_url = fields.String(metadata={"description": "SAML: or where to fetch it (https)"})
+    idp_entity_id = fields.String()
+    sso_url = fields.String()
+    idp_certs = fields.List(fields.String(), metadata={"description": "PEM; several for rollover"})
+    authn_request_binding = fields.String(
+        load_default="redirect", validate=validate.OneOf(["redirect", "post"])
+    )
+    allow_idp_initiated = fields.Boolean(load_default=False)
+
+
+class ConnectionUpdate(Schema):
+    name = fields.String()
+    enabled = fields.Boolean()
+    jit = fields.Boolean()
+    client_secret = fields.String(load_only=True)
+    allow_idp_initiated = fields.Boolean()
+    idp_certs = fields.List(fields.String(), metadata={"description": "SAML: replaces the list"})
+
+
+class ConnectionOut(Schema):
+    id = fields.String()
+    kind = fields.Enum(ConnectionKind, by_value=True)
+    name = fields.String()
+    preset = fields.String()
+    enabled = fields.Boolean()
+    settings = fields.Function(
+        public_settings, metadata={"description": "the connection's public configuration"}
+    )
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()

@@ -40,7 +40,9 @@ from idp.orgs.models import (
 )
 from idp.orgs.roles import Role
 from idp.sso import domains
-from idp.sso.models import Domain
+from idp.sso.models import Connection, Domain
+from idp.sso.saml import new_sp_keypair
+from idp.sso.setup import add_saml_connection
 from tests.builders import auth, make_key, make_org, workspace
 from tests.dns_server import DnsServer
 from tests.orgs.test_roles import RANK, holds
@@ -69,6 +71,7 @@ class World:
     scim_token_id: str
     mapping_id: str  # "Staff" → member: the mapping deleted
     domain_id: str  # "<slug>.example", pending, its TXT record published: the one verified
+    connection_id: str  # a SAML connection set up by hand
 
     @property
     def org(self) -> Organization:
@@ -91,10 +94,23 @@ class World:
             self.key_id,
             self.owner_key_id,
             self.domain_id,
+            self.connection_id,
         )
 
 
 Body = Callable[[World], dict[str, Any]]
+# A certificate standing in for an IdP's signing certificate (SAML connections set up by hand).
+IDP_CERT, _ = new_sp_keypair("idp.test")
+
+
+def saml_body(slug: str) -> dict[str, Any]:
+    return {
+        "kind": "saml",
+        "name": f"{slug} Okta",
+        "idp_entity_id": f"https://idp.{slug}.example/saml",
+        "sso_url": f"https://idp.{slug}.example/sso",
+        "idp_certs": [IDP_CERT],
+    }
 
 
 @dataclass(frozen=True)
@@ -167,6 +183,12 @@ SPECS: dict[str, Spec] = {
     ),
     "domains_verify_domain": Spec("org", "connections:write"),
     "domains_remove_domain": Spec("org", "connections:write"),
+    # connections
+    "connections_list_connections": Spec("org", "connections:read"),
+    "connections_create_connection": Spec("org", "connections:write", lambda w: saml_body(w.slug)),
+    "connections_get_connection": Spec("org", "connections:read"),
+    "connections_update_connection": Spec("org", "connections:write", lambda w: {"name": "SSO"}),
+    "connections_delete_connection": Spec("org", "connections:write"),
     # audit, docs
     "audit_list_audit_events": Spec("org", "audit:read"),
     "openapi_openapi_document": Spec("public"),
@@ -184,6 +206,7 @@ SUB_RESOURCE_PARAMS = (
     "token_id",
     "mapping_id",
     "domain_id",
+    "connection_id",
 )
 _PARAM = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
 
@@ -207,6 +230,7 @@ def path(op: Operation, w: World, **override: str) -> str:
         "token_id": w.scim_token_id,
         "mapping_id": w.mapping_id,
         "domain_id": w.domain_id,
+        "connection_id": w.connection_id,
         **override,
     }
     return "/api/v1" + _PARAM.sub(lambda m: values[m.group(1)], op.rule)
@@ -268,6 +292,9 @@ def build_world(slug: str, name: str) -> World:
     scim_token, _ = create_scim_token(actor, org, name=f"{slug} idp")
     mapping = role_mappings.set_role_mapping(actor, org, group="Staff", role=Role.MEMBER)
     domain = domains.claim_domain(actor, org, f"{slug}.example")
+    body = saml_body(slug)
+    del body["kind"]
+    connection = add_saml_connection(actor, org, **body)
     db.session.commit()
     return World(
         org_id=org.id,
@@ -291,6 +318,7 @@ def build_world(slug: str, name: str) -> World:
         scim_token_id=scim_token.id,
         mapping_id=mapping.id,
         domain_id=domain.id,
+        connection_id=connection.id,
     )
 
 
@@ -338,6 +366,11 @@ def org_state(org_id: str) -> dict[str, Any]:
         "domains": rows(
             select(Domain.id, Domain.domain, Domain.status, Domain.verified_at).where(
                 Domain.org_id == org_id
+            )
+        ),
+        "connections": rows(
+            select(Connection.id, Connection.name, Connection.enabled, Connection.secret).where(
+                Connection.org_id == org_id
             )
         ),
         "audit_events": db.session.scalar(
@@ -721,6 +754,7 @@ def _other_value(param: str, w: World) -> str:
         "token_id": w.scim_token_id,
         "mapping_id": w.mapping_id,
         "domain_id": w.domain_id,
+        "connection_id": w.connection_id,
     }[param]
 
 
