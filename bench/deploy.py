@@ -94,7 +94,7 @@ def _environment(instance_path: Path, database_url: str) -> dict[str, str]:
     return env
 
 
-def _app_overrides(instance_path: Path, database_url: str) -> dict[str, str]:
+def app_overrides(instance_path: Path, database_url: str) -> dict[str, str]:
     """The same three settings as ``_environment``, for ``create_app`` in this process."""
     return {"ENV": "development", "INSTANCE_PATH": str(instance_path), "DATABASE_URL": database_url}
 
@@ -146,7 +146,7 @@ def seed_with(instance_path: Path, database_url: str, seed: Callable[[], T]) -> 
     from idp import create_app
     from idp.db import db
 
-    app = create_app(_app_overrides(instance_path, database_url))
+    app = create_app(app_overrides(instance_path, database_url))
     with app.app_context():
         try:
             return seed()

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "scim_provisioning": "bench.scim_provisioning",
     "scim_lookup": "bench.scim_lookup",
     "scim_group_patch": "bench.scim_group_patch",
+    "sso_login": "bench.sso_login",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

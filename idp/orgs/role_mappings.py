@@ -10,7 +10,7 @@ from idp.actors import Actor
 from idp.audit.services import record_org_event
 from idp.db import db
 from idp.errors import NotFound
-from idp.orgs.models import Organization, RoleMapping, Team, TeamMember, TeamSource
+from idp.orgs.models import Membership, Organization, RoleMapping, Team, TeamMember, TeamSource
 from idp.orgs.roles import Permission, Role
 from idp.orgs.services import check_permission, check_role_authority, recompute_roles, validate_name
 
@@ -28,8 +28,9 @@ def list_role_mappings(org_id: str) -> list[RoleMapping]:
 
 
 def _members_of_group(org_id: str, group_key: str) -> list[str]:
-    """Memberships in the provisioned teams this group name or externalId denotes."""
-    return list(
+    """Memberships in the group: in the provisioned teams its name or externalId denotes, or
+    asserted in it by the IdP at their last SSO login."""
+    provisioned = set(
         db.session.scalars(
             select(TeamMember.membership_id)
             .join(Team, Team.id == TeamMember.team_id)
@@ -38,9 +39,20 @@ def _members_of_group(org_id: str, group_key: str) -> list[str]:
                 Team.source == TeamSource.SCIM,
                 or_(func.lower(Team.name) == group_key, func.lower(Team.external_id) == group_key),
             )
-            .distinct()
         )
     )
+    # A few names per member, and mappings change rarely: matched here, not in SQL.
+    asserted = db.session.execute(
+        select(Membership.id, Membership.sso_groups).where(
+            Membership.org_id == org_id, Membership.sso_groups.is_not(None)
+        )
+    )
+    provisioned.update(
+        membership_id
+        for membership_id, groups in asserted
+        if any(str(g).lower() == group_key for g in groups or ())
+    )
+    return sorted(provisioned)
 
 
 def set_role_mapping(actor: Actor, org: Organization, *, group: str, role: Role) -> RoleMapping:

@@ -387,6 +387,13 @@ def mapped_roles(org_id: str, membership_ids: list[str]) -> dict[str, Role]:
     return best
 
 
+def has_role_mappings(org_id: str) -> bool:
+    return (
+        db.session.scalar(select(RoleMapping.id).where(RoleMapping.org_id == org_id).limit(1))
+        is not None
+    )
+
+
 def recompute_roles(actor: Actor, org: Organization, membership_ids: list[str]) -> None:
     """Bring effective roles in line with hand-set roles and group mappings.
 

@@ -8,9 +8,10 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.db import UTCDateTime, created_column, db, enum_column, id_column, updated_column
+from idp.users.models import User
 
 # The domain as stored: an IDNA A-label hostname, at most 253 characters (RFC 1035 §2.3.4).
 MAX_DOMAIN = 253
@@ -131,3 +132,5 @@ class ExternalIdentity(db.Model):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_column()
+
+    user: Mapped[User] = relationship()

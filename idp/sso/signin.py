@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload
 
 from idp.actors import Actor, ActorKind
 from idp.audit.services import record_org_event
@@ -78,8 +79,8 @@ def sign_in(
         raise LoginRefused("invalid_subject", "The identity provider sent no usable subject")
     email = _valid_email(assertion.email)
     actor = actor_for_connection(connection, request_id)
-    orgs.lock_org(org.id)
-    user = _directory_match(connection, org, assertion, email)
+    identity = _known_subject(connection, assertion.subject)
+    user = identity.user if identity else _directory_match(org, assertion, email)
     membership = orgs.find_membership(org.id, user.id) if user else None
     if membership is None:
         if not connection.settings.get("jit", True):
@@ -98,12 +99,13 @@ def sign_in(
         )
     if membership.status is not MembershipStatus.ACTIVE:
         raise LoginRefused("member_suspended", "Your membership of this organization is suspended")
-    _remember_subject(connection, assertion.subject, user)
+    _remember_subject(connection, identity, assertion.subject, user)
     groups = sorted({str(g)[:200] for g in assertion.groups if g})[:MAX_GROUPS]
     if membership.sso_groups != groups:
         membership.sso_groups = groups
         db.session.flush()
-    orgs.recompute_roles(actor, org, [membership.id])
+    if membership.role is not membership.assigned_role or orgs.has_role_mappings(org.id):
+        orgs.recompute_roles(actor, org, [membership.id])
     session, token = start_session(
         user,
         org,
@@ -134,20 +136,17 @@ def _valid_email(email: str | None) -> str | None:
         return None
 
 
-def _directory_match(
-    connection: Connection, org: Organization, assertion: IdpAssertion, email: str | None
-) -> User | None:
-    """The person this assertion names in the org's own directory, if any."""
-    linked = db.session.scalar(
-        select(User)
-        .join(ExternalIdentity, ExternalIdentity.user_id == User.id)
-        .where(
-            ExternalIdentity.connection_id == connection.id,
-            ExternalIdentity.subject == assertion.subject,
-        )
+def _known_subject(connection: Connection, subject: str) -> ExternalIdentity | None:
+    """The person this connection's subject signed in as before, if any."""
+    return db.session.scalar(
+        select(ExternalIdentity)
+        .options(joinedload(ExternalIdentity.user))
+        .where(ExternalIdentity.connection_id == connection.id, ExternalIdentity.subject == subject)
     )
-    if linked is not None:
-        return linked
+
+
+def _directory_match(org: Organization, assertion: IdpAssertion, email: str | None) -> User | None:
+    """The person this assertion names in the org's own directory (SCIM, members), if any."""
     keys = {assertion.subject.lower()}
     if email:
         keys.add(email.lower())
@@ -187,12 +186,9 @@ def _new_person(org: Organization, email: str | None, name: str | None) -> User:
     return user
 
 
-def _remember_subject(connection: Connection, subject: str, user: User) -> None:
-    identity = db.session.scalar(
-        select(ExternalIdentity).where(
-            ExternalIdentity.connection_id == connection.id, ExternalIdentity.subject == subject
-        )
-    )
+def _remember_subject(
+    connection: Connection, identity: ExternalIdentity | None, subject: str, user: User
+) -> None:
     if identity is None:
         identity = ExternalIdentity(connection_id=connection.id, subject=subject, user_id=user.id)
         db.session.add(identity)

@@ -17,7 +17,7 @@ from idp.credentials.services import create_scim_token
 from idp.db import db
 from idp.login.cookies import SESSION_COOKIE, signed_session_cookie
 from idp.orgs.models import Membership, MembershipSource, MembershipStatus, Organization
-from idp.orgs.role_mappings import set_role_mapping
+from idp.orgs.role_mappings import delete_role_mapping, set_role_mapping
 from idp.orgs.roles import Role
 from idp.orgs.services import set_member_status
 from idp.sessions.models import Session
@@ -240,3 +240,16 @@ def test_scim_deactivation_ends_the_session_on_the_next_request(
     db.session.expire_all()
     revoked = db.session.get(Session, session.id)
     assert revoked.revoked_at is not None and revoked.revoked_reason == "member_suspended"
+
+
+def test_a_mapping_set_later_applies_to_groups_asserted_at_the_last_login(app: Flask) -> None:
+    org = make_org("beta")
+    make_member(org, "owner@beta.example", Role.OWNER)
+    session, _ = login(make_connection(org), subject="s", email="a@beta.example", groups=["Ops"])
+    assert _role(org, session.user_id) is Role.MEMBER
+    mapping = set_role_mapping(system_actor(), org, group="ops", role=Role.ADMIN)
+    db.session.commit()
+    assert _role(org, session.user_id) is Role.ADMIN
+    delete_role_mapping(system_actor(), org, mapping)
+    db.session.commit()
+    assert _role(org, session.user_id) is Role.MEMBER
