@@ -464,6 +464,12 @@ def post_login_form(connection: Connection, sp_private_key: str) -> tuple[str, s
 # --- responses ----------------------------------------------------------------------------------
 
 
+class UnreadableResponse(LoginRefused):
+    """A SAMLResponse that is not well-formed, schema-valid SAML (DTDs, entities, garbage)."""
+
+    status = 400
+
+
 def _refuse(code: str) -> LoginRefused:
     messages = {
         "invalid_saml_response": "The identity provider's response could not be read",
@@ -478,7 +484,10 @@ def _refuse(code: str) -> LoginRefused:
         "idp_error": "The identity provider did not sign you in",
         "invalid_subject": "The identity provider sent no usable subject",
     }
-    return LoginRefused(code, messages.get(code, messages["invalid_saml_response"]))
+    message = messages.get(code, messages["invalid_saml_response"])
+    if code == "invalid_saml_response":
+        return UnreadableResponse(code, message)
+    return LoginRefused(code, message)
 
 
 def _first(attributes: Mapping[str, Sequence[str]], names: Sequence[str]) -> str | None:

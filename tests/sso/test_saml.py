@@ -489,6 +489,7 @@ def test_hostile_xml_is_a_clean_refusal(client: FlaskClient, env: Env, payload: 
     client.get(f"/sso/saml/{env.connection.id}/login")
     response = post_acs(client, env.connection, {"SAMLResponse": payload})
     refused(response, "invalid_saml_response")
+    assert response.status_code == 400
     assert sf.session_count() == 0
 
 
