@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -383,7 +384,12 @@ def forged_login(
 
 
 def claims_for(idp: OidcIdp, nonce: str, /, **changes: Any) -> dict[str, Any]:
+    """Claims of a token signed now; a ``timedelta`` in ``changes`` is a time from now."""
     now = int(time.time())
+    changes = {
+        k: now + int(v.total_seconds()) if isinstance(v, timedelta) else v
+        for k, v in changes.items()
+    }
     claims = {
         "iss": idp.issuer,
         "aud": CLIENT_ID,
@@ -421,8 +427,8 @@ def test_correctly_signed_forged_token_is_accepted(
         ({"aud": "someone-else"}, "invalid_audience"),
         ({"aud": [CLIENT_ID, "someone-else"]}, "invalid_audience"),
         ({"aud": [CLIENT_ID, "someone-else"], "azp": "someone-else"}, "invalid_audience"),
-        ({"exp": int(time.time()) - 120, "iat": int(time.time()) - 900}, "expired_id_token"),
-        ({"iat": int(time.time()) + 600, "exp": int(time.time()) + 900}, "invalid_id_token"),
+        ({"exp": timedelta(seconds=-120), "iat": timedelta(seconds=-900)}, "expired_id_token"),
+        ({"iat": timedelta(seconds=600), "exp": timedelta(seconds=900)}, "invalid_id_token"),
         ({"nonce": "not-the-nonce"}, "invalid_nonce"),
         ({"nonce": None}, "invalid_nonce"),
         ({"sub": None}, "invalid_subject"),
