@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Enum, MetaData, String, event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -126,6 +127,13 @@ def lock_row(model: type[Base], row_id: str) -> None:
             .values(id=model.id)
             .execution_options(synchronize_session=False)
         )
+
+
+def dialect_insert(model: Any) -> Any:
+    """The session's database's own INSERT (SQLite or PostgreSQL), which has
+    ``on_conflict_do_nothing``; with ``.returning(...)`` it tells whether the row went in."""
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 def finish_request(response: Response, conflict: Callable[[], Response]) -> Response:

@@ -11,12 +11,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.actors import Actor
 from idp.audit.services import record_org_event
-from idp.db import db
+from idp.db import db, dialect_insert
 from idp.directory.models import DirectoryGroup, DirectoryUser
 from idp.errors import BadRequest, Conflict, NotFound
 from idp.orgs import services as orgs
@@ -43,12 +41,6 @@ _USER_NAME_HOLDER = select(DirectoryUser.membership_id).where(
 def _chunks(values: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
-
-
-def _insert(model: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the session's database."""
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
 # --- users -----------------------------------------------------------------------------
@@ -349,7 +341,7 @@ def _add_team_members(team_id: str, membership_ids: list[str]) -> list[str]:
         )
         rows = [{"team_id": team_id, "membership_id": m} for m in chunk if m not in present]
         if rows:
-            db.session.execute(_insert(TeamMember).on_conflict_do_nothing(), rows)
+            db.session.execute(dialect_insert(TeamMember).on_conflict_do_nothing(), rows)
             added += [r["membership_id"] for r in rows]
     return added
 

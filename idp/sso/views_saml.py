@@ -8,11 +8,9 @@ from html import escape
 from urllib.parse import urlsplit
 
 from flask import Response, redirect, request
-from sqlalchemy import delete, insert
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete
 
-from idp.db import db, utcnow
+from idp.db import db, dialect_insert, utcnow
 from idp.errors import NotFound
 from idp.login.cookies import login_browser_token, presented_login_token
 from idp.login.redirects import safe_return_to
@@ -92,30 +90,13 @@ def saml_acs(connection_id: str) -> Response:
 def _remember_assertion(connection: Connection, assertion_id: str, until: datetime) -> None:
     """The replay cache (SAML profiles §4.1.4.5): one use per assertion id, in the database
     so that every process sees it; a concurrent twin waits on the key and then finds it."""
-    values = {
-        "connection_id": connection.id,
-        "assertion_id": assertion_id,
-        "not_on_or_after": until,
-    }
-    dialect = db.session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        module = postgresql if dialect == "postgresql" else sqlite
-        statement = (
-            module.insert(SeenAssertion)
-            .values(**values)
-            .on_conflict_do_nothing()
-            .returning(SeenAssertion.assertion_id)
-        )
-        # RETURNING, not rowcount: the ORM's insert path reports rowcount -1 on psycopg.
-        inserted = 0 if db.session.execute(statement).scalar() is None else 1
-    else:
-        try:
-            with db.session.begin_nested():
-                db.session.execute(insert(SeenAssertion).values(**values))
-            inserted = 1
-        except IntegrityError:
-            inserted = 0
-    if inserted != 1:
+    inserted = db.session.scalar(
+        dialect_insert(SeenAssertion)
+        .values(connection_id=connection.id, assertion_id=assertion_id, not_on_or_after=until)
+        .on_conflict_do_nothing()
+        .returning(SeenAssertion.assertion_id)
+    )
+    if inserted is None:
         raise LoginRefused("assertion_replayed", "This sign-in response was already used")
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         purge_seen_assertions()

@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from idp.db import db, new_id
+from idp.db import db, dialect_insert, new_id
 from idp.errors import BadRequest
 from idp.users.models import User, normalize_email
 
@@ -47,10 +45,8 @@ def get_or_create_user(workspace_id: str, email: str | None, name: str | None = 
     # Two orgs may admit the same new person at once: insert-if-absent (one statement for a
     # new person), else read the row that is there (ours or a concurrent one), instead of
     # failing on the unique key.
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     created = db.session.scalar(
-        insert(User)
+        dialect_insert(User)
         .values(
             id=new_id("usr"),
             workspace_id=workspace_id,
