@@ -5,11 +5,10 @@ Kept in the database so a login begun on one process finishes on any other.
 
 from __future__ import annotations
 
-import hmac
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
 from idp.crypto import token_digest
 from idp.db import db, new_id, utcnow
@@ -44,36 +43,34 @@ def begin_login(
 
 def finish_login(connection: Connection, *, handle: str, browser: str | None) -> LoginState:
     """Take the login this response answers, once: unknown, expired, used, another
-    connection's or another browser's → ``invalid_state``."""
+    connection's or another browser's → ``invalid_state``.
+
+    One UPDATE ... RETURNING: of concurrent requests with the same response only one sees
+    ``used_at`` still null, and a response from another browser uses nothing up.
+    """
+    if not browser:
+        raise _refused()
     now = utcnow()
-    refused = LoginRefused(
-        "invalid_state", "This sign-in response does not match a login begun here"
-    )
     state = db.session.scalar(
-        select(LoginState).where(
-            LoginState.handle_digest == token_digest(handle),
-            LoginState.connection_id == connection.id,
-        )
-    )
-    if state is None or not browser:
-        raise refused
-    if not hmac.compare_digest(state.browser_digest, token_digest(browser)):
-        raise refused
-    # Single use, also against a concurrent request with the same response: only one
-    # UPDATE can see used_at still null.
-    taken = db.session.execute(
         update(LoginState)
         .where(
-            LoginState.id == state.id,
+            LoginState.handle_digest == token_digest(handle),
+            LoginState.connection_id == connection.id,
+            LoginState.browser_digest == token_digest(browser),
             LoginState.used_at.is_(None),
             LoginState.expires_at > now,
         )
         .values(used_at=now)
-        .execution_options(synchronize_session=False)
+        .returning(LoginState),
+        execution_options={"synchronize_session": False},
     )
-    if taken.rowcount != 1:
-        raise refused
+    if state is None:
+        raise _refused()
     return state
+
+
+def _refused() -> LoginRefused:
+    return LoginRefused("invalid_state", "This sign-in response does not match a login begun here")
 
 
 def purge_expired_logins() -> int:
