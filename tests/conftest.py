@@ -96,7 +96,12 @@ def _empty_tables() -> None:
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
     with db.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+            # DELETE with foreign-key triggers off (a superuser's right, as the test server
+            # gives): ~15 ms against ~0.5 s for a TRUNCATE of every table.
+            conn.exec_driver_sql("SET session_replication_role = replica")
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - names from metadata
+            conn.exec_driver_sql("SET session_replication_role = DEFAULT")
         else:
             # Self-referencing RESTRICT keys (nested orgs, teams) would refuse a bulk delete.
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
