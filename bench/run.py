@@ -20,6 +20,7 @@ from bench.deploy import BACKENDS, DEFAULT_POSTGRES_URL, RunOptions
 from bench.report import Report, format_table, machine_info, report_dict, write_json
 
 BENCHMARKS = {
+    "forward_auth": "bench.forward_auth",
     "members_list": "bench.members_list",
     "permission_decisions": "bench.permission_decisions",
     "scim_provisioning": "bench.scim_provisioning",

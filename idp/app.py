@@ -35,7 +35,12 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         # hide_parameters: statement values (emails, digests) stay out of errors and logs.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True},
+        # A ping before each checkout finds server connections that died; a SQLite file has
+        # none, and the hot paths (forward-auth) would pay a round trip for nothing.
+        SQLALCHEMY_ENGINE_OPTIONS={
+            "pool_pre_ping": not settings.database_url.startswith("sqlite"),
+            "hide_parameters": True,
+        },
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         TESTING=settings.env == "testing",
         JSON_SORT_KEYS=False,
@@ -57,7 +62,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     from idp import health
     from idp.admin import bp as admin_bp
+    from idp.login.forward_auth import bp as forward_auth_bp
     from idp.login.views import bp as login_bp
+    from idp.oauth.views import install as install_oauth
     from idp.sso import views_oidc, views_saml  # noqa: F401 - their routes register on sso.bp
     from idp.sso.views import bp as sso_bp
     from scim import init_app as init_scim
@@ -66,6 +73,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(sso_bp)
     app.register_blueprint(login_bp)
+    app.register_blueprint(forward_auth_bp)
+    install_oauth(app)
     init_scim(app)
 
     from idp.cli import register_commands

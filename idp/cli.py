@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,7 @@ role_mapping_cli = AppGroup("role-mapping", help="IdP group to role mappings of 
 keys_cli = AppGroup("keys", help="Encryption and signing keys.")
 domain_cli = AppGroup("domain", help="Email domains of an organization, verified by DNS TXT.")
 connection_cli = AppGroup("connection", help="SSO connections (OIDC, SAML) of an organization.")
+client_cli = AppGroup("client", help="OAuth clients: the apps signing people in through Gatehouse.")
 
 
 @click.command("bootstrap")
@@ -230,6 +232,51 @@ def role_mapping_delete(slug: str, group: str) -> None:
     role_mappings.delete_role_mapping(system_actor(), org, mapping)
 
 
+@keys_cli.command("rotate")
+@transactional
+def keys_rotate() -> None:
+    """Add a new OIDC signing key of each algorithm; older keys stay published until their
+    tokens have expired, then drop out of the JWKS."""
+    from idp.oauth.keys import rotate_keys
+
+    for key in rotate_keys():
+        click.echo(f"{key.alg.value}\t{key.kid}")
+
+
+@client_cli.command("create")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True)
+@click.option("--public", "is_public", is_flag=True, help="No secret; PKCE (S256) required.")
+@click.option("--third-party", is_flag=True, help="Ask each person's consent once per scopes.")
+@click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256")
+@transactional
+def client_create(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    post_logout_redirect_uris: tuple[str, ...],
+    is_public: bool,
+    third_party: bool,
+    id_token_alg: str,
+) -> None:
+    """Register an OAuth client; prints its client_id (and secret, shown once) as JSON."""
+    from idp.oauth.services import create_client
+
+    client, secret = create_client(
+        _workspace().id,
+        name=name,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=post_logout_redirect_uris,
+        is_public=is_public,
+        first_party=not third_party,
+        id_token_alg=id_token_alg,
+    )
+    out = {"client_id": client.client_id}
+    if secret is not None:
+        out["client_secret"] = secret
+    click.echo(json.dumps(out))
+
+
 @keys_cli.command("rotate-encryption")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 def keys_rotate_encryption(batch_size: int) -> None:
@@ -381,6 +428,7 @@ COMMANDS = (
     keys_cli,
     domain_cli,
     connection_cli,
+    client_cli,
 )
 
 

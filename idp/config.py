@@ -42,8 +42,11 @@ class Settings:
     # Origins (scheme://host[:port], comma-separated) a sign-in may return to besides the issuer.
     return_origins: str = ""
     session_hours: int = 12  # lifetime of a browser session
+    access_token_seconds: int = 300  # lifetime of an OAuth access token (a JWT)
     dns_resolver: str = ""  # comma-separated ip[:port]; empty: the system's resolver
     dns_timeout: int = 3  # seconds per DNS lookup (domain verification)
+    # Forward-auth: which org a proxied host belongs to, ``host[:port]=slug``, comma-separated.
+    forward_auth_hosts: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -153,6 +156,26 @@ def parse_nameservers(value: str) -> list[tuple[str, int]]:
     return servers
 
 
+_HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def parse_forward_auth_hosts(value: str) -> dict[str, str]:
+    """``FORWARD_AUTH_HOSTS``: ``host[:port]=org-slug``, comma-separated; keys lowercased."""
+    hosts: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        host, _, slug = (s.strip().lower() for s in entry.partition("="))
+        name, _, port = host.partition(":")
+        valid_port = not port or (port.isdigit() and 0 < int(port) < 65536)
+        if not (_HOST.match(name) and valid_port and _SLUG.match(slug)) or host in hosts:
+            raise ConfigError(
+                f"{PREFIX}FORWARD_AUTH_HOSTS: {entry!r} is not host[:port]=org-slug "
+                "(e.g. app.acme.example=acme), or repeats a host"
+            )
+        hosts[host] = slug
+    return hosts
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -203,6 +226,7 @@ def load_settings(
         )
     parse_encryption_keys(settings.encryption_key)
     parse_nameservers(settings.dns_resolver)
+    parse_forward_auth_hosts(settings.forward_auth_hosts)
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:

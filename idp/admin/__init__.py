@@ -3,6 +3,8 @@
 from idp.admin import (  # noqa: F401
     api_keys,
     audit,
+    authorize,
+    clients,
     connections,
     domains,
     invitations,

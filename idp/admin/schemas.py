@@ -314,3 +314,75 @@ class ConnectionOut(Schema):
     )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+
+
+# --- authorization ---------------------------------------------------------------------
+
+MAX_AUTHORIZE_CHECKS = 100
+
+
+class AuthorizeCheck(Schema):
+    user_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    org = fields.String(
+        required=True, validate=validate.Length(min=1, max=63), metadata={"description": "slug"}
+    )
+    permission = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "`<resource>:<action>`; an unknown one is denied"},
+    )
+
+
+class AuthorizeBatch(Schema):
+    checks = fields.List(
+        fields.Nested(AuthorizeCheck),
+        required=True,
+        validate=validate.Length(max=MAX_AUTHORIZE_CHECKS),
+    )
+
+
+class AuthorizeOut(Schema):
+    allowed = fields.Boolean()
+    role = fields.String(allow_none=True)
+    reason = fields.String(
+        metadata={
+            "description": "granted, not_a_member, member_suspended, permission_not_in_role "
+            "or unknown_permission"
+        }
+    )
+
+
+class AuthorizeBatchOut(Schema):
+    results = fields.List(fields.Nested(AuthorizeOut))
+
+
+# --- OAuth clients (the apps signing people in through Gatehouse) ----------------------
+
+
+class ClientCreate(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    redirect_uris = fields.List(
+        fields.String(validate=validate.Length(max=2000)),
+        required=True,
+        validate=validate.Length(min=1, max=20),
+    )
+    post_logout_redirect_uris = fields.List(
+        fields.String(validate=validate.Length(max=2000)),
+        load_default=list,
+        validate=validate.Length(max=20),
+    )
+    is_public = fields.Boolean(load_default=False)
+    first_party = fields.Boolean(load_default=True)
+    id_token_alg = fields.String(load_default="RS256", validate=validate.OneOf(["RS256", "ES256"]))
+
+
+class ClientOut(Schema):
+    id = fields.String()
+    client_id = fields.String()
+    name = fields.String()
+    redirect_uris = fields.List(fields.String())
+    post_logout_redirect_uris = fields.List(fields.String())
+    is_public = fields.Boolean()
+    first_party = fields.Boolean()
+    id_token_alg = fields.String(attribute="id_token_signed_response_alg")
+    created_at = fields.DateTime()

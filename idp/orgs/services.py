@@ -19,6 +19,7 @@ from idp.actors import Actor
 from idp.audit.services import record_org_event
 from idp.db import db, new_id, utcnow
 from idp.errors import BadRequest, Conflict, Forbidden, NotFound
+from idp.oauth.services import revoke_member_tokens
 from idp.orgs.models import (
     Membership,
     MembershipSource,
@@ -573,6 +574,7 @@ def set_member_status(
     membership.status = status
     if status is MembershipStatus.SUSPENDED:
         revoke_member_sessions(org.id, user_id, "member_suspended")
+        revoke_member_tokens(org.id, user_id, "member_suspended")
     db.session.flush()
     action = "member.suspended" if status is MembershipStatus.SUSPENDED else "member.reactivated"
     record_org_event(
@@ -611,6 +613,7 @@ def _delete_membership(
     before = member_snapshot(membership)
     db.session.delete(membership)
     revoke_member_sessions(org.id, membership.user_id, "member_removed")
+    revoke_member_tokens(org.id, membership.user_id, "member_removed")
     db.session.flush()
     record_org_event(
         actor,

@@ -189,9 +189,24 @@ SPECS: dict[str, Spec] = {
     "connections_get_connection": Spec("org", "connections:read"),
     "connections_update_connection": Spec("org", "connections:write", lambda w: {"name": "SSO"}),
     "connections_delete_connection": Spec("org", "connections:write"),
-    # audit, docs
+    # audit, authorization, docs
     "audit_list_audit_events": Spec("org", "audit:read"),
+    "authorize_authorize": Spec(
+        "key", body=lambda w: {"user_id": w.member_id, "org": w.slug, "permission": "org:read"}
+    ),
+    "authorize_authorize_batch": Spec(
+        "key",
+        body=lambda w: {
+            "checks": [{"user_id": w.member_id, "org": w.slug, "permission": "org:read"}]
+        },
+    ),
     "openapi_openapi_document": Spec("public"),
+    # OAuth clients (workspace keys)
+    "clients_list_clients": Spec("workspace"),
+    "clients_create_client": Spec(
+        "workspace", body=lambda w: {"name": "Web app", "redirect_uris": ["https://app.example/cb"]}
+    ),
+    "clients_revoke_client": Spec("workspace"),
 }
 
 ORG_OPS = [op for op in OPERATIONS if op.scope == "org"]
@@ -231,6 +246,7 @@ def path(op: Operation, w: World, **override: str) -> str:
         "mapping_id": w.mapping_id,
         "domain_id": w.domain_id,
         "connection_id": w.connection_id,
+        "client_id": "unknown-client",  # no client exists: workspace operations only
         **override,
     }
     return "/api/v1" + _PARAM.sub(lambda m: values[m.group(1)], op.rule)

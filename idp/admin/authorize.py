@@ -1,0 +1,95 @@
+"""The authorization API: may this person do this in this org? One answer, or up to 100.
+
+Every check is answered with 200 and ``{"allowed", "role", "reason"}``; only a malformed body
+is a 400. ``role`` is the role the person acts with in the org (``null`` when they hold none:
+not a member, or suspended). An org key may ask about its own org only; about any other org
+the answer is ``not_a_member``, exactly as for an org that does not exist, so the answer
+tells nothing about other tenants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, tuple_
+
+from idp.admin import schemas as s
+from idp.admin.api import Ctx, operation
+from idp.db import db
+from idp.orgs.models import Membership, MembershipStatus, Organization
+from idp.orgs.roles import Permission, Role, decide
+
+PERMISSIONS = {p.value: p for p in Permission}
+
+
+def _answer(allowed: bool, role: Role | None, reason: str) -> dict[str, Any]:
+    return {"allowed": allowed, "role": role.value if role else None, "reason": reason}
+
+
+def _memberships(
+    ctx: Ctx, checks: Sequence[dict[str, Any]]
+) -> dict[tuple[str, str], tuple[Role, MembershipStatus]]:
+    """(org slug, user id) → (role, status) for every check, in one query."""
+    pairs = {(c["org"], c["user_id"]) for c in checks if c["permission"] in PERMISSIONS}
+    if not pairs:
+        return {}
+    query = (
+        select(Organization.slug, Membership.user_id, Membership.role, Membership.status)
+        .join(Membership, Membership.org_id == Organization.id)
+        .where(
+            Organization.workspace_id == ctx.workspace_id,
+            Organization.deleted_at.is_(None),
+            tuple_(Organization.slug, Membership.user_id).in_(sorted(pairs)),
+        )
+    )
+    if not ctx.actor.is_workspace:  # an org key sees its own org only
+        query = query.where(Organization.id == ctx.actor.org_id)
+    return {(slug, user): (role, status) for slug, user, role, status in db.session.execute(query)}
+
+
+def authorize_checks(ctx: Ctx, checks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The decision of each check, in order, through ``roles.decide``."""
+    found = _memberships(ctx, checks)
+    results = []
+    for check in checks:
+        permission = PERMISSIONS.get(check["permission"])
+        if permission is None:
+            results.append(_answer(False, None, "unknown_permission"))
+            continue
+        role, status = found.get((check["org"], check["user_id"]), (None, None))
+        if status is MembershipStatus.SUSPENDED:
+            results.append(_answer(False, None, "member_suspended"))
+            continue
+        decision = decide(role, permission)
+        if decision.allowed:
+            results.append(_answer(True, decision.role, "granted"))
+        elif decision.role is None:
+            results.append(_answer(False, None, "not_a_member"))
+        else:
+            results.append(_answer(False, decision.role, "permission_not_in_role"))
+    return results
+
+
+@operation(
+    "/authorize",
+    "POST",
+    scope="key",
+    body=s.AuthorizeCheck,
+    response=s.AuthorizeOut,
+)
+def authorize(ctx: Ctx, data: dict[str, Any]) -> dict[str, Any]:
+    """Decide whether a person holds a permission in an org."""
+    return authorize_checks(ctx, [data])[0]
+
+
+@operation(
+    "/authorize/batch",
+    "POST",
+    scope="key",
+    body=s.AuthorizeBatch,
+    response=s.AuthorizeBatchOut,
+)
+def authorize_batch(ctx: Ctx, data: dict[str, Any]) -> dict[str, Any]:
+    """Decide up to 100 checks at once; the results follow the checks' order."""
+    return {"results": authorize_checks(ctx, data["checks"])}

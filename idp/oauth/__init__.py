@@ -1,0 +1,1 @@
+"""Gatehouse as an OpenID Connect provider (Authlib): models, grants, keys, views."""

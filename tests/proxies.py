@@ -1,0 +1,216 @@
+"""Real reverse proxies on loopback for the forward-auth tests: nginx (installed from Debian
+when missing), a tiny upstream app that echoes what the proxy told it, and Gatehouse served
+over HTTP by werkzeug in a thread."""
+
+from __future__ import annotations
+
+import fcntl
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import make_server
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "proxies"
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0
+
+
+class ProxyUnavailable(RuntimeError):
+    """The proxy cannot be installed or started here; the message says why."""
+
+
+def _nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
+    )
+
+
+def install_nginx() -> str:
+    """The nginx binary, installed with apt-get (Debian's ``nginx``) if it is missing.
+
+    Parallel test processes may call this at once: a lock file lets one install at a time.
+    """
+    found = _nginx_binary()
+    if found:
+        return found
+    with open("/tmp/gatehouse-tests-nginx.lock", "w") as lock:  # noqa: S108 - a lock, no data
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = _nginx_binary()
+        if found:
+            return found
+        if not shutil.which("apt-get"):
+            raise ProxyUnavailable("apt-get not found; install nginx yourself")
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (
+            [*sudo, "apt-get", "update"],
+            [*sudo, "apt-get", "install", "-y", "--no-install-recommends", "nginx"],
+        ):
+            done = subprocess.run(  # noqa: S603 - fixed arguments
+                command, env=env, capture_output=True, text=True, timeout=600, check=False
+            )
+            if done.returncode != 0:
+                raise ProxyUnavailable(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    found = _nginx_binary()
+    if not found:
+        raise ProxyUnavailable("nginx was installed but is not on the PATH")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, what: str, alive: Any = None) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise ProxyUnavailable(f"{what} exited during start-up")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ProxyUnavailable(f"{what} did not listen on {HOST}:{port} in {START_TIMEOUT:.0f}s")
+
+
+# --- the upstream app ------------------------------------------------------------------------
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Answers every GET with the ``X-Gatehouse-*`` headers it received, as JSON."""
+
+    def do_GET(self) -> None:
+        seen = {k: v for k, v in self.headers.items() if k.lower().startswith("x-gatehouse-")}
+        body = json.dumps({"path": self.path, "headers": seen}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def echo_upstream() -> Iterator[int]:
+    """The protected app: a stdlib HTTP server in a thread; yields its port."""
+    server = ThreadingHTTPServer((HOST, 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[int]:
+    """Gatehouse itself over HTTP on loopback (werkzeug, threaded); yields its port."""
+    server = make_server(HOST, 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- nginx -----------------------------------------------------------------------------------
+
+
+def render_nginx_site(listen: int, gatehouse: int, upstream: int) -> str:
+    """``docs/proxies/nginx.conf`` with this test's ports in place of the documented ones."""
+    text = (DOCS / "nginx.conf").read_text()
+    for old, new in (
+        ("listen 80;", f"listen {HOST}:{listen};"),
+        ("127.0.0.1:8000", f"{HOST}:{gatehouse}"),
+        ("127.0.0.1:3000", f"{HOST}:{upstream}"),
+    ):
+        if old not in text:
+            raise AssertionError(f"docs/proxies/nginx.conf no longer holds {old!r}")
+        text = text.replace(old, new)
+    return text
+
+
+_MAIN = """events {{ worker_connections 64; }}
+http {{
+    access_log {root}/access.log;
+    client_body_temp_path {root}/client_body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    include {root}/site.conf;
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Nginx:
+    port: int
+    root: Path
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        """One request through nginx; the response is read, so ``.read()`` is not needed."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            response.body = response.read()  # type: ignore[attr-defined]
+            return response
+        finally:
+            conn.close()
+
+    def error_log(self) -> str:
+        path = self.root / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextmanager
+def run_nginx(binary: str, root: Path, site: str, port: int) -> Iterator[Nginx]:
+    """nginx in the foreground, one process, everything it writes under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "site.conf").write_text(site)
+    (root / "nginx.conf").write_text(_MAIN.format(root=root))
+    directives = (
+        f"daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log;"
+    )
+    command = [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", directives]
+    checked = subprocess.run(  # noqa: S603 - our own arguments
+        [*command, "-t"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if checked.returncode != 0:
+        raise AssertionError(f"nginx -t refused the config:\n{checked.stderr}")
+    process = subprocess.Popen(  # noqa: S603 - our own arguments
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        _wait_for_port(port, "nginx", alive=lambda: process.poll() is None)
+        yield Nginx(port, root)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
