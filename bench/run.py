@@ -27,6 +27,7 @@ BENCHMARKS = {
     "scim_lookup": "bench.scim_lookup",
     "scim_group_patch": "bench.scim_group_patch",
     "sso_login": "bench.sso_login",
+    "oidc_provider": "bench.oidc_provider",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

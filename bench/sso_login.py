@@ -38,7 +38,7 @@ def _median_ms(samples: list[float]) -> float:
 
 
 @contextmanager
-def _app(options: RunOptions) -> Iterator[tuple[Any, Any]]:
+def in_process_app(options: RunOptions) -> Iterator[tuple[Any, Any]]:
     """Gatehouse in this process, on a fresh migrated database, with one org."""
     from idp import create_app
     from idp.db import db
@@ -224,7 +224,7 @@ def run(options: RunOptions) -> Report:
             "timing": "wall clock per request; medians",
         },
     )
-    with _app(options) as (app, org):
+    with in_process_app(options) as (app, org):
         _saml(app, org, report)
         _oidc(app, org, report)
     return report
