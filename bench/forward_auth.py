@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.deploy import BenchmarkError, RunOptions, ServerOptions, deployment
-from bench.load import Segment, Target, generate_load
+from bench.load import Target, generate_load
 from bench.report import Report
 
 MEMBERS = 10_000  # the org's size; the check reads one membership by (org, user)
@@ -104,10 +104,6 @@ def _check(host: str, port: int, target: Target, expect: dict[str, str]) -> None
         conn.close()
 
 
-def _rps(segments: list[Segment]) -> float:
-    return sum(s.requests for s in segments) / sum(s.duration for s in segments)
-
-
 def run(options: RunOptions) -> Report:
     """Load ``/healthz`` and ``/auth/check`` (a live session) in turn; report the ratio."""
     report = Report(
@@ -150,12 +146,7 @@ def run(options: RunOptions) -> Report:
     if load.errors:
         raise BenchmarkError(f"{load.errors} failed requests under load ({load.first_error})")
 
-    report.details["segments"] = [
-        {"path": s.path, "rps": round(s.rps, 1), "per_connection": s.per_connection}
-        for s in load.segments
-    ]
-    bare_rps = report.add("bare_rps", _rps([s for s in load.segments if s.path == BARE]), "req/s")
-    report.add_ratio(
-        "forward_auth_rps", _rps([s for s in load.segments if s.path == CHECK]), "req/s", bare_rps
-    )
+    report.details["segments"] = load.details()
+    bare_rps = report.add("bare_rps", load.rps(BARE), "req/s")
+    report.add_ratio("forward_auth_rps", load.rps(CHECK), "req/s", bare_rps)
     return report

@@ -152,6 +152,18 @@ class LoadRun:
     errors: int
     first_error: str | None
 
+    def rps(self, path: str) -> float:
+        """Requests per second on ``path`` over all of its segments."""
+        mine = [s for s in self.segments if s.path == path]
+        return sum(s.requests for s in mine) / sum(s.duration for s in mine)
+
+    def details(self) -> list[dict[str, Any]]:
+        """Each segment's path, rate and per-connection counts, for the report."""
+        return [
+            {"path": s.path, "rps": round(s.rps, 1), "per_connection": s.per_connection}
+            for s in self.segments
+        ]
+
 
 def _drive(
     host: str,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.deploy import BenchmarkError, RunOptions, ServerOptions, deployment
-from bench.load import Client, Segment, Target, generate_load
+from bench.load import Client, Target, generate_load
 from bench.report import Report
 from bench.seed import seed_org
 
@@ -22,10 +22,6 @@ def _check(client: Client, path: str, key: str, value: str) -> None:
     reply = client.get(path)
     if reply.status != 200 or reply.json().get(key) != value:
         raise BenchmarkError(f"{path}: HTTP {reply.status}: {reply.body[:300]!r}")
-
-
-def _rps(segments: list[Segment]) -> float:
-    return sum(s.requests for s in segments) / sum(s.duration for s in segments)
 
 
 def run(options: RunOptions) -> Report:
@@ -66,12 +62,7 @@ def run(options: RunOptions) -> Report:
     if load.errors:
         raise BenchmarkError(f"{load.errors} failed requests under load ({load.first_error})")
 
-    report.details["segments"] = [
-        {"path": s.path, "rps": round(s.rps, 1), "per_connection": s.per_connection}
-        for s in load.segments
-    ]
-    bare = report.add("bare_rps", _rps([s for s in load.segments if s.path == BARE]), "req/s")
-    report.add_ratio(
-        "decisions_rps", _rps([s for s in load.segments if s.path == decision]), "req/s", bare
-    )
+    report.details["segments"] = load.details()
+    bare = report.add("bare_rps", load.rps(BARE), "req/s")
+    report.add_ratio("decisions_rps", load.rps(decision), "req/s", bare)
     return report
