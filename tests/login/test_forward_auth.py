@@ -44,6 +44,7 @@ from tests.proxies import (
     run_nginx,
     serve_app,
 )
+from tests.scim.conftest import DEACTIVATE, scim_for
 
 HOUR = timedelta(hours=1)
 APP_ORIGIN = "http://app.acme.example"
@@ -274,31 +275,14 @@ def test_another_orgs_idp_enters_only_where_its_org_verified_the_domain(app: Fla
 def test_scim_deactivation_is_401_on_the_next_check(app: Flask, client: FlaskClient) -> None:
     org = make_org("beta")
     make_member(org, "owner@beta.example", Role.OWNER)
-    _, scim_token = create_scim_token(system_actor(), org, name="idp")
-    db.session.commit()
-    scim = {"Authorization": f"Bearer {scim_token}"}
-    created = client.post(
-        "/scim/v2/beta/Users",
-        data=json.dumps({"userName": "ann@beta.example", "externalId": "00u1"}),
-        content_type="application/scim+json",
-        headers=scim,
-    )
+    scim = scim_for(client, org)
+    created = scim("POST", "/Users", {"userName": "ann@beta.example", "externalId": "00u1"})
     assert created.status_code == 201
     _, token = sso_session(make_connection(org), subject="00u1", email="ann@beta.example")
     cookie(client, token)
     assert check(client).status_code == 200
 
-    patch = {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "value": {"active": False}}],
-    }
-    deactivated = client.patch(
-        f"/scim/v2/beta/Users/{created.json['id']}",
-        data=json.dumps(patch),
-        content_type="application/scim+json",
-        headers=scim,
-    )
-    assert deactivated.status_code == 200
+    assert scim("PATCH", f"/Users/{created.json['id']}", DEACTIVATE).status_code == 200
     assert check(client).status_code == 401
 
 

@@ -3,7 +3,6 @@ chooser and switch, consent for third-party apps, RP-initiated logout, deprovisi
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -12,8 +11,8 @@ from sqlalchemy import select
 
 from idp.actors import system_actor
 from idp.audit.models import AuditEvent
-from idp.credentials.services import create_scim_token
 from idp.db import db, utcnow
+from idp.orgs.models import Membership
 from idp.orgs.roles import Role
 from idp.sessions.models import Session
 from idp.sso.connections import create_connection
@@ -34,6 +33,7 @@ from tests.oauth.conftest import (
     tokens_for,
     userinfo,
 )
+from tests.scim.conftest import DEACTIVATE, scim_for
 
 
 def _login_next(response) -> str:  # type: ignore[no-untyped-def]
@@ -202,35 +202,14 @@ def test_rp_initiated_logout(browser: FlaskClient, world: World) -> None:
 
 
 def test_scim_deactivation_revokes_the_members_tokens(browser: FlaskClient, world: World) -> None:
-    _, scim_token = create_scim_token(system_actor(), world.org, name="idp")
-    db.session.commit()
-    headers = {"Authorization": f"Bearer {scim_token}"}
-    created = browser.post(
-        "/scim/v2/acme/Users",
-        data=json.dumps({"userName": "sam@acme.example", "externalId": "00u9"}),
-        content_type="application/scim+json",
-        headers=headers,
-    )
+    scim = scim_for(browser, world.org)
+    created = scim("POST", "/Users", {"userName": "sam@acme.example", "externalId": "00u9"})
     assert created.status_code == 201, created.text
-    from idp.orgs.models import Membership
-
-    membership = db.session.get(Membership, created.json["id"])
-    sign_in(browser, membership)
+    sign_in(browser, db.session.get(Membership, created.json["id"]))
     tokens = exchange(browser, world.app, get_code(browser, world.app)).json
     assert introspect(browser, world.app, tokens["access_token"])["active"] is True
 
-    patched = browser.patch(
-        f"/scim/v2/acme/Users/{created.json['id']}",
-        data=json.dumps(
-            {
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "path": "active", "value": False}],
-            }
-        ),
-        content_type="application/scim+json",
-        headers=headers,
-    )
-    assert patched.status_code == 200, patched.text
+    assert scim("PATCH", f"/Users/{created.json['id']}", DEACTIVATE).status_code == 200
 
     assert refresh(browser, world.app, tokens["refresh_token"]).json["error"] == "invalid_grant"
     assert introspect(browser, world.app, tokens["access_token"]) == {"active": False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 from idp.actors import system_actor
 from idp.credentials.services import create_scim_token
 from idp.db import db
+from idp.orgs.models import Organization
 from tests.builders import make_org
 
 SCIM_JSON = "application/scim+json"
@@ -49,10 +51,20 @@ class Scim:
 
 
 def make_scim(client: FlaskClient, slug: str) -> Scim:
-    org = make_org(slug)
+    return scim_for(client, make_org(slug))
+
+
+def scim_for(client: FlaskClient, org: Organization) -> Scim:
+    """A SCIM client for an existing org, with a new token."""
     _, token = create_scim_token(system_actor(), org, name="idp")
     db.session.commit()
-    return Scim(client, slug, token)
+    return Scim(client, org.slug, token)
+
+
+# Okta's deactivation (tests/data/okta-patch-user-deactivate.json), as other tests send it.
+DEACTIVATE = json.loads(
+    (Path(__file__).parent.parent / "data" / "okta-patch-user-deactivate.json").read_text()
+)["request"]
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from idp.sso.models import Connection, ConnectionKind
 from idp.sso.signin import IdpAssertion, LoginRefused, admission, sign_in
 from tests.builders import make_member, make_org
 from tests.dns_server import DnsServer
+from tests.scim.conftest import DEACTIVATE, scim_for
 
 HOUR = timedelta(hours=1)
 
@@ -210,31 +211,14 @@ def test_scim_deactivation_ends_the_session_on_the_next_request(
 ) -> None:
     org = make_org("beta")
     make_member(org, "owner@beta.example", Role.OWNER)
-    _, scim_token = create_scim_token(system_actor(), org, name="idp")
-    db.session.commit()
-    scim = {"Authorization": f"Bearer {scim_token}"}
-    created = client.post(
-        "/scim/v2/beta/Users",
-        data=json.dumps({"userName": "ann@beta.example", "externalId": "00u1"}),
-        content_type="application/scim+json",
-        headers=scim,
-    )
+    scim = scim_for(client, org)
+    created = scim("POST", "/Users", {"userName": "ann@beta.example", "externalId": "00u1"})
     session, token = login(make_connection(org), subject="00u1", email="ann@beta.example")
     with app.test_request_context():
         client.set_cookie(SESSION_COOKIE, signed_session_cookie(token))
     assert client.get("/api/v1/me").status_code == 200
 
-    patch = {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "value": {"active": False}}],
-    }
-    deactivated = client.patch(
-        f"/scim/v2/beta/Users/{created.json['id']}",
-        data=json.dumps(patch),
-        content_type="application/scim+json",
-        headers=scim,
-    )
-    assert deactivated.status_code == 200
+    assert scim("PATCH", f"/Users/{created.json['id']}", DEACTIVATE).status_code == 200
 
     assert client.get("/api/v1/me").status_code == 401
     db.session.expire_all()
