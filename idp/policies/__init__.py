@@ -1,0 +1,1 @@
+"""Workspace baseline policies that organizations inherit and may only make stricter."""
