@@ -35,7 +35,6 @@ keep it after the test. Every wait is bounded.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import os
 import secrets
@@ -58,10 +57,9 @@ from types import TracebackType
 from typing import Any, Self
 
 import lxml.html
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+
+from idp.sso.saml import certificate_body, new_sp_keypair
 
 __all__ = [
     "NAMEID_FORMATS",
@@ -450,33 +448,14 @@ class SamlSp:
 
 
 def self_signed_cert(common_name: str) -> tuple[str, str]:
-    """A fresh self-signed SHA-256 certificate and its RSA-2048 key: (cert PEM, key PEM)."""
-    key = rsa.generate_private_key(65537, 2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+    """A fresh self-signed certificate and its key: (cert PEM, key PEM), as Gatehouse makes
+    its SP key pairs."""
+    return new_sp_keypair(common_name)
 
 
 def pem_body(pem: str) -> str:
     """The base64 DER inside a PEM certificate, on one line (metadata and python3-saml form)."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    return certificate_body(pem)
 
 
 def _attribute_values(value: Any) -> list[str]:
