@@ -10,8 +10,6 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy import select
 
-from idp.actors import Actor, ActorKind
-from idp.audit.services import record_org_event
 from idp.config import current_settings
 from idp.db import db, finish_request
 from idp.errors import Forbidden, GatehouseError, NotFound, Unauthorized
@@ -22,14 +20,14 @@ from idp.mail import Mail, queue_mail
 from idp.orgs import invitations
 from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.services import get_org
-from idp.sessions.models import Session, SessionMethod
+from idp.sessions.models import Session
 from idp.sessions.services import (
     consume_email_link,
     find_live_session,
     issue_email_link,
     move_session,
     revoke_session,
-    start_session,
+    start_email_session,
 )
 from idp.sso.connections import list_connections
 from idp.sso.domains import verified_org_for_email
@@ -224,30 +222,11 @@ def email_link_sign_in() -> Response:
     if org_id is None:
         raise Forbidden("no_membership", "This account belongs to no organization")
     lifetime = timedelta(hours=current_settings().session_hours)
-    session, token = start_session(
+    _session, token = start_email_session(
         user,
         db.session.get(Organization, org_id),
-        method=SessionMethod.EMAIL_LINK,
         lifetime=lifetime,
-        amr=["email"],
-    )
-    if not user.email_verified:
-        user.email_verified = True  # the person just proved the address
-    record_org_event(
-        Actor(
-            ActorKind.USER,
-            user.id,
-            user.email or user.id,
-            user_id=user.id,
-            org_id=org_id,
-            request_id=g.get("request_id"),
-            workspace_id=user.workspace_id,
-        ),
-        db.session.get(Organization, org_id),
-        "session.started",
-        "user",
-        user.id,
-        after={"session_id": session.id, "method": "email_link"},
+        request_id=g.get("request_id"),
     )
     response = redirect(safe_return_to(link.return_to), code=303)
     set_session_cookie(response, token, lifetime)
@@ -309,12 +288,11 @@ def invitation_answer() -> Response:
         return redirect("/", code=303)
     membership = invitations.accept_invitation(token)
     lifetime = timedelta(hours=current_settings().session_hours)
-    _session, cookie = start_session(
+    _session, cookie = start_email_session(
         membership.user,
         db.session.get(Organization, membership.org_id),
-        method=SessionMethod.EMAIL_LINK,
         lifetime=lifetime,
-        amr=["email"],
+        request_id=g.get("request_id"),
     )
     response = redirect("/", code=303)
     set_session_cookie(response, cookie, lifetime)

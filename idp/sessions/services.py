@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select, update
 
+from idp.actors import Actor, ActorKind
+from idp.audit.services import record_org_event
 from idp.crypto import new_token, token_digest
 from idp.db import db, new_id, utcnow
 from idp.orgs.models import Organization
@@ -128,3 +130,32 @@ def consume_email_link(token: str) -> EmailLink | None:
         .execution_options(synchronize_session=False)
     )
     return link if taken.rowcount == 1 else None
+
+
+def start_email_session(
+    user: User, org: Organization, *, lifetime: timedelta, request_id: str | None = None
+) -> tuple[Session, str]:
+    """A session for a person who just proved their address (an email link, an emailed
+    invitation): the address is marked verified and the sign-in is audited."""
+    session, token = start_session(
+        user, org, method=SessionMethod.EMAIL_LINK, lifetime=lifetime, amr=["email"]
+    )
+    user.email_verified = True
+    actor = Actor(
+        ActorKind.USER,
+        user.id,
+        user.email or user.id,
+        user_id=user.id,
+        org_id=org.id,
+        request_id=request_id,
+        workspace_id=user.workspace_id,
+    )
+    record_org_event(
+        actor,
+        org,
+        "session.started",
+        "user",
+        user.id,
+        after={"session_id": session.id, "method": SessionMethod.EMAIL_LINK.value},
+    )
+    return session, token
