@@ -27,6 +27,8 @@ from idp.db import db
 from idp.errors import GatehouseError
 from idp.orgs import invitations, role_mappings, services
 from idp.orgs.roles import Role
+from idp.policies import registry as policy_registry
+from idp.policies import services as policy_services
 from idp.sso import connections, domains
 from idp.sso.setup import add_oidc_connection, add_saml_connection
 
@@ -64,6 +66,9 @@ keys_cli = AppGroup("keys", help="Encryption and signing keys.")
 domain_cli = AppGroup("domain", help="Email domains of an organization, verified by DNS TXT.")
 connection_cli = AppGroup("connection", help="SSO connections (OIDC, SAML) of an organization.")
 client_cli = AppGroup("client", help="OAuth clients: the apps signing people in through Gatehouse.")
+policy_cli = AppGroup(
+    "policy", help="Policies: the workspace baseline and the stricter overrides of orgs."
+)
 
 
 @click.command("bootstrap")
@@ -417,6 +422,97 @@ def connection_remove(slug: str, connection_id: str) -> None:
     )
 
 
+def _policy_value(name: str, raw: str) -> Any:
+    """A value as typed: JSON (``true``, ``3600``, ``["a.example"]``, ``null``), else the
+    text itself (``12h``, ``owner``); for a domain list, also ``a.example,b.example``."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    key = policy_registry.policy_key(name)
+    if key.kind is policy_registry.Kind.DOMAIN_SET and isinstance(value, str):
+        value = [d.strip() for d in value.split(",") if d.strip()]
+    return value
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _split_target(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """``[SLUG] KEY ...``: a first word that is not a policy key names the org."""
+    if args and args[0] not in policy_registry.KEYS:
+        return args[0], args[1:]
+    return None, args
+
+
+@policy_cli.command("show")
+@click.argument("slug", required=False)
+@click.option("--explain", is_flag=True, help="Where each value comes from.")
+@transactional
+def policy_show(slug: str | None, explain: bool) -> None:
+    """The effective policy of SLUG (or the workspace baseline): key, value[, source]."""
+    workspace = _workspace()
+    if slug is None:
+        body = policy_services.workspace_policy(workspace, explain_values=True)
+    else:
+        org = services.get_org(workspace.id, slug)
+        body = policy_services.effective_org_policy(org, explain_values=True)
+    keys = body.get("keys") or body["effective"]
+    for name, item in keys.items():
+        line = f"{name}\t{_show(item['value'])}"
+        if explain:
+            line += f"\t{item['source']}"
+            if item["superseded"]:
+                line += f"\tsupersedes {', '.join(item['superseded'])}"
+        click.echo(line)
+
+
+@policy_cli.command("set")
+@click.argument("args", nargs=-1, required=True, metavar="[SLUG] KEY VALUE")
+@click.option("--dry-run", is_flag=True, help="Only print whom the change would affect.")
+@transactional
+def policy_set(args: tuple[str, ...], dry_run: bool) -> None:
+    """Set KEY of SLUG's overrides (stricter only), or of the workspace baseline."""
+    slug, rest = _split_target(args)
+    if len(rest) != 2:
+        raise click.UsageError("expected [SLUG] KEY VALUE")
+    name, raw = rest
+    change = {name: _policy_value(name, raw)}
+    workspace = _workspace()
+    if slug is None:
+        baseline = {**workspace.baseline_policy, **change}
+        result = policy_services.set_workspace_policy(
+            system_actor(), workspace, baseline, dry_run=dry_run
+        )
+    else:
+        org = services.get_org(workspace.id, slug)
+        result = policy_services.set_org_policy(
+            system_actor(), org, change, merge=True, dry_run=dry_run
+        )
+    if dry_run:
+        click.echo(json.dumps(result, indent=2))
+        db.session.rollback()
+
+
+@policy_cli.command("unset")
+@click.argument("args", nargs=-1, required=True, metavar="[SLUG] KEY")
+@transactional
+def policy_unset(args: tuple[str, ...]) -> None:
+    """Drop KEY from SLUG's overrides (or the baseline): it is inherited (or default) again."""
+    slug, rest = _split_target(args)
+    if len(rest) != 1:
+        raise click.UsageError("expected [SLUG] KEY")
+    name = policy_registry.policy_key(rest[0]).name
+    workspace = _workspace()
+    if slug is None:
+        baseline = {k: v for k, v in workspace.baseline_policy.items() if k != name}
+        policy_services.set_workspace_policy(system_actor(), workspace, baseline)
+    else:
+        org = services.get_org(workspace.id, slug)
+        policy_services.clear_org_policy(system_actor(), org, [name])
+
+
 COMMANDS = (
     bootstrap,
     org_cli,
@@ -429,6 +525,7 @@ COMMANDS = (
     domain_cli,
     connection_cli,
     client_cli,
+    policy_cli,
 )
 
 

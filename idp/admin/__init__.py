@@ -11,6 +11,7 @@ from idp.admin import (  # noqa: F401
     members,
     openapi,
     orgs,
+    policies,
     teams,
 )
 from idp.admin.api import bp

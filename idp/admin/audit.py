@@ -7,7 +7,7 @@ from typing import Any
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.audit.models import AuditEvent
-from idp.audit.services import list_events
+from idp.audit.services import list_events, list_workspace_events
 from idp.orgs.roles import Permission
 from idp.pagination import Page
 
@@ -22,3 +22,15 @@ from idp.pagination import Page
 def list_audit_events(ctx: Ctx, args: dict[str, Any]) -> Page[AuditEvent]:
     """Audit events, newest first, by ``action``, ``actor`` (id or label) and ``since``."""
     return list_events(ctx.org.id, **args)
+
+
+@operation(
+    "/workspace/audit-events",
+    scope="workspace",
+    query=s.AuditQuery,
+    response=s.AuditEventOut,
+    paged=True,
+)
+def list_workspace_audit_events(ctx: Ctx, args: dict[str, Any]) -> Page[AuditEvent]:
+    """The workspace's own events (baseline policy changes), newest first."""
+    return list_workspace_events(ctx.workspace_id, **args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
@@ -386,3 +386,25 @@ class ClientOut(Schema):
     first_party = fields.Boolean()
     id_token_alg = fields.String(attribute="id_token_signed_response_alg")
     created_at = fields.DateTime()
+
+
+# --- policies --------------------------------------------------------------------------
+
+
+class PolicyDocument(Schema):
+    """Policy keys and their values; the registry (idp.policies.registry) validates them."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class PolicyQuery(Schema):
+    dry_run = fields.Boolean(load_default=False)
+
+
+class EffectivePolicyQuery(Schema):
+    explain = fields.Boolean(load_default=False)
+
+
+class PolicyClearQuery(PolicyQuery):
+    keys = fields.String(load_default=None, metadata={"description": "comma-separated keys"})

@@ -2,16 +2,19 @@
 
 nginx ``auth_request``, Traefik ``forwardAuth`` and Caddy ``forward_auth`` send the
 browser's request headers here: 200 with ``X-Gatehouse-*`` headers lets it through, 401
-carries ``X-Gatehouse-Login-URL`` for the proxy's redirect. This is the hot path: it writes
-nothing and asks the database one indexed query, which evaluates the same admission rule as
+carries ``X-Gatehouse-Login-URL`` for the proxy's redirect. This is the hot path: it asks the
+database one indexed query, which evaluates the same admission rule as
 :func:`idp.sso.signin.admission` in SQL (``tests/login/test_forward_auth.py`` checks that the
-two agree).
+two agree) and reads the org's effective policy, which the one policy function then applies
+to the session (SSO and MFA required, maximum age, idle timeout). It writes nothing, except
+``last_seen_at`` once a minute for orgs with an idle timeout.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from datetime import datetime
 from urllib.parse import quote, urlencode, urlsplit
 
 from flask import Blueprint, Response, request
@@ -23,6 +26,7 @@ from sqlalchemy import (
     false,
     func,
     literal_column,
+    or_,
     select,
     true,
 )
@@ -34,8 +38,10 @@ from idp.db import db, utcnow
 from idp.login.cookies import session_token
 from idp.login.redirects import safe_return_to
 from idp.orgs.models import Membership, Organization
+from idp.policies.enforcement import violation
+from idp.policies.registry import Policy
 from idp.sessions.models import Session
-from idp.sessions.services import SESSION_TOKEN_PREFIX
+from idp.sessions.services import SESSION_TOKEN_PREFIX, TOUCH_EVERY, session_attempt
 from idp.sso.models import Connection, Domain
 from idp.users.models import User
 
@@ -82,7 +88,21 @@ def check_statement(dialect: str, *, by_slug: bool) -> Select:
         else_=false(),
     )
     return (
-        select(u.id, u.email, o.slug, m.role, admitted.label("admitted"))
+        select(
+            u.id,
+            u.email,
+            o.slug,
+            m.role,
+            admitted.label("admitted"),
+            # What the org's policy asks of a session (idp.policies.enforcement).
+            o.id.label("org_id"),
+            o.effective_policy,
+            c.org_id.label("connection_org_id"),
+            s.id.label("session_id"),
+            s.mfa,
+            s.created_at,
+            s.last_seen_at,
+        )
         .select_from(Session.__table__)
         .join(User.__table__, u.id == s.user_id)
         .join(Organization.__table__, org_match)
@@ -174,6 +194,24 @@ def _denied(slug: str | None, url: str | None) -> Response:
     return response
 
 
+def _touch(session_id: str, now: datetime) -> None:
+    """The one write of forward-auth: at most once a minute per session, and only for orgs
+    with an idle timeout, so that a session in use through the proxy stays alive."""
+    sessions = Session.__table__
+    with db.engine.begin() as conn:
+        conn.execute(
+            sessions.update()
+            .where(
+                sessions.c.id == session_id,
+                or_(
+                    sessions.c.last_seen_at.is_(None),
+                    sessions.c.last_seen_at <= now - TOUCH_EVERY,
+                ),
+            )
+            .values(last_seen_at=now)
+        )
+
+
 @bp.route("/auth/check", methods=METHODS)
 def check() -> Response:
     """200 with who the browser is in the request's org, or 401 with where to sign in."""
@@ -200,6 +238,14 @@ def check() -> Response:
         row = conn.execute(_STATEMENTS[(dialect, slug is not None)], params).first()
     if row is None or not row.admitted:
         return _denied(slug or (row.slug if row else None), url)
+    policy = Policy.from_json(row.effective_policy)
+    now = params["now"]
+    if violation(policy, session_attempt(row, row.org_id, row.connection_org_id, now)):
+        return _denied(row.slug, url)
+    if policy.session_idle_timeout is not None and (
+        row.last_seen_at is None or now - row.last_seen_at >= TOUCH_EVERY
+    ):
+        _touch(row.session_id, now)
     response = Response(status=200)
     response.headers.update(
         {

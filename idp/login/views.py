@@ -22,12 +22,15 @@ from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organi
 from idp.orgs.services import get_org
 from idp.sessions.models import Session
 from idp.sessions.services import (
+    admits_email_sign_in,
     consume_email_link,
     find_live_session,
     issue_email_link,
     move_session,
     revoke_session,
+    session_violation,
     start_email_session,
+    touch_session,
 )
 from idp.sso.connections import list_connections
 from idp.sso.domains import verified_org_for_email
@@ -53,6 +56,10 @@ def current_session() -> tuple[Session, Membership]:
         )
     if session is None or membership is None:
         raise Unauthorized("unauthenticated", "Sign in first")
+    key = session_violation(session, db.session.get(Organization, session.org_id))
+    if key is not None:
+        raise Unauthorized("session_not_admitted", f"Sign in again: the org's {key} policy")
+    touch_session(session)
     return session, membership
 
 
@@ -138,6 +145,8 @@ _LOGIN_FORM = """
 _CHOOSE = """<p>Sign in to {{ org.name }} with:</p><ul>
 {% for c in connections %}<li><a href="{{ c.url }}">{{ c.name }}</a></li>{% endfor %}
 </ul>"""
+_NO_CONNECTION = """<p>{{ org.name }} requires signing in through its identity provider, and
+none is set up yet: ask its admin.</p>"""
 _SENT = """<p>If that address can sign in here, a link is on its way to it. It works once,
 within 10 minutes.</p>"""
 _CONFIRM = """<form method="post"><p>Sign in as {{ email }}?</p><button>Sign in</button></form>"""
@@ -162,6 +171,8 @@ def login_page() -> Response:
         org = get_org(_workspace_id(), slug)
         if any(c.enabled for c in list_connections(org.id)):
             return _connections_page(org, return_to)
+        if not admits_email_sign_in(org):  # no email link would be let in
+            return page("Sign in", _NO_CONNECTION, 403, org=org)
     return page("Sign in", _LOGIN_FORM, next=return_to)
 
 
@@ -208,25 +219,26 @@ def email_link_sign_in() -> Response:
     if link is None:
         raise Unauthorized("invalid_link", "This sign-in link is unknown, used or expired")
     user = db.session.get(User, link.user_id)
-    org_id = link.org_id or db.session.scalar(
-        select(Membership.org_id)
-        .join(Organization, Organization.id == Membership.org_id)
-        .where(
-            Membership.user_id == user.id,
-            Membership.status == MembershipStatus.ACTIVE,
-            Organization.deleted_at.is_(None),
-        )
-        .order_by(Organization.slug)
-        .limit(1)
-    )
-    if org_id is None:
-        raise Forbidden("no_membership", "This account belongs to no organization")
+    if link.org_id is not None:
+        org = db.session.get(Organization, link.org_id)
+    else:
+        orgs = db.session.scalars(
+            select(Organization)
+            .join(Membership, Membership.org_id == Organization.id)
+            .where(
+                Membership.user_id == user.id,
+                Membership.status == MembershipStatus.ACTIVE,
+                Organization.deleted_at.is_(None),
+            )
+            .order_by(Organization.slug)
+        ).all()
+        if not orgs:
+            raise Forbidden("no_membership", "This account belongs to no organization")
+        # The first org whose policy lets an email link in; else the first, which refuses.
+        org = next((o for o in orgs if admits_email_sign_in(o)), orgs[0])
     lifetime = timedelta(hours=current_settings().session_hours)
     _session, token = start_email_session(
-        user,
-        db.session.get(Organization, org_id),
-        lifetime=lifetime,
-        request_id=g.get("request_id"),
+        user, org, lifetime=lifetime, request_id=g.get("request_id")
     )
     response = redirect(safe_return_to(link.return_to), code=303)
     set_session_cookie(response, token, lifetime)
@@ -287,12 +299,13 @@ def invitation_answer() -> Response:
         move_session(session, db.session.get(Organization, membership.org_id))
         return redirect("/", code=303)
     membership = invitations.accept_invitation(token)
+    org = db.session.get(Organization, membership.org_id)
+    if not admits_email_sign_in(org):
+        # A member now; the org's policy wants its own IdP (or MFA) for the sign-in.
+        return redirect("/login?" + urlencode({"org": org.slug}), code=303)
     lifetime = timedelta(hours=current_settings().session_hours)
     _session, cookie = start_email_session(
-        membership.user,
-        db.session.get(Organization, membership.org_id),
-        lifetime=lifetime,
-        request_id=g.get("request_id"),
+        membership.user, org, lifetime=lifetime, request_id=g.get("request_id")
     )
     response = redirect("/", code=303)
     set_session_cookie(response, cookie, lifetime)

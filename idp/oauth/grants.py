@@ -25,6 +25,7 @@ from idp.oauth.services import (
     revoke_code_tokens,
     revoke_family,
 )
+from idp.sessions.services import touch_session
 
 CODE_TTL = timedelta(seconds=60)
 REFRESH_TTL = timedelta(days=30)  # and never beyond the session behind it
@@ -202,6 +203,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         principal = self.authenticate_user(old)
         if not principal:
             raise InvalidGrantError("The grant behind this refresh token is no longer valid.")
+        touch_session(principal.session)  # a refresh is the app using the session
         self.request.user = principal
         token = self.issue_token(principal, old)
         self.save_token(token)

@@ -17,6 +17,7 @@ from idp.oauth.claims import Principal
 from idp.oauth.models import OAuthClient, OAuthToken, SigningAlg
 from idp.orgs.models import Membership, MembershipStatus, Organization
 from idp.sessions.models import Session
+from idp.sessions.services import session_violation
 
 CLIENT_SECRET_PREFIX = "ghs"  # noqa: S105 - a public prefix for secret scanners
 REFRESH_TOKEN_PREFIX = "ghr"  # noqa: S105 - a public prefix for secret scanners
@@ -167,8 +168,8 @@ def find_by_jti(jti: str) -> OAuthToken | None:
 
 
 def principal_for(user_id: str, org_id: str, session_id: str) -> Principal | None:
-    """The grant's person if everything behind it still stands: the session live, the
-    membership ACTIVE, the org not deleted; else ``None``."""
+    """The grant's person if everything behind it still stands: the session live and
+    admitted by the org's policy, the membership ACTIVE, the org not deleted; else ``None``."""
     now = utcnow()
     session = db.session.get(Session, session_id)
     if session is None or session.revoked_at is not None or session.expires_at <= now:
@@ -177,6 +178,8 @@ def principal_for(user_id: str, org_id: str, session_id: str) -> Principal | Non
         return None
     org = db.session.get(Organization, org_id)
     if org is None or org.deleted_at is not None:
+        return None
+    if session_violation(session, org, now) is not None:  # the org's policy, e.g. max age
         return None
     membership = db.session.scalar(
         select(Membership).where(

@@ -27,7 +27,13 @@ from idp.oauth.server import authorization_server
 from idp.oauth.services import find_by_jti, find_client, live_principal
 from idp.orgs.models import Membership, MembershipStatus, Organization
 from idp.sessions.models import Session
-from idp.sessions.services import find_live_session, move_session, revoke_session
+from idp.sessions.services import (
+    find_live_session,
+    move_session,
+    revoke_session,
+    session_violation,
+    touch_session,
+)
 from idp.sso.signin import admission
 
 bp = Blueprint("oauth", __name__)
@@ -361,7 +367,15 @@ def authorize() -> Response:
         else:
             next_url = _authorize_url(organization=org.slug, **{AUTH_AFTER: str(now)})
             return _to_login(org=org.slug, next=next_url)
+    elif session_violation(session, org) is not None:  # the org's policy: age, idle, SSO, MFA
+        if silent:
+            return _refuse(
+                "login_required", "The organization requires a new sign-in", redirect_uri
+            )
+        next_url = _authorize_url(organization=org.slug, **{AUTH_AFTER: str(now)})
+        return _to_login(org=org.slug, next=next_url)
     assert membership is not None  # noqa: S101 - every other branch returned
+    touch_session(session)
 
     principal = Principal(user=session.user, org=org, membership=membership, session=session)
     if request.args.get(DENIED):

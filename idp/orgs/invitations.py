@@ -39,6 +39,9 @@ from idp.orgs.services import (
 )
 from idp.orgs.teams import get_team
 from idp.pagination import Page, paginate
+from idp.policies.chain import org_policy
+from idp.policies.enforcement import Action, Attempt, enforce
+from idp.sso.models import Domain, DomainStatus
 from idp.users.models import normalize_email
 from idp.users.services import find_user_by_email, get_or_create_user, validate_email
 
@@ -80,6 +83,23 @@ def _ttl(ttl: timedelta | None) -> timedelta:
 
 def _audit(actor: Actor, org: Organization, action: str, inv: Invitation, **change: Any) -> None:
     record_org_event(actor, org, action, "invitation", inv.id, **change)
+
+
+def _verified_domains(org_id: str) -> frozenset[str]:
+    return frozenset(
+        db.session.scalars(
+            select(Domain.domain).where(
+                Domain.org_id == org_id, Domain.status == DomainStatus.VERIFIED
+            )
+        )
+    )
+
+
+def _enforce_invite(actor: Actor, org: Organization, email: str) -> None:
+    """The org's policy on who may invite whom (domains, external invites, inviter's role)."""
+    policy = org_policy(org)
+    domains = frozenset() if policy.external_invites else _verified_domains(org.id)
+    enforce(policy, Attempt(Action.INVITE, email=email, role=actor.role, org_domains=domains))
 
 
 def _invitation_mail(org: Organization, invitation: Invitation, token: str) -> Mail:
@@ -153,6 +173,7 @@ def invite_by_email(
     check_permission(actor, Permission.MEMBERS_INVITE)
     check_role_authority(actor, None, role)
     email = validate_email(email)
+    _enforce_invite(actor, org, email)
     team_ids = list(dict.fromkeys(team_ids or []))
     for team_id in team_ids:
         get_team(org.id, team_id)
@@ -191,6 +212,12 @@ def create_invite_link(
     check_permission(actor, Permission.MEMBERS_INVITE)
     if max_uses is not None and (isinstance(max_uses, bool) or not 1 <= max_uses <= 100_000):
         raise BadRequest("invalid_max_uses", "max_uses must be from 1 to 100000")
+    policy = org_policy(org)
+    seconds = None if ttl is None else int(ttl.total_seconds())
+    enforce(policy, Attempt(Action.INVITE_LINK, role=actor.role, ttl_seconds=seconds))
+    limit = policy.invite_link_max_age
+    if ttl is None and limit is not None and _ttl(None).total_seconds() > limit:
+        ttl = timedelta(seconds=limit)  # the default lifetime, shortened to what the org allows
     invitation = Invitation(
         kind=InvitationKind.LINK, role=Role.MEMBER, team_ids=[], max_uses=max_uses
     )
@@ -206,6 +233,7 @@ def resend_invitation(
     check_role_authority(actor, None, invitation.role)
     if invitation.kind is not InvitationKind.EMAIL:
         raise Conflict("not_resendable", "Only email invitations can be resent")
+    _enforce_invite(actor, org, invitation.email or "")
     if current_status(invitation) not in (InvitationStatus.PENDING, InvitationStatus.EXPIRED):
         raise Conflict("invitation_not_pending", f"This invitation is {invitation.status.value}")
     before = invitation_snapshot(invitation)
@@ -296,6 +324,9 @@ def accept_invitation(
         email = invitation.email
     elif not email:
         raise BadRequest("email_required", "Say which email joins through this link", field="email")
+    else:
+        link = Attempt(Action.LINK_ACCEPT, now=utcnow(), link_created_at=invitation.created_at)
+        enforce(org_policy(org), link)
     user = get_or_create_user(org.workspace_id, email or "", name)
     membership = join_org(org, user, role=invitation.role, source=MembershipSource.INVITE)
     live_teams = db.session.scalars(

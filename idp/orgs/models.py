@@ -43,7 +43,11 @@ class Organization(db.Model):
         ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
     )
     member_cap: Mapped[int] = mapped_column(default=DEFAULT_MEMBER_CAP)
+    # Stored overrides (JSON form), each at least as strict as what the org inherited then.
     policy_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The strictest value of every key along baseline → parents → this org (JSON form),
+    # kept up to date by idp.policies so that the hot paths read one column.
+    effective_policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()

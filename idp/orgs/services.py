@@ -33,6 +33,8 @@ from idp.orgs.models import (
 )
 from idp.orgs.roles import Permission, Role
 from idp.pagination import Page, paginate
+from idp.policies.chain import org_policy, refresh_effective_policies
+from idp.policies.enforcement import Action, Attempt, enforce
 from idp.sessions.services import revoke_member_sessions
 from idp.users.models import User
 from idp.users.services import get_or_create_user
@@ -169,6 +171,7 @@ def create_org(
         org.member_cap = _validate_member_cap(member_cap)
     db.session.add(org)
     db.session.flush()
+    refresh_effective_policies([org])  # what it inherits from the baseline and its parents
     record_org_event(
         actor,
         org,
@@ -198,6 +201,7 @@ def update_org(
     after = org_snapshot(org)
     if after != before:
         db.session.flush()
+        refresh_effective_policies([org])
         record_org_event(
             actor,
             org,
@@ -447,13 +451,13 @@ def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str])
         )
 
 
-def _refuse_if_full(org: Organization) -> None:
-    """Called under ``lock_org``: refuse one more active member past the org's cap."""
-    seats = db.session.scalar(_COUNT_SEATS, {"org_id": org.id, "cap": org.member_cap})
-    if seats >= org.member_cap:
-        raise Conflict(
-            "member_cap_reached", f"This organization is at its cap of {org.member_cap} members"
-        )
+def _refuse_if_full(org: Organization, policy_cap: int) -> None:
+    """Called under ``lock_org``: refuse one more active member past the org's cap (its own,
+    or a stricter one of its policy)."""
+    cap = min(org.member_cap, policy_cap)
+    seats = db.session.scalar(_COUNT_SEATS, {"org_id": org.id, "cap": cap})
+    if seats >= cap:
+        raise Conflict("member_cap_reached", f"This organization is at its cap of {cap} members")
 
 
 def _refuse_if_last_owner(membership: Membership) -> None:
@@ -483,8 +487,10 @@ def join_org(
     lock_org(org.id)
     if find_membership(org.id, user.id) is not None:
         raise Conflict("already_member", "That user is already a member of this organization")
+    policy = org_policy(org)
+    enforce(policy, Attempt(Action.JOIN, email=user.email))
     if status is MembershipStatus.ACTIVE:
-        _refuse_if_full(org)
+        _refuse_if_full(org, policy.member_cap)
     # Ids set here rather than at flush, so the caller's writes can go out in one flush.
     membership = Membership(
         id=new_id("mem"),
@@ -568,8 +574,10 @@ def set_member_status(
     check_role_authority(actor, membership.role)
     if status is MembershipStatus.SUSPENDED:
         _refuse_if_last_owner(membership)
-    else:
-        _refuse_if_full(org)
+    else:  # becoming active again is joining again, as far as the policy goes
+        policy = org_policy(org)
+        enforce(policy, Attempt(Action.JOIN, email=membership.user.email))
+        _refuse_if_full(org, policy.member_cap)
     before = member_snapshot(membership)
     membership.status = status
     if status is MembershipStatus.SUSPENDED:

@@ -8,19 +8,20 @@ effective value along a chain (workspace baseline → parent orgs → org) is th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from idp.errors import BadRequest, GatehouseError, Unprocessable
 from idp.orgs.roles import Role
-from idp.sso.domains import normalize_domain  # the one definition of a valid domain
+from idp.sso.names import normalize_domain
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION = 366 * 86400
 MAX_DOMAINS = 500
+MAX_COUNT = 1_000_000
 
 
 class Kind(StrEnum):
@@ -90,6 +91,14 @@ class PolicyKey:
             return value.value
         return value
 
+    def from_json(self, stored: Any) -> Any:
+        """The value of what ``to_json`` stored (already validated when it was written)."""
+        if self.kind is Kind.DOMAIN_SET:
+            return None if stored is None else frozenset(stored)
+        if self.kind is Kind.MIN_ROLE:
+            return Role(stored)
+        return stored
+
 
 def _bool(raw: Any) -> bool:
     if not isinstance(raw, bool):
@@ -128,7 +137,7 @@ def _domains(raw: Any) -> frozenset[str] | None:
 def _count(raw: Any) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise TypeError("must be a whole number")
-    if not 1 <= raw <= 1_000_000:
+    if not 1 <= raw <= MAX_COUNT:
         raise ValueError("must be from 1 to 1,000,000")
     return raw
 
@@ -195,7 +204,8 @@ KEYS: dict[str, PolicyKey] = {
             30 * 86400,
             "the longest an invitation link may last",
         ),
-        PolicyKey("member_cap", Kind.MAX_COUNT, 500, "the most active members"),
+        # A ceiling over every org's own member_cap (500 unless set): none by default.
+        PolicyKey("member_cap", Kind.MAX_COUNT, MAX_COUNT, "the most active members"),
         PolicyKey(
             "min_role_to_invite", Kind.MIN_ROLE, Role.ADMIN, "the lowest role that may invite"
         ),
@@ -213,6 +223,48 @@ def policy_key(name: str) -> PolicyKey:
 def parse_policy(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A policy document (key → JSON value) parsed and validated, key by key."""
     return {name: policy_key(name).parse(value) for name, value in raw.items()}
+
+
+def load_stored(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored document (JSON form) as values; keys no longer in the registry are ignored."""
+    return {name: KEYS[name].from_json(v) for name, v in (stored or {}).items() if name in KEYS}
+
+
+def dump_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values in their stored (JSON) form."""
+    return {name: KEYS[name].to_json(value) for name, value in values.items()}
+
+
+class Policy(Mapping[str, Any]):
+    """Every key's value, defaults filled in; ``policy.session_max_age`` reads one key."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        given = values or {}
+        self._values = {name: given.get(name, key.default) for name, key in KEYS.items()}
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any] | None) -> Policy:
+        return cls(load_stored(stored))
+
+    def to_json(self) -> dict[str, Any]:
+        return dump_values(self._values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 @dataclass(frozen=True)

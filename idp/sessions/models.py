@@ -42,6 +42,11 @@ class Session(db.Model):
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     acr: Mapped[str | None] = mapped_column(String(200))
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Whether the sign-in proved multi-factor authentication (the IdP's amr/acr, as checked
+    # by idp.sso.mfa); an email link never does.
+    mfa: Mapped[bool] = mapped_column(default=False)
+    # The last time the session was used, to the minute (idle timeout); null: never since.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(String(40))

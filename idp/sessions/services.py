@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import bindparam, select, update
 
@@ -12,10 +13,18 @@ from idp.audit.services import record_org_event
 from idp.crypto import new_token, token_digest
 from idp.db import db, new_id, utcnow
 from idp.orgs.models import Organization
+from idp.policies.chain import org_policy
+from idp.policies.enforcement import Action, Attempt, enforce, violation
 from idp.sessions.models import EmailLink, Session, SessionMethod
+from idp.sso.models import Connection
 from idp.users.models import User
 
 SESSION_TOKEN_PREFIX = "ghc"  # noqa: S105 - a public prefix for secret scanners ("cookie")
+# How stale ``last_seen_at`` may be before a use records itself: idle timeouts are kept to
+# the minute, and a busy session writes at most once a minute.
+TOUCH_EVERY = timedelta(minutes=1)
+# An email link (or emailed invitation) proves the address: no org connection, no MFA.
+EMAIL_SIGN_IN = Attempt(Action.SIGN_IN)
 
 _LIVE_SESSION = select(Session).where(
     Session.token_digest == bindparam("digest"),
@@ -34,6 +43,7 @@ def start_session(
     amr: Sequence[str] = (),
     acr: str | None = None,
     auth_time: datetime | None = None,
+    mfa: bool = False,
 ) -> tuple[Session, str]:
     """A new session; the token (for the cookie) is returned once, here, and stored hashed."""
     now = utcnow()
@@ -50,6 +60,9 @@ def start_session(
         amr=list(amr),
         acr=acr,
         auth_time=auth_time or now,
+        mfa=mfa,
+        created_at=now,
+        last_seen_at=now,
         expires_at=now + lifetime,
     )
     db.session.add(session)
@@ -62,6 +75,47 @@ def find_live_session(token: str) -> Session | None:
     if not token.startswith(SESSION_TOKEN_PREFIX + "_"):
         return None
     return db.session.scalar(_LIVE_SESSION, {"digest": token_digest(token), "now": utcnow()})
+
+
+class SessionFacts(Protocol):
+    mfa: bool
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+def session_attempt(
+    session: SessionFacts, org_id: str, connection_org_id: str | None, now: datetime
+) -> Attempt:
+    """The policy's view of a session entering (or staying in) ``org_id``."""
+    return Attempt(
+        Action.SESSION,
+        now=now,
+        via_org_connection=connection_org_id is not None and connection_org_id == org_id,
+        mfa=session.mfa,
+        started_at=session.created_at,
+        last_seen_at=session.last_seen_at,
+    )
+
+
+def session_violation(
+    session: Session, org: Organization, now: datetime | None = None
+) -> str | None:
+    """The policy key of ``org`` this session breaks (age, idle, SSO, MFA), or ``None``."""
+    policy = org_policy(org)
+    connection_org = None
+    if session.connection_id is not None and policy.sso_required:
+        connection_org = db.session.scalar(
+            select(Connection.org_id).where(Connection.id == session.connection_id)
+        )
+    return violation(policy, session_attempt(session, org.id, connection_org, now or utcnow()))
+
+
+def touch_session(session: Session, now: datetime | None = None) -> None:
+    """Record a use of the session (to the minute) for idle timeouts."""
+    now = now or utcnow()
+    if session.last_seen_at is None or now - session.last_seen_at >= TOUCH_EVERY:
+        session.last_seen_at = now
+        db.session.flush()
 
 
 def move_session(session: Session, org: Organization) -> None:
@@ -132,11 +186,18 @@ def consume_email_link(token: str) -> EmailLink | None:
     return link if taken.rowcount == 1 else None
 
 
+def admits_email_sign_in(org: Organization) -> bool:
+    """Whether the org's policy lets a person in by an email link (no own IdP, no MFA)."""
+    return violation(org_policy(org), EMAIL_SIGN_IN) is None
+
+
 def start_email_session(
     user: User, org: Organization, *, lifetime: timedelta, request_id: str | None = None
 ) -> tuple[Session, str]:
     """A session for a person who just proved their address (an email link, an emailed
-    invitation): the address is marked verified and the sign-in is audited."""
+    invitation): the address is marked verified and the sign-in is audited. An org whose
+    policy requires its own IdP or MFA refuses it (``policy_violation``)."""
+    enforce(org_policy(org), EMAIL_SIGN_IN)
     session, token = start_session(
         user, org, method=SessionMethod.EMAIL_LINK, lifetime=lifetime, amr=["email"]
     )

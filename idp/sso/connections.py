@@ -19,6 +19,8 @@ from idp.errors import BadRequest, NotFound
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, validate_name
+from idp.policies.chain import org_policy
+from idp.policies.registry import Policy
 from idp.sso.models import Connection, ConnectionKind
 
 SECRET = register_encrypted_column(Connection.secret)
@@ -60,6 +62,11 @@ def load_connection(connection_id: str) -> Connection:
     if found is None:
         raise NotFound("connection_not_found", "No such connection")
     return found
+
+
+def connection_policy(connection: Connection) -> Policy:
+    """The effective policy of the connection's org."""
+    return org_policy(db.session.get(Organization, connection.org_id))
 
 
 def connection_secret(connection: Connection) -> str:

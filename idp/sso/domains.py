@@ -9,11 +9,9 @@ each with its own token; only one org of the workspace can hold it verified.
 from __future__ import annotations
 
 import hmac
-import re
 import secrets
 from typing import Any
 
-import idna
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,18 +19,18 @@ from idp.actors import Actor
 from idp.audit.services import record_org_event
 from idp.config import current_settings, parse_nameservers
 from idp.db import db, utcnow
-from idp.errors import BadRequest, Conflict, GatehouseError, NotFound, Unprocessable
+from idp.errors import Conflict, GatehouseError, NotFound, Unprocessable
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, lock_org
-from idp.sso.models import MAX_DOMAIN, Domain, DomainStatus
+from idp.sso.models import Domain, DomainStatus
+from idp.sso.names import email_domain, normalize_domain
 from idp.sso.resolver import Outcome, TxtAnswer, lookup_txt
 
 TXT_PREFIX = "gatehouse-verification="
 CHALLENGE_LABEL = "_gatehouse-challenge"
 MAX_DOMAINS_PER_ORG = 1000
 # An LDH label (RFC 1123 §2.1); IDNs arrive here already as A-labels ("xn--...").
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class DnsUnavailable(GatehouseError):
@@ -42,34 +40,6 @@ class DnsUnavailable(GatehouseError):
 
 
 # --- names -------------------------------------------------------------------------------
-
-
-def normalize_domain(value: str) -> str:
-    """The stored form: IDNA-encoded (UTS #46, IDNA 2008), lowercase, without a trailing dot.
-
-    A hostname with at least two labels; IP addresses, wildcards and single labels
-    (``localhost``, a bare TLD) are refused as ``invalid_domain``.
-    """
-    text = (value or "").strip()
-    text = text[:-1] if text.endswith(".") else text
-    try:
-        name = idna.encode(text, uts46=True).decode("ascii") if len(text) <= 4 * MAX_DOMAIN else ""
-    except (idna.IDNAError, UnicodeError):
-        name = ""
-    labels = name.split(".")
-    if (
-        len(name) > MAX_DOMAIN
-        or len(labels) < 2
-        or not all(_LABEL.match(label) for label in labels)
-        or labels[-1].isdigit()  # no top-level domain is numeric: this is an IPv4 address
-    ):
-        raise BadRequest(
-            "invalid_domain",
-            "A domain is a hostname with at least one dot, like example.com "
-            "(no IP addresses, wildcards or single labels)",
-            field="domain",
-        )
-    return name
 
 
 def verification_record(domain: Domain) -> dict[str, str]:
@@ -109,12 +79,8 @@ def get_domain(
 
 def verified_org_for_email(workspace_id: str, email: str) -> str | None:
     """Home-realm discovery: the live org that verified this email's domain (exact match)."""
-    _, at, domain = (email or "").strip().rpartition("@")
-    if not at:
-        return None
-    try:
-        name = normalize_domain(domain)
-    except BadRequest:
+    name = email_domain(email)
+    if name is None:
         return None
     return db.session.scalar(
         select(Domain.org_id)

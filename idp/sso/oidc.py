@@ -229,8 +229,15 @@ def code_challenge(code_verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def authorization_url(connection: Connection, state: str, nonce: str, code_verifier: str) -> str:
-    """The authentication request (OpenID Connect Core §3.1.2.1), with PKCE S256."""
+def authorization_url(
+    connection: Connection,
+    state: str,
+    nonce: str,
+    code_verifier: str,
+    acr_values: Sequence[str] = (),
+) -> str:
+    """The authentication request (OpenID Connect Core §3.1.2.1), with PKCE S256; with
+    ``acr_values`` when the org requires MFA (verified on the answer, not trusted)."""
     settings = connection.settings
     endpoint = check_url(settings["authorization_endpoint"], "authorization_endpoint")
     params = {
@@ -243,6 +250,8 @@ def authorization_url(connection: Connection, state: str, nonce: str, code_verif
         "code_challenge": code_challenge(code_verifier),
         "code_challenge_method": "S256",
     }
+    if acr_values:
+        params["acr_values"] = " ".join(acr_values)
     separator = "&" if urlsplit(endpoint).query else "?"
     return f"{endpoint}{separator}{urlencode(params)}"
 

@@ -50,6 +50,9 @@ BINDINGS = {"redirect": C.BINDING_HTTP_REDIRECT, "post": C.BINDING_HTTP_POST}
 
 _CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims"
 # Where each preset finds the person's attributes; the first name present wins.
+# Entra ID and AD FS report how the person signed in (e.g. multipleauthn) in this attribute.
+AMR_ATTRIBUTES = ["http://schemas.microsoft.com/claims/authnmethodsreferences"]
+
 PRESETS: dict[str, dict[str, list[str]]] = {
     "generic": {
         "email": ["email", "mail", "urn:oid:0.9.2342.19200300.100.1.3", f"{_CLAIMS}/emailaddress"],
@@ -338,8 +341,11 @@ def acs_url(connection: Connection) -> str:
     return f"{_base(connection.id)}/acs"
 
 
-def onelogin_settings(connection: Connection, sp_private_key: str) -> dict[str, Any]:
-    """python3-saml settings for a connection: strict, signed assertions, SHA-256."""
+def onelogin_settings(
+    connection: Connection, sp_private_key: str, authn_contexts: Sequence[str] = ()
+) -> dict[str, Any]:
+    """python3-saml settings for a connection: strict, signed assertions, SHA-256; requests
+    ``authn_contexts`` (exactly one of them) when given, as for an org that requires MFA."""
     s = connection.settings
     certs = list(s.get("idp_certs") or [])
     idp: dict[str, Any] = {
@@ -372,7 +378,10 @@ def onelogin_settings(connection: Connection, sp_private_key: str) -> dict[str, 
             "wantNameId": True,
             "wantNameIdEncrypted": False,
             "wantAttributeStatement": False,
-            "requestedAuthnContext": False,
+            "requestedAuthnContext": list(authn_contexts) or False,
+            "requestedAuthnContextComparison": "exact",
+            # Checked by Gatehouse against the org's policy (idp.sso.mfa), not here.
+            "failOnAuthnContextMismatch": False,
             "rejectDeprecatedAlgorithm": True,
             "signatureAlgorithm": C.RSA_SHA256,
             "digestAlgorithm": C.SHA256,
@@ -386,18 +395,28 @@ _settings_lock = threading.Lock()
 MAX_CACHED_SETTINGS = 256
 
 
-def saml_settings(connection: Connection, sp_private_key: str) -> OneLogin_Saml2_Settings:
-    """The parsed python3-saml settings, cached per connection version and issuer.
+def saml_settings(
+    connection: Connection, sp_private_key: str, authn_contexts: Sequence[str] = ()
+) -> OneLogin_Saml2_Settings:
+    """The parsed python3-saml settings, cached per connection version, issuer and requested
+    contexts.
 
     The object is only read after construction, so threads may share it.
     """
-    key = (connection.id, connection.updated_at.isoformat(), current_settings().issuer)
+    key = (
+        connection.id,
+        connection.updated_at.isoformat(),
+        current_settings().issuer,
+        tuple(authn_contexts),
+    )
     with _settings_lock:
         cached = _settings_cache.get(key)
     if cached is not None:
         return cached
     try:
-        built = OneLogin_Saml2_Settings(onelogin_settings(connection, sp_private_key))
+        built = OneLogin_Saml2_Settings(
+            onelogin_settings(connection, sp_private_key, authn_contexts)
+        )
     except (OneLogin_Saml2_Error, KeyError, BadRequest):
         raise LoginRefused(
             "connection_misconfigured", "This sign-in connection is not configured correctly"
@@ -431,25 +450,32 @@ def sp_metadata(connection: Connection, sp_private_key: str) -> str:
     return xml.decode() if isinstance(xml, bytes) else xml
 
 
-def authn_request(connection: Connection, sp_private_key: str) -> tuple[str, str]:
+def authn_request(
+    connection: Connection, sp_private_key: str, authn_contexts: Sequence[str] = ()
+) -> tuple[str, str]:
     """A new AuthnRequest: (its id, its XML)."""
-    request = OneLogin_Saml2_Authn_Request(saml_settings(connection, sp_private_key))
+    settings = saml_settings(connection, sp_private_key, authn_contexts)
+    request = OneLogin_Saml2_Authn_Request(settings)
     return request.get_id(), request.get_xml()
 
 
-def redirect_login_url(connection: Connection, sp_private_key: str) -> tuple[str, str]:
+def redirect_login_url(
+    connection: Connection, sp_private_key: str, authn_contexts: Sequence[str] = ()
+) -> tuple[str, str]:
     """HTTP-Redirect binding (SAML bindings §3.4): (request id, signed URL to the IdP)."""
-    settings = saml_settings(connection, sp_private_key)
+    settings = saml_settings(connection, sp_private_key, authn_contexts)
     auth = OneLogin_Saml2_Auth(acs_request_data(connection, {}), settings)
     # No RelayState: where to go afterwards is kept server-side with the request id.
     url = auth.login(return_to="")
     return auth.get_last_request_id(), url
 
 
-def post_login_form(connection: Connection, sp_private_key: str) -> tuple[str, str, str]:
+def post_login_form(
+    connection: Connection, sp_private_key: str, authn_contexts: Sequence[str] = ()
+) -> tuple[str, str, str]:
     """HTTP-POST binding (SAML bindings §3.5): (request id, IdP URL, signed SAMLRequest)."""
-    request_id, xml = authn_request(connection, sp_private_key)
-    settings = saml_settings(connection, sp_private_key)
+    request_id, xml = authn_request(connection, sp_private_key, authn_contexts)
+    settings = saml_settings(connection, sp_private_key, authn_contexts)
     signed = OneLogin_Saml2_Utils.add_sign(
         xml,
         settings.get_sp_key(),
@@ -517,11 +543,13 @@ def map_attributes(
     groups: list[str] = []
     for attr in attribute_map.get("groups", []):
         groups.extend(str(v) for v in attributes.get(attr, []) if v)
+    amr = [str(v) for a in attribute_map.get("amr", AMR_ATTRIBUTES) for v in attributes.get(a, [])]
     return IdpAssertion(
         subject=name_id,
         email=email,
         name=name,
         groups=tuple(dict.fromkeys(groups)),
+        amr=tuple(dict.fromkeys(amr)),
         acr=authn_contexts[0] if authn_contexts else None,
         external_id=_first(attributes, attribute_map.get("external_id", [])),
     )

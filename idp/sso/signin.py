@@ -25,9 +25,12 @@ from idp.errors import GatehouseError
 from idp.orgs import services as orgs
 from idp.orgs.models import Membership, MembershipSource, MembershipStatus, Organization
 from idp.orgs.roles import Role
+from idp.policies.chain import org_policy
+from idp.policies.enforcement import Action, Attempt, enforce
 from idp.sessions.models import Session, SessionMethod
-from idp.sessions.services import start_session
+from idp.sessions.services import session_violation, start_session
 from idp.sso.domains import verified_org_for_email
+from idp.sso.mfa import asserts_mfa
 from idp.sso.models import Connection, ExternalIdentity
 from idp.sso.states import LoginRefused
 from idp.users.models import User, normalize_email
@@ -70,13 +73,23 @@ def sign_in(
     *,
     lifetime: timedelta,
     request_id: str | None = None,
+    unsolicited: bool = False,
 ) -> tuple[Session, str]:
-    """Find (or provision just in time) the member, apply their groups, start a session."""
+    """Find (or provision just in time) the member, apply their groups, start a session.
+
+    The org's policy is asked first: MFA as the IdP asserted it, IdP-initiated sign-in
+    (``unsolicited``), and just-in-time provisioning before a new member is created.
+    """
     org = db.session.get(Organization, connection.org_id)
     if org is None or org.deleted_at is not None or not connection.enabled:
         raise LoginRefused("connection_disabled", "This sign-in connection is not available")
     if not assertion.subject or len(assertion.subject) > 512:
         raise LoginRefused("invalid_subject", "The identity provider sent no usable subject")
+    policy = org_policy(org)
+    if unsolicited:
+        enforce(policy, Attempt(Action.IDP_INITIATED))
+    mfa = asserts_mfa(connection, assertion.amr, assertion.acr)
+    enforce(policy, Attempt(Action.SIGN_IN, via_org_connection=True, mfa=mfa))
     email = _valid_email(assertion.email)
     actor = actor_for_connection(connection, request_id)
     identity = _known_subject(connection, assertion.subject)
@@ -87,6 +100,7 @@ def sign_in(
             raise LoginRefused(
                 "not_provisioned", "You are not a member of this organization; ask its admin"
             )
+        enforce(policy, Attempt(Action.JIT))
         user = user or _new_person(org, email, assertion.name)
         membership = orgs.join_org(org, user, role=Role.MEMBER, source=MembershipSource.JIT)
         record_org_event(
@@ -115,6 +129,7 @@ def sign_in(
         amr=[str(a) for a in assertion.amr][:20],
         acr=assertion.acr[:200] if assertion.acr else None,
         auth_time=assertion.auth_time,
+        mfa=mfa,
     )
     record_org_event(
         actor,
@@ -122,7 +137,12 @@ def sign_in(
         "session.started",
         "user",
         user.id,
-        after={"session_id": session.id, "connection_id": connection.id, "amr": session.amr},
+        after={
+            "session_id": session.id,
+            "connection_id": connection.id,
+            "amr": session.amr,
+            "mfa": mfa,
+        },
     )
     return session, token
 
@@ -198,13 +218,25 @@ def _remember_subject(
 
 
 def admission(session: Session, org_id: str) -> str | None:
-    """Whether ``org_id`` accepts how this session was authenticated: ``None`` if it does,
-    else the reason it does not.
+    """Whether ``org_id`` accepts this session: ``None`` if it does, else the reason it does
+    not (``needs_org_sso``, or ``policy:<key>`` for the org's policy).
 
     Accepted: the org's own connection; an email link (the person proved the address); or
     another org's connection when that org has verified the email's domain, so its IdP is
-    the authority for that address.
+    the authority for that address. Then the org's effective policy must admit the session
+    (``idp.policies.enforcement``: its own IdP only, MFA, age, idle time).
     """
+    reason = _source_admission(session, org_id)
+    if reason is not None:
+        return reason
+    org = db.session.get(Organization, org_id)
+    if org is None:
+        return "org_not_found"
+    key = session_violation(session, org)
+    return f"policy:{key}" if key else None
+
+
+def _source_admission(session: Session, org_id: str) -> str | None:
     if session.connection_id is None:
         return None if session.method is SessionMethod.EMAIL_LINK else "unknown_method"
     connection_org = db.session.scalar(

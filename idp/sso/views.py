@@ -67,11 +67,17 @@ def session_lifetime() -> timedelta:
     return timedelta(hours=current_settings().session_hours)
 
 
-def complete_sign_in(connection: Connection, assertion: IdpAssertion, return_to: str) -> Response:
+def complete_sign_in(
+    connection: Connection, assertion: IdpAssertion, return_to: str, *, unsolicited: bool = False
+) -> Response:
     """Sign the person in (``idp.sso.signin``), set the session cookie, send them on."""
     lifetime = session_lifetime()
     _session, token = sign_in(
-        connection, assertion, lifetime=lifetime, request_id=g.get("request_id")
+        connection,
+        assertion,
+        lifetime=lifetime,
+        request_id=g.get("request_id"),
+        unsolicited=unsolicited,
     )
     response = redirect(safe_return_to(return_to), code=303)
     set_session_cookie(response, token, lifetime)

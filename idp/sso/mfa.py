@@ -1,0 +1,82 @@
+"""Whether an IdP's sign-in proved multi-factor authentication, and how to ask for it.
+
+OIDC: the ID token's ``amr`` (RFC 8176) and ``acr`` (OpenID Connect Core §2); SAML: the
+assertion's ``AuthnContextClassRef`` (SAML core §2.7.2.2) and, from Entra ID and AD FS, the
+``authnmethodsreferences`` attribute. A connection may name more values that mean MFA at its
+IdP (``mfa_values``) and what to request (``mfa_acr_values`` / ``mfa_authn_contexts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from idp.sso.models import Connection
+
+# RFC 8176 §2 methods by factor: two different factors make MFA even without "mfa" itself.
+_FACTORS = {
+    "knowledge": {"pwd", "pin", "kba"},
+    "possession": {"otp", "hwk", "swk", "sms", "tel", "sc", "pop"},
+    "inherence": {"fpt", "face", "iris", "retina", "vbm"},
+}
+MS_MULTIPLE_AUTHN = "http://schemas.microsoft.com/claims/multipleauthn"
+REFEDS_MFA = "https://refeds.org/profile/mfa"
+# amr values that say MFA outright (RFC 8176 "mfa"; Entra's and AD FS's SAML form).
+MFA_METHODS = frozenset({"mfa", MS_MULTIPLE_AUTHN})
+# acr / AuthnContextClassRef values that mean MFA (not "if possible" variants).
+MFA_CONTEXTS = frozenset(
+    {
+        "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
+        "http://schemas.openid.net/pape/policies/2007/06/multi-factor-physical",
+        "phr",  # OpenID EAP ACR: phishing-resistant
+        "phrh",  # OpenID EAP ACR: phishing-resistant, hardware-protected
+        "urn:okta:loa:2fa:any",
+        REFEDS_MFA,
+        MS_MULTIPLE_AUTHN,
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorUnregistered",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI",
+    }
+)
+# What to ask each kind of IdP for, by preset, when the org requires MFA.
+_OIDC_REQUEST = {
+    "generic": ["http://schemas.openid.net/pape/policies/2007/06/multi-factor"],
+    "okta": ["urn:okta:loa:2fa:any"],
+    "entra": [],  # Entra ignores acr_values; Conditional Access decides, amr reports "mfa"
+    "google": [],
+}
+_SAML_REQUEST = {
+    "generic": [REFEDS_MFA],
+    "okta": [REFEDS_MFA],
+    "entra": [MS_MULTIPLE_AUTHN],
+    "adfs": [MS_MULTIPLE_AUTHN],
+    "google": [],
+}
+
+
+def asserts_mfa(connection: Connection, amr: Iterable[str], acr: str | None) -> bool:
+    """Whether what the IdP reported proves a multi-factor sign-in."""
+    methods = {str(m) for m in amr}
+    if methods & MFA_METHODS:
+        return True
+    if sum(1 for factor in _FACTORS.values() if methods & factor) >= 2:
+        return True
+    accepted = MFA_CONTEXTS | set(connection.settings.get("mfa_values") or [])
+    return acr is not None and acr in accepted
+
+
+def requested_acr_values(connection: Connection) -> list[str]:
+    """OIDC ``acr_values`` to send when MFA is required (OpenID Connect Core §3.1.2.1)."""
+    configured = connection.settings.get("mfa_acr_values")
+    if configured is not None:
+        return [str(v) for v in configured]
+    return _OIDC_REQUEST.get(connection.settings.get("preset") or "generic", [])
+
+
+def requested_authn_contexts(connection: Connection) -> list[str]:
+    """SAML ``RequestedAuthnContext`` class refs when MFA is required (SAML core §3.3.2.2.1)."""
+    configured = connection.settings.get("mfa_authn_contexts")
+    if configured is not None:
+        return [str(v) for v in configured]
+    preset = connection.settings.get("preset") or "generic"
+    return _SAML_REQUEST.get(preset, _SAML_REQUEST["generic"])
