@@ -26,9 +26,9 @@ from tests.login.test_forward_auth import check, cookie, make_connection, sso_se
 from tests.oauth.conftest import (
     World,
     authorize,
-    make_app,
     get_code,
     introspect,
+    make_app,
     refresh,
     sign_in,
     tokens_for,
