@@ -1,4 +1,6 @@
-"""forward_auth: ``/auth/check`` requests/s with a live session cookie, vs a bare endpoint."""
+"""forward_auth: ``/auth/check`` requests/s with a live session cookie, vs a bare endpoint, and
+for an org whose policy sets a maximum age, an idle timeout and allowed domains (the policy
+check on every request, and the once-a-minute record of use), vs the default policy."""
 
 from __future__ import annotations
 
@@ -16,11 +18,19 @@ CONCURRENCY = 4  # one keep-alive connection per load process, as many as server
 WARMUP = 1.0
 WINDOW = 1.25  # counted seconds per segment; 4 segments per target, so 5 s each
 SETTLE = 0.1  # uncounted seconds at each switch, for requests still in flight
-ORDER = "ABBAABBA"  # A = bare, B = forward-auth; the mirrored order cancels a linear drift
+# A = bare, B = forward-auth (default policy), C = forward-auth in the org with a strict policy;
+# the mirrored order cancels a linear drift.
+ORDER = "ABCCBAABCCBA"
 SERVER = ServerOptions(workers=2, threads=2, worker_class="gthread")
 BARE = "/healthz"
 CHECK = "/auth/check"
 SLUG = "bench"
+STRICT_SLUG = "bench-strict"
+STRICT_POLICY = {
+    "session_max_age": "8h",
+    "session_idle_timeout": "30m",
+    "allowed_email_domains": ["bench.example"],
+}
 
 
 @dataclass(frozen=True)
@@ -36,10 +46,11 @@ class ProxiedTarget(Target):
     """A forward-auth request as a proxy sends it: the browser's cookie and the org."""
 
     cookie: str = ""
+    org: str = SLUG
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Cookie": self.cookie, "X-Gatehouse-Org": SLUG}
+        return {"Cookie": self.cookie, "X-Gatehouse-Org": self.org}
 
 
 def seed() -> Browser:
@@ -51,10 +62,13 @@ def seed() -> Browser:
     from sqlalchemy import insert, select
 
     from bench.seed import analyze, member_email, seed_org
+    from idp.actors import system_actor
     from idp.crypto import new_token, token_digest
     from idp.db import db, new_id, utcnow
     from idp.login.cookies import SESSION_COOKIE, signed_session_cookie
-    from idp.orgs.models import Membership, Organization
+    from idp.orgs import services
+    from idp.orgs.models import Membership, Organization, Workspace
+    from idp.policies.services import set_org_policy
     from idp.sessions.models import Session, SessionMethod
     from idp.sessions.services import SESSION_TOKEN_PREFIX, start_session
     from idp.users.models import User
@@ -85,6 +99,11 @@ def seed() -> Browser:
             for user_id in others
         ],
     )
+    # The same person in a second org, whose policy the check then applies on every request.
+    workspace = db.session.get(Workspace, org.workspace_id)
+    strict = services.create_org(system_actor("bench"), workspace, slug=STRICT_SLUG, name="Strict")
+    services.add_member(system_actor("bench"), strict, email=user.email)
+    set_org_policy(system_actor("bench"), strict, STRICT_POLICY)
     db.session.commit()
     analyze()
     return Browser(f"{SESSION_COOKIE}={signed_session_cookie(token)}", user.id)
@@ -111,6 +130,7 @@ def run(options: RunOptions) -> Report:
         params={
             "bare": f"GET {BARE}",
             "check": f"GET {CHECK} (session cookie, X-Gatehouse-Org: {SLUG})",
+            "check_strict": f"GET {CHECK} (X-Gatehouse-Org: {STRICT_SLUG}, {STRICT_POLICY})",
             "members": MEMBERS,
             "other_sessions": OTHER_SESSIONS,
             "concurrency": CONCURRENCY,
@@ -133,7 +153,14 @@ def run(options: RunOptions) -> Report:
             check,
             {"X-Gatehouse-User": browser.user_id, "X-Gatehouse-Org": SLUG},
         )
-        targets: dict[str, Any] = {"A": bare, "B": check}
+        strict = ProxiedTarget(CHECK + "?policy", cookie=browser.cookie, org=STRICT_SLUG)
+        _check(
+            dep.host,
+            dep.port,
+            strict,
+            {"X-Gatehouse-User": browser.user_id, "X-Gatehouse-Org": STRICT_SLUG},
+        )
+        targets: dict[str, Any] = {"A": bare, "B": check, "C": strict}
         load = generate_load(
             dep.host,
             dep.port,
@@ -148,5 +175,6 @@ def run(options: RunOptions) -> Report:
 
     report.details["segments"] = load.details()
     bare_rps = report.add("bare_rps", load.rps(BARE), "req/s")
-    report.add_ratio("forward_auth_rps", load.rps(CHECK), "req/s", bare_rps)
+    check_rps = report.add_ratio("forward_auth_rps", load.rps(CHECK), "req/s", bare_rps)
+    report.add_ratio("forward_auth_strict_policy_rps", load.rps(strict.path), "req/s", check_rps)
     return report
