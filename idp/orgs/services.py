@@ -33,7 +33,7 @@ from idp.orgs.models import (
 )
 from idp.orgs.roles import Permission, Role
 from idp.pagination import Page, paginate
-from idp.policies.chain import org_policy, refresh_effective_policies
+from idp.policies.chain import lock_policies, org_policy, refresh_effective_policies
 from idp.policies.enforcement import Action, Attempt, enforce
 from idp.sessions.services import revoke_member_sessions
 from idp.users.models import User
@@ -170,7 +170,7 @@ def create_org(
     if member_cap is not None:
         org.member_cap = _validate_member_cap(member_cap)
     db.session.add(org)
-    db.session.flush()
+    lock_policies(workspace.id)  # flushes the new org; no policy change interleaves
     refresh_effective_policies([org])  # what it inherits from the baseline and its parents
     record_org_event(
         actor,
@@ -200,7 +200,7 @@ def update_org(
         org.member_cap = cap
     after = org_snapshot(org)
     if after != before:
-        db.session.flush()
+        lock_policies(org.workspace_id)
         refresh_effective_policies([org])
         record_org_event(
             actor,

@@ -13,11 +13,20 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 
-from idp.db import db
+from idp.db import db, lock_row
 from idp.orgs.models import Organization, Workspace
 from idp.policies.registry import Explained, Level, Policy, effective, load_stored
 
 WORKSPACE_SOURCE = "workspace"
+
+
+def lock_policies(workspace_id: str) -> None:
+    """Serialize policy changes (and org creation) of a workspace until the transaction ends,
+    then read afresh: two changes computing effective policies from each other's old state
+    could otherwise leave an org looser than its chain says."""
+    db.session.flush()
+    lock_row(Workspace, workspace_id)
+    db.session.expire_all()  # flushed changes stay in the transaction; reads see the latest
 
 
 def org_source(org: Organization) -> str:

@@ -20,12 +20,13 @@ from idp.db import db, utcnow
 from idp.errors import Forbidden
 from idp.orgs.models import Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.roles import Permission
-from idp.orgs.services import check_permission, count_active_members, lock_org
+from idp.orgs.services import check_permission, count_active_members
 from idp.policies.chain import (
     WORKSPACE_SOURCE,
     descendants,
     explain,
     inherited_levels,
+    lock_policies,
     org_levels,
     org_policy,
     org_source,
@@ -123,6 +124,8 @@ def set_workspace_policy(
     """Replace the baseline; every org's effective policy follows at once."""
     _check_workspace_actor(actor)
     values = parse_policy(raw)
+    if not dry_run:
+        lock_policies(workspace.id)
     orgs = workspace_orgs(workspace.id)
     before_doc = dict(workspace.baseline_policy or {})
     after_doc = dump_values(values)
@@ -158,9 +161,10 @@ def set_org_policy(
     what the org inherits. A key whose stored value is sent again unchanged is kept as it
     is, even if a stricter inherited value now supersedes it."""
     check_permission(actor, Permission.POLICIES_WRITE)
-    lock_org(org.id)
-    stored = load_stored(org.policy_overrides)
     requested = parse_policy(raw)
+    if not dry_run:
+        lock_policies(org.workspace_id)
+    stored = load_stored(org.policy_overrides)
     inherited = policy_of(inherited_levels(org))
     for name, value in requested.items():
         if name in stored and stored[name] == value:
@@ -175,7 +179,8 @@ def clear_org_policy(
 ) -> dict[str, Any]:
     """Drop the org's overrides (all, or ``keys``): it inherits those keys again."""
     check_permission(actor, Permission.POLICIES_WRITE)
-    lock_org(org.id)
+    if not dry_run:
+        lock_policies(org.workspace_id)
     stored = load_stored(org.policy_overrides)
     for name in keys or []:
         policy_key(name)  # an unknown key is 400 unknown_policy_key

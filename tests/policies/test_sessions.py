@@ -26,6 +26,7 @@ from tests.login.test_forward_auth import check, cookie, make_connection, sso_se
 from tests.oauth.conftest import (
     World,
     authorize,
+    exchange,
     get_code,
     introspect,
     make_app,
@@ -197,6 +198,16 @@ def test_refresh_userinfo_and_introspection_stop_at_session_max_age(
     assert refused.status_code == 400 and refused.json["error"] == "invalid_grant"
     assert userinfo(browser, renewed.json["access_token"]).status_code == 401
     assert introspect(browser, world.app, renewed.json["access_token"]) == {"active": False}
+
+
+def test_a_code_is_not_exchanged_once_the_policy_refuses_its_session(
+    browser: FlaskClient, world: World
+) -> None:
+    sign_in(browser, world.member)
+    code = get_code(browser, world.app)
+    policy(world.org, mfa_required=True)  # the email-link session has no MFA
+    response = exchange(browser, world.app, code)
+    assert response.status_code == 400 and response.json["error"] == "invalid_grant"
 
 
 def test_refresh_counts_as_use_for_the_idle_timeout(browser: FlaskClient, world: World) -> None:
