@@ -9,13 +9,14 @@ in the same transaction, so a tightening takes effect at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 
 from idp.db import db, lock_row
 from idp.orgs.models import Organization, Workspace
-from idp.policies.registry import Explained, Level, Policy, effective, load_stored
+from idp.policies.registry import Level, Policy, effective, load_stored
 
 WORKSPACE_SOURCE = "workspace"
 
@@ -51,27 +52,35 @@ def ancestors(org: Organization) -> list[Organization]:
     return found[::-1]
 
 
-def inherited_levels(org: Organization) -> list[Level]:
+# A change not stored yet, for a dry run: the baseline (key WORKSPACE_SOURCE) or an org's
+# overrides (key: the org's id), as values.
+Pending = Mapping[str, Mapping[str, Any]]
+
+
+def _stored(
+    key: str, document: Mapping[str, Any] | None, pending: Pending | None
+) -> Mapping[str, Any]:
+    return pending[key] if pending and key in pending else load_stored(document)
+
+
+def inherited_levels(org: Organization, pending: Pending | None = None) -> list[Level]:
     """What the org inherits: the workspace baseline, then each parent's overrides."""
     workspace = db.session.get(Workspace, org.workspace_id)
     baseline = workspace.baseline_policy if workspace is not None else {}
-    levels = [Level(WORKSPACE_SOURCE, load_stored(baseline))]
-    levels += [Level(org_source(a), load_stored(a.policy_overrides)) for a in ancestors(org)]
+    levels = [Level(WORKSPACE_SOURCE, _stored(WORKSPACE_SOURCE, baseline, pending))]
+    levels += [
+        Level(org_source(a), _stored(a.id, a.policy_overrides, pending)) for a in ancestors(org)
+    ]
     return levels
 
 
-def org_levels(org: Organization, overrides: dict | None = None) -> list[Level]:
-    """The whole chain of ``org`` (with ``overrides`` in place of its stored ones, if given)."""
-    own = load_stored(org.policy_overrides) if overrides is None else overrides
+def org_levels(org: Organization, pending: Pending | None = None) -> list[Level]:
+    """The whole chain of ``org``: what it inherits, its overrides, its own member cap."""
     return [
-        *inherited_levels(org),
-        Level(org_source(org), own),
+        *inherited_levels(org, pending),
+        Level(org_source(org), _stored(org.id, org.policy_overrides, pending)),
         Level(seat_source(org), {"member_cap": org.member_cap}),
     ]
-
-
-def explain(levels: Iterable[Level]) -> dict[str, Explained]:
-    return effective(levels)
 
 
 def policy_of(levels: Iterable[Level]) -> Policy:

@@ -23,8 +23,8 @@ from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, count_active_members
 from idp.policies.chain import (
     WORKSPACE_SOURCE,
+    Pending,
     descendants,
-    explain,
     inherited_levels,
     lock_policies,
     org_levels,
@@ -59,17 +59,20 @@ SCAN_LIMIT = 100_000  # sessions a dry run looks at per org
 # --- reading --------------------------------------------------------------------------
 
 
-def _explained(levels: list, own: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    inherited = effective(levels[:-2]) if own is not None else None
+def _explained(levels: list[Level], org: Organization | None = None) -> dict[str, Any]:
+    """Each key's value, source and superseded levels; for an org also what it inherits and
+    its own override."""
+    inherited = effective(inherited_levels(org)) if org is not None else None
+    own = load_stored(org.policy_overrides) if org is not None else {}
     result = {}
-    for name, entry in explain(levels).items():
+    for name, entry in effective(levels).items():
         key = KEYS[name]
         item: dict[str, Any] = {
             "value": key.to_json(entry.value),
             "source": entry.source,
             "superseded": list(entry.superseded),
         }
-        if inherited is not None and own is not None:
+        if inherited is not None:
             item["inherited"] = key.to_json(inherited[name].value)
             item["override"] = key.to_json(own[name]) if name in own else None
         result[name] = item
@@ -91,7 +94,7 @@ def workspace_policy(workspace: Workspace, *, explain_values: bool = False) -> d
 def org_policy_document(org: Organization) -> dict[str, Any]:
     """An org's stored overrides and which of them stricter inherited values supersede."""
     overrides = load_stored(org.policy_overrides)
-    explained = explain(org_levels(org))
+    explained = effective(org_levels(org))
     superseded = sorted(n for n in overrides if org_source(org) in explained[n].superseded)
     return {"org": org.slug, "overrides": dump_values(overrides), "superseded": superseded}
 
@@ -100,12 +103,11 @@ def effective_org_policy(org: Organization, *, explain_values: bool = False) -> 
     """The org's effective policy; with ``explain_values`` each key's source and the chain."""
     if not explain_values:
         return {"org": org.slug, "policy": org_policy(org).to_json()}
-    overrides = load_stored(org.policy_overrides)
     levels = org_levels(org)
     return {
         "org": org.slug,
         "policy": policy_of(levels).to_json(),
-        "keys": _explained(levels, overrides),
+        "keys": _explained(levels, org),
         "chain": [level.source for level in levels],
     }
 
@@ -130,7 +132,7 @@ def set_workspace_policy(
     before_doc = dict(workspace.baseline_policy or {})
     after_doc = dump_values(values)
     if dry_run:
-        return _dry_run({"baseline": after_doc}, _plan(orgs, workspace, after_doc, None))
+        return _dry_run({"baseline": after_doc}, _plan(orgs, {WORKSPACE_SOURCE: values}))
     workspace.baseline_policy = after_doc
     db.session.flush()
     changed = refresh_effective_policies(orgs)
@@ -194,7 +196,7 @@ def _store_overrides(
     after_doc = dump_values(overrides)
     subtree = [org, *descendants(org)]
     if dry_run:
-        plan = _plan(subtree, None, None, (org, overrides))
+        plan = _plan(subtree, {org.id: overrides})
         return _dry_run({"org": org.slug, "overrides": after_doc}, plan)
     before_doc = dict(org.policy_overrides or {})
     org.policy_overrides = after_doc
@@ -234,33 +236,14 @@ def _record_inherited(
 # --- dry run --------------------------------------------------------------------------
 
 
-def _plan(
-    orgs: list[Organization],
-    workspace: Workspace | None,
-    baseline_doc: dict[str, Any] | None,
-    override: tuple[Organization, dict[str, Any]] | None,
-) -> list[tuple[Organization, Policy, Policy]]:
-    """(org, before, after) of each org whose effective policy the change would alter,
-    computed without writing anything."""
-    saved = None
-    if workspace is not None:
-        saved = ("workspace", workspace.baseline_policy)
-        workspace.baseline_policy = baseline_doc or {}
-    elif override is not None:
-        saved = ("org", override[0].policy_overrides)
-        override[0].policy_overrides = dump_values(override[1])
-    try:
-        with db.session.no_autoflush:
-            plan = []
-            for org in orgs:
-                before, after = org_policy(org), policy_of(org_levels(org))
-                if before.to_json() != after.to_json():
-                    plan.append((org, before, after))
-    finally:
-        if saved is not None and saved[0] == "workspace":
-            workspace.baseline_policy = saved[1]  # type: ignore[union-attr]
-        elif saved is not None:
-            override[0].policy_overrides = saved[1]  # type: ignore[index]
+def _plan(orgs: list[Organization], pending: Pending) -> list[tuple[Organization, Policy, Policy]]:
+    """(org, before, after) of each org whose effective policy the pending change would
+    alter, computed without writing anything."""
+    plan = []
+    for org in orgs:
+        before, after = org_policy(org), policy_of(org_levels(org, pending))
+        if before.to_json() != after.to_json():
+            plan.append((org, before, after))
     return plan
 
 
