@@ -19,7 +19,7 @@ from idp.login.redirects import safe_return_to
 from idp.mail import Mail, queue_mail
 from idp.orgs import invitations
 from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organization, Workspace
-from idp.orgs.services import get_org
+from idp.orgs.services import active_memberships, get_org
 from idp.sessions.models import Session
 from idp.sessions.services import (
     admits_email_sign_in,
@@ -68,16 +68,7 @@ def me() -> Response:
     """The signed-in person, their current org and role, and every org they belong to."""
     session, membership = current_session()
     user = session.user
-    rows = db.session.execute(
-        select(Organization, Membership.role)
-        .join(Membership, Membership.org_id == Organization.id)
-        .where(
-            Membership.user_id == user.id,
-            Membership.status == MembershipStatus.ACTIVE,
-            Organization.deleted_at.is_(None),
-        )
-        .order_by(Organization.slug)
-    ).all()
+    rows = active_memberships(user.id)
     current = db.session.get(Organization, session.org_id)
     body: dict[str, Any] = {
         "user": {"id": user.id, "email": user.email, "name": user.name},
@@ -89,11 +80,11 @@ def me() -> Response:
                 "id": org.id,
                 "slug": org.slug,
                 "name": org.name,
-                "role": role.value,
+                "role": their.role.value,
                 # Whether switching there needs no new sign-in (the org accepts this one).
                 "signed_in": admission(session, org.id) is None,
             }
-            for org, role in rows
+            for org, their in rows
         ],
     }
     response = jsonify(body)
@@ -222,16 +213,7 @@ def email_link_sign_in() -> Response:
     if link.org_id is not None:
         org = db.session.get(Organization, link.org_id)
     else:
-        orgs = db.session.scalars(
-            select(Organization)
-            .join(Membership, Membership.org_id == Organization.id)
-            .where(
-                Membership.user_id == user.id,
-                Membership.status == MembershipStatus.ACTIVE,
-                Organization.deleted_at.is_(None),
-            )
-            .order_by(Organization.slug)
-        ).all()
+        orgs = [org for org, _membership in active_memberships(user.id)]
         if not orgs:
             raise Forbidden("no_membership", "This account belongs to no organization")
         # The first org whose policy lets an email link in; else the first, which refuses.

@@ -25,7 +25,8 @@ from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES, Principal, user_claims
 from idp.oauth.models import Consent, OAuthClient, SigningAlg
 from idp.oauth.server import authorization_server
 from idp.oauth.services import find_by_jti, find_client, live_principal
-from idp.orgs.models import Membership, MembershipStatus, Organization
+from idp.orgs.models import Organization
+from idp.orgs.services import active_memberships
 from idp.sessions.models import Session
 from idp.sessions.services import (
     find_live_session,
@@ -234,22 +235,6 @@ def _csrf(session: Session) -> str:
     return hmac.new(key, f"oauth-consent:{session.id}".encode(), hashlib.sha256).hexdigest()
 
 
-def _active_orgs(user_id: str) -> list[tuple[Organization, Membership]]:
-    rows = (
-        db.session.execute(
-            select(Organization, Membership)
-            .join(Membership, Membership.org_id == Organization.id)
-            .where(
-                Membership.user_id == user_id,
-                Membership.status == MembershipStatus.ACTIVE,
-                Organization.deleted_at.is_(None),
-            )
-            .order_by(Organization.slug)
-        )
-    ).all()
-    return [(org, membership) for org, membership in rows]
-
-
 def _org_by_slug(workspace_id: str, slug: str) -> Organization | None:
     return db.session.scalar(
         select(Organization).where(
@@ -340,7 +325,7 @@ def authorize() -> Response:
             query = {"org": slug or current.slug, **query}  # type: ignore[union-attr]
         return _to_login(**query)
 
-    orgs = _active_orgs(session.user_id)
+    orgs = active_memberships(session.user_id)
     slug = request.args.get("organization") or request.args.get("org_hint")
     if slug:
         org = _org_by_slug(session.workspace_id, slug)

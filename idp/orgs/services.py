@@ -292,6 +292,21 @@ def check_role_authority(actor: Actor, current: Role | None, new: Role | None = 
         )
 
 
+def active_memberships(user_id: str) -> list[tuple[Organization, Membership]]:
+    """Every live org the person is an active member of, with the membership, by slug."""
+    rows = db.session.execute(
+        select(Organization, Membership)
+        .join(Membership, Membership.org_id == Organization.id)
+        .where(
+            Membership.user_id == user_id,
+            Membership.status == MembershipStatus.ACTIVE,
+            Organization.deleted_at.is_(None),
+        )
+        .order_by(Organization.slug)
+    ).all()
+    return [(org, membership) for org, membership in rows]
+
+
 def find_membership(org_id: str, user_id: str) -> Membership | None:
     """The user's membership of the org, if any (its user loaded only when asked for)."""
     return db.session.scalar(_FIND_MEMBERSHIP, {"org_id": org_id, "user_id": user_id})
