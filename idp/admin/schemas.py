@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
 from idp.orgs.roles import Role
+from idp.policies.registry import KEYS
 from idp.sso.domains import verification_record
 from idp.sso.models import ConnectionKind, DomainStatus
 from idp.sso.setup import public_settings
@@ -391,11 +392,14 @@ class ClientOut(Schema):
 # --- policies --------------------------------------------------------------------------
 
 
-class PolicyDocument(Schema):
-    """Policy keys and their values; the registry (idp.policies.registry) validates them."""
-
-    class Meta:
-        unknown = INCLUDE
+# Policy keys and their values: any key of the registry, whose values it then validates.
+PolicyDocument = Schema.from_dict(
+    {
+        name: fields.Raw(allow_none=True, metadata={"description": key.description})
+        for name, key in KEYS.items()
+    },
+    name="PolicyDocument",
+)
 
 
 class PolicyQuery(Schema):

@@ -58,7 +58,8 @@ class PolicyViolation(Forbidden):
     """The org's effective policy does not allow this (403 ``policy_violation``)."""
 
     def __init__(self, key: str, message: str) -> None:
-        super().__init__("policy_violation", message, key=key)
+        # The key in the text too: SCIM errors and sign-in pages carry only the message.
+        super().__init__("policy_violation", f"{message} (policy: {key})", key=key)
 
     @property
     def key(self) -> str:

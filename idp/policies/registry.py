@@ -201,7 +201,7 @@ KEYS: dict[str, PolicyKey] = {
         PolicyKey(
             "invite_link_max_age",
             Kind.MAX_DURATION,
-            30 * 86400,
+            90 * 86400,  # what invitations could always last (orgs.invitations.MAX_TTL)
             "the longest an invitation link may last",
         ),
         # A ceiling over every org's own member_cap (500 unless set): none by default.

@@ -72,13 +72,21 @@ def complete_sign_in(
 ) -> Response:
     """Sign the person in (``idp.sso.signin``), set the session cookie, send them on."""
     lifetime = session_lifetime()
-    _session, token = sign_in(
-        connection,
-        assertion,
-        lifetime=lifetime,
-        request_id=g.get("request_id"),
-        unsolicited=unsolicited,
-    )
+    try:
+        with db.session.begin_nested():  # a refusal undoes the sign-in's own writes only
+            _session, token = sign_in(
+                connection,
+                assertion,
+                lifetime=lifetime,
+                request_id=g.get("request_id"),
+                unsolicited=unsolicited,
+            )
+    except GatehouseError:
+        # A refused sign-in still uses up what it presented (the login state, the SAML
+        # assertion id in the replay cache), so that it cannot be replayed once the reason
+        # is gone (a policy loosened, a member reactivated): the one commit of a refusal.
+        db.session.commit()
+        raise
     response = redirect(safe_return_to(return_to), code=303)
     set_session_cookie(response, token, lifetime)
     return response

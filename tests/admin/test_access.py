@@ -191,6 +191,14 @@ SPECS: dict[str, Spec] = {
     "connections_delete_connection": Spec("org", "connections:write"),
     # audit, authorization, docs
     "audit_list_audit_events": Spec("org", "audit:read"),
+    "audit_list_workspace_audit_events": Spec("workspace"),
+    # policies
+    "policies_get_workspace_policy": Spec("workspace"),
+    "policies_put_workspace_policy": Spec("workspace", body=lambda w: {"session_max_age": "8h"}),
+    "policies_get_org_policy": Spec("org", "org:read"),
+    "policies_put_org_policy": Spec("org", "policies:write", lambda w: {"mfa_required": True}),
+    "policies_delete_org_policy": Spec("org", "policies:write"),
+    "policies_get_effective_policy": Spec("org", "org:read"),
     "authorize_authorize": Spec(
         "key", body=lambda w: {"user_id": w.member_id, "org": w.slug, "permission": "org:read"}
     ),

@@ -213,7 +213,7 @@ def test_delete_drops_overrides_and_the_org_inherits_again(
         ({"session_max_age": "forever"}, "invalid_policy_value"),
         ({"member_cap": True}, "invalid_policy_value"),
         ({"allowed_email_domains": ["*.example"]}, "invalid_policy_value"),
-        ({"root_for_everyone": True}, "unknown_policy_key"),
+        ({"root_for_everyone": True}, "validation_error"),
     ],
 )
 def test_bad_documents_are_400_and_change_nothing(
