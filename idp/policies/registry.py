@@ -176,7 +176,7 @@ KEYS: dict[str, PolicyKey] = {
         PolicyKey(
             "session_max_age",
             Kind.MAX_DURATION,
-            12 * 3600,
+            None,  # no limit but the session's own lifetime (GATEHOUSE_SESSION_HOURS)
             "a session ends this long after sign-in",
         ),
         PolicyKey(
