@@ -77,10 +77,11 @@ def get_connection(ctx: Ctx, connection_id: str) -> Connection:
 )
 def update_connection(ctx: Ctx, connection_id: str, data: dict[str, Any]) -> Connection:
     """Rename, enable or disable, JIT and IdP-initiated login on or off, a new client secret,
-    the IdP's signing certificates (SAML rollover)."""
+    the IdP's signing certificates (SAML rollover), what means and what asks for MFA."""
     connection = service.get_connection(ctx.org.id, connection_id)
     settings = None
-    changes = {k: data[k] for k in ("jit", "allow_idp_initiated") if k in data}
+    keys = ("jit", "allow_idp_initiated", "mfa_values", "mfa_request")
+    changes = {k: data[k] for k in keys if k in data}
     if "idp_certs" in data and connection.kind is ConnectionKind.SAML:
         # Rollover: list the IdP's next certificate beside the current one, then drop the old.
         certs = [saml.certificate_body(c) for c in data["idp_certs"]]

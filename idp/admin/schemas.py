@@ -302,6 +302,20 @@ class ConnectionUpdate(Schema):
     client_secret = fields.String(load_only=True)
     allow_idp_initiated = fields.Boolean()
     idp_certs = fields.List(fields.String(), metadata={"description": "SAML: replaces the list"})
+    mfa_values = fields.List(
+        fields.String(validate=validate.Length(min=1, max=200)),
+        validate=validate.Length(max=20),
+        metadata={"description": "acr / AuthnContextClassRef values that mean MFA at this IdP"},
+    )
+    mfa_request = fields.List(
+        fields.String(validate=validate.Length(min=1, max=200)),
+        validate=validate.Length(max=20),
+        allow_none=True,
+        metadata={
+            "description": "what to ask for when MFA is required (OIDC acr_values, SAML "
+            "RequestedAuthnContext); null: the preset's; []: nothing"
+        },
+    )
 
 
 class ConnectionOut(Schema):

@@ -3,7 +3,8 @@
 OIDC: the ID token's ``amr`` (RFC 8176) and ``acr`` (OpenID Connect Core §2); SAML: the
 assertion's ``AuthnContextClassRef`` (SAML core §2.7.2.2) and, from Entra ID and AD FS, the
 ``authnmethodsreferences`` attribute. A connection may name more values that mean MFA at its
-IdP (``mfa_values``) and what to request (``mfa_acr_values`` / ``mfa_authn_contexts``).
+IdP (``mfa_values``) and what to request instead of its preset's (``mfa_request``: OIDC
+``acr_values``, SAML class refs).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def asserts_mfa(connection: Connection, amr: Iterable[str], acr: str | None) -> 
 
 def requested_acr_values(connection: Connection) -> list[str]:
     """OIDC ``acr_values`` to send when MFA is required (OpenID Connect Core §3.1.2.1)."""
-    configured = connection.settings.get("mfa_acr_values")
+    configured = connection.settings.get("mfa_request")
     if configured is not None:
         return [str(v) for v in configured]
     return _OIDC_REQUEST.get(connection.settings.get("preset") or "generic", [])
@@ -75,7 +76,7 @@ def requested_acr_values(connection: Connection) -> list[str]:
 
 def requested_authn_contexts(connection: Connection) -> list[str]:
     """SAML ``RequestedAuthnContext`` class refs when MFA is required (SAML core §3.3.2.2.1)."""
-    configured = connection.settings.get("mfa_authn_contexts")
+    configured = connection.settings.get("mfa_request")
     if configured is not None:
         return [str(v) for v in configured]
     preset = connection.settings.get("preset") or "generic"

@@ -25,10 +25,10 @@ from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session
 from idp.sso import connections, oidc, saml
 from idp.sso.connections import create_connection
-from idp.sso.mfa import REFEDS_MFA
+from idp.sso.mfa import REFEDS_MFA, asserts_mfa
 from idp.sso.models import Connection, ConnectionKind, ExternalIdentity
 from idp.users.models import User
-from tests.builders import make_member, make_org, workspace
+from tests.builders import auth, make_key, make_member, make_org, workspace
 from tests.peers import Browser, OidcIdp, SamlIdp
 from tests.sso import saml_fixtures as sf
 from tests.sso.test_oidc import (
@@ -147,6 +147,26 @@ def test_oidc_asks_for_mfa_only_when_the_org_requires_it(
     assert "acr_values" not in url_params(begin(client))
     set_policy(org_of(oidc_connection), mfa_required=True)
     assert url_params(begin(client))["acr_values"] == PAPE_MFA
+
+
+def test_an_admin_names_what_means_and_what_asks_for_mfa_at_the_idp(
+    client: FlaskClient, oidc_connection: Connection
+) -> None:
+    org = org_of(oidc_connection)
+    set_policy(org, mfa_required=True)
+    url = f"/api/v1/orgs/{org.slug}/connections/{oidc_connection.id}"
+    body = {"mfa_values": ["urn:example:loa:3"], "mfa_request": ["urn:example:loa:3"]}
+    response = client.patch(url, json=body, headers=auth(make_key()))
+    assert response.status_code == 200, response.text
+    assert url_params(begin(client))["acr_values"] == "urn:example:loa:3"
+    db.session.expire_all()
+    changed = db.session.get(Connection, oidc_connection.id)
+    assert asserts_mfa(changed, ["pwd"], "urn:example:loa:3")
+    too_long = client.patch(url, json={"mfa_values": ["x" * 201]}, headers=auth(make_key()))
+    assert too_long.status_code == 400 and too_long.json["error"] == "validation_error"
+    none = client.patch(url, json={"mfa_request": []}, headers=auth(make_key()))
+    assert none.status_code == 200
+    assert "acr_values" not in url_params(begin(client))
 
 
 def test_oidc_password_only_is_refused_when_mfa_is_required(
