@@ -6,10 +6,11 @@ from typing import Any
 
 from idp.actors import system_actor
 from idp.credentials.services import create_api_key
-from idp.db import db
+from idp.db import db, utcnow
 from idp.orgs import services
 from idp.orgs.models import Membership, Organization, Workspace
 from idp.orgs.roles import Role
+from idp.sso.models import Domain, DomainStatus
 
 
 def workspace() -> Workspace:
@@ -28,6 +29,21 @@ def make_member(org: Organization, email: str, role: Role = Role.MEMBER) -> Memb
     membership = services.add_member(system_actor(), org, email=email, role=role)
     db.session.commit()
     return membership
+
+
+def make_verified_domain(org: Organization, domain: str) -> Domain:
+    """A domain row already verified: verification by DNS is tests/sso/test_domains.py's subject."""
+    row = Domain(
+        workspace_id=org.workspace_id,
+        org_id=org.id,
+        domain=domain,
+        verification_token="t",
+        status=DomainStatus.VERIFIED,
+        verified_at=utcnow(),
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row
 
 
 def make_key(org: Organization | None = None, role: Role = Role.ADMIN) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.audit.models import AuditEvent
-from idp.audit.services import list_events, list_workspace_events
+from idp.audit.services import list_events
 from idp.orgs.roles import Permission
 from idp.pagination import Page
 
@@ -21,7 +21,7 @@ from idp.pagination import Page
 )
 def list_audit_events(ctx: Ctx, args: dict[str, Any]) -> Page[AuditEvent]:
     """Audit events, newest first, by ``action``, ``actor`` (id or label) and ``since``."""
-    return list_events(ctx.org.id, **args)
+    return list_events(ctx.org.workspace_id, ctx.org.id, **args)
 
 
 @operation(
@@ -33,4 +33,4 @@ def list_audit_events(ctx: Ctx, args: dict[str, Any]) -> Page[AuditEvent]:
 )
 def list_workspace_audit_events(ctx: Ctx, args: dict[str, Any]) -> Page[AuditEvent]:
     """The workspace's own events (baseline policy changes), newest first."""
-    return list_workspace_events(ctx.workspace_id, **args)
+    return list_events(ctx.workspace_id, None, **args)

@@ -71,21 +71,8 @@ def record_org_event(
 
 
 def list_events(
-    org_id: str,
-    *,
-    action: str | None = None,
-    actor: str | None = None,
-    since: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> Page[AuditEvent]:
-    """An org's events, newest first."""
-    query = select(AuditEvent).where(AuditEvent.org_id == org_id)
-    return _page(query, action, actor, since, cursor, limit)
-
-
-def list_workspace_events(
     workspace_id: str,
+    org_id: str | None,
     *,
     action: str | None = None,
     actor: str | None = None,
@@ -93,21 +80,13 @@ def list_workspace_events(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[AuditEvent]:
-    """The workspace's own events (its baseline policy, say), newest first."""
-    query = select(AuditEvent).where(
-        AuditEvent.workspace_id == workspace_id, AuditEvent.org_id.is_(None)
-    )
-    return _page(query, action, actor, since, cursor, limit)
-
-
-def _page(
-    query: Any,
-    action: str | None,
-    actor: str | None,
-    since: datetime | None,
-    cursor: str | None,
-    limit: int,
-) -> Page[AuditEvent]:
+    """An org's events, or with ``org_id`` None the workspace's own (its baseline
+    policy, say), newest first."""
+    query = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
+    if org_id is None:
+        query = query.where(AuditEvent.org_id.is_(None))
+    else:
+        query = query.where(AuditEvent.org_id == org_id)
     if action:
         query = query.where(AuditEvent.action == action)
     if actor:

@@ -30,10 +30,10 @@ from idp.orgs.services import delete_org
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import revoke_session, start_session
 from idp.sso.connections import create_connection
-from idp.sso.models import Connection, ConnectionKind, Domain, DomainStatus
+from idp.sso.models import Connection, ConnectionKind
 from idp.sso.signin import IdpAssertion, admission, sign_in
 from idp.users.models import User
-from tests.builders import auth, make_key, make_member, make_org
+from tests.builders import auth, make_key, make_member, make_org, make_verified_domain
 from tests.proxies import (
     DOCS,
     ProxyUnavailable,
@@ -84,20 +84,6 @@ def session_for(
     )
     db.session.commit()
     return session, token
-
-
-def verify_domain(org: Organization, domain: str) -> None:
-    db.session.add(
-        Domain(
-            workspace_id=org.workspace_id,
-            org_id=org.id,
-            domain=domain,
-            verification_token="t",
-            status=DomainStatus.VERIFIED,
-            verified_at=utcnow(),
-        )
-    )
-    db.session.commit()
 
 
 def cookie(client: FlaskClient, token: str) -> None:
@@ -265,7 +251,7 @@ def test_another_orgs_idp_enters_only_where_its_org_verified_the_domain(app: Fla
     assert refused.status_code == 401
     assert login_query(refused) == {"org": ["alpha"]}
 
-    verify_domain(beta, "b.example")
+    make_verified_domain(beta, "b.example")
     assert check(client, X_Gatehouse_Org="alpha").headers["X-Gatehouse-Org"] == "alpha"
 
 
@@ -358,8 +344,8 @@ def test_the_hot_path_is_one_select_and_no_writes(
 def test_the_sql_admission_rule_agrees_with_the_python_one(app: Flask) -> None:
     alpha, beta, gone = make_org("alpha"), make_org("beta"), make_org("gone")
     alpha_idp, beta_idp, gone_idp = (make_connection(o) for o in (alpha, beta, gone))
-    verify_domain(beta, "verified.example")
-    verify_domain(gone, "gone.example")
+    make_verified_domain(beta, "verified.example")
+    make_verified_domain(gone, "gone.example")
     people = {}
     for email in ("ann@verified.example", "bob@other.example", "cyd@gone.example"):
         user = make_member(alpha, email).user

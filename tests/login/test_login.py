@@ -19,9 +19,9 @@ from idp.orgs import invitations
 from idp.orgs.roles import Role
 from idp.sessions.models import EmailLink, Session, SessionMethod
 from idp.sso.connections import create_connection
-from idp.sso.models import ConnectionKind, Domain, DomainStatus
+from idp.sso.models import ConnectionKind
 from idp.sso.signin import IdpAssertion, sign_in
-from tests.builders import make_member, make_org
+from tests.builders import make_member, make_org, make_verified_domain
 from tests.test_mail import Inbox, start_smtp
 
 LINK = re.compile(r"http://gatehouse\.test(/login/email\?token=\S+)")
@@ -49,20 +49,6 @@ def connect(org: Any, name: str = "Okta") -> str:
     return connection.id
 
 
-def verified(org: Any, domain: str) -> None:
-    db.session.add(
-        Domain(
-            workspace_id=org.workspace_id,
-            org_id=org.id,
-            domain=domain,
-            verification_token="t",
-            status=DomainStatus.VERIFIED,
-            verified_at=utcnow(),
-        )
-    )
-    db.session.commit()
-
-
 def sessions() -> int:
     db.session.rollback()
     return db.session.scalar(select(func.count()).select_from(Session))
@@ -79,7 +65,7 @@ def test_the_login_page_asks_for_the_email(client: FlaskClient) -> None:
 def test_a_verified_domain_routes_to_its_orgs_connection(client: FlaskClient) -> None:
     org = make_org("acme")
     connection_id = connect(org)
-    verified(org, "acme.example")
+    make_verified_domain(org, "acme.example")
     routed = client.post("/login", data={"email": "Ann@ACME.example", "next": "/app"})
     assert routed.status_code == 303
     assert routed.headers["Location"] == f"/sso/oidc/{connection_id}/login?next=%2Fapp"

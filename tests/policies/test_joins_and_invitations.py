@@ -22,7 +22,7 @@ from idp.sso.domains import claim_domain
 from idp.sso.models import Domain, DomainStatus
 from idp.users.models import User
 from tests.admin.test_api import Api, ok
-from tests.builders import make_key, make_member, make_org, workspace
+from tests.builders import make_key, make_member, make_org, make_verified_domain, workspace
 from tests.scim.conftest import Scim, scim_for, user_body
 from tests.scim.test_users import error as scim_error
 
@@ -223,29 +223,13 @@ def test_scim_reactivation_outside_the_allowed_domains_is_refused(
 # --- external_invites -------------------------------------------------------------------
 
 
-def _verified(org: Organization, name: str) -> None:
-    # A verified row inserted directly: verification by DNS is tests/sso/test_domains.py's
-    # subject; here only the state it leaves matters.
-    db.session.add(
-        Domain(
-            workspace_id=org.workspace_id,
-            org_id=org.id,
-            domain=name,
-            verification_token="t",
-            status=DomainStatus.VERIFIED,
-            verified_at=utcnow(),
-        )
-    )
-    db.session.commit()
-
-
 def test_without_external_invites_only_the_orgs_verified_domains_are_invited(
     api: Api, acme: Organization
 ) -> None:
-    _verified(acme, "acme.example")
+    make_verified_domain(acme, "acme.example")
     pending = claim_domain(system_actor(), acme, "pending.example")  # claimed, not verified
     db.session.commit()
-    _verified(make_org("globex"), "globex.example")  # verified, by another org
+    make_verified_domain(make_org("globex"), "globex.example")  # verified, by another org
     ok(invite(api, "a@pending.example"), 201)  # control: external invites are allowed by default
     set_org_policy(acme, external_invites=False)
 

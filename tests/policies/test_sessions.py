@@ -21,7 +21,7 @@ from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import issue_email_link, start_session
 from idp.sso.signin import admission
-from tests.builders import make_member, make_org, workspace
+from tests.builders import make_member, make_org, make_verified_domain, workspace
 from tests.login.test_forward_auth import check, cookie, make_connection, sso_session
 from tests.oauth.conftest import (
     World,
@@ -143,10 +143,8 @@ def test_sso_required_admits_only_the_orgs_own_connection(app: Flask, client: Fl
 def test_sso_required_refuses_a_session_from_another_orgs_connection(
     app: Flask, client: FlaskClient
 ) -> None:
-    from tests.login.test_forward_auth import verify_domain
-
     home, acme = make_org("home"), make_org("acme")
-    verify_domain(home, "home.example")
+    make_verified_domain(home, "home.example")
     session, token = sso_session(make_connection(home), subject="x", email="ann@home.example")
     make_member(acme, "ann@home.example")
     cookie(client, token)

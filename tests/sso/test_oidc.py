@@ -72,8 +72,8 @@ def settings_overrides() -> dict[str, Any]:
     return {"ALLOW_HTTP_LOOPBACK": True}
 
 
-@pytest.fixture
-def connection(app: Flask, idp: OidcIdp, monkeypatch: pytest.MonkeyPatch) -> Connection:
+def acme_connection(idp: OidcIdp, monkeypatch: pytest.MonkeyPatch) -> Connection:
+    """Acme's OIDC connection to ``idp``, with the id whose callback the IdP has registered."""
     org = make_org("acme")
     monkeypatch.setattr(connections, "new_id", lambda _prefix: CONNECTION_ID)
     made = create_connection(
@@ -86,6 +86,11 @@ def connection(app: Flask, idp: OidcIdp, monkeypatch: pytest.MonkeyPatch) -> Con
     )
     db.session.commit()
     return made
+
+
+@pytest.fixture
+def connection(app: Flask, idp: OidcIdp, monkeypatch: pytest.MonkeyPatch) -> Connection:
+    return acme_connection(idp, monkeypatch)
 
 
 # --- helpers ---

@@ -23,10 +23,9 @@ from idp.db import db
 from idp.orgs.models import Membership, MembershipSource, Organization
 from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session
-from idp.sso import connections, oidc, saml
-from idp.sso.connections import create_connection
+from idp.sso import saml
 from idp.sso.mfa import REFEDS_MFA, asserts_mfa
-from idp.sso.models import Connection, ConnectionKind, ExternalIdentity
+from idp.sso.models import Connection, ExternalIdentity
 from idp.users.models import User
 from tests.builders import auth, make_key, make_member, make_org, workspace
 from tests.peers import Browser, OidcIdp, SamlIdp
@@ -35,8 +34,7 @@ from tests.sso.test_oidc import (
     CALLBACK,
     CLIENT_ID,
     CLIENT_SECRET,
-    CONNECTION_ID,
-    SCOPES,
+    acme_connection,
     assert_refused,
     begin,
     callback,
@@ -110,19 +108,7 @@ def oidc_idp() -> Iterator[OidcIdp]:
 
 @pytest.fixture
 def oidc_connection(app: Flask, oidc_idp: OidcIdp, monkeypatch: pytest.MonkeyPatch) -> Connection:
-    """Acme's OIDC connection, with the id whose callback the IdP has registered."""
-    org = make_org("acme")
-    monkeypatch.setattr(connections, "new_id", lambda _prefix: CONNECTION_ID)
-    made = create_connection(
-        system_actor(),
-        org,
-        kind=ConnectionKind.OIDC,
-        name="Acme IdP",
-        settings=oidc.build_settings(oidc_idp.issuer, CLIENT_ID, scopes=SCOPES),
-        secret=CLIENT_SECRET,
-    )
-    db.session.commit()
-    return made
+    return acme_connection(oidc_idp, monkeypatch)
 
 
 def org_of(connection: Connection) -> Organization:
