@@ -46,7 +46,8 @@ def transactional(command: Callable[..., Any]) -> Callable[..., Any]:
             return result
         except GatehouseError as exc:
             db.session.rollback()
-            click.echo(f"error: {exc.code}: {exc.message}", err=True)
+            details = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
+            click.echo(f"error: {exc.code}: {exc.message}{details}", err=True)
             sys.exit(1)
 
     return run
@@ -439,11 +440,15 @@ def _show(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def _split_target(args: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
-    """``[SLUG] KEY ...``: a first word that is not a policy key names the org."""
-    if args and args[0] not in policy_registry.KEYS:
+def _split_target(args: tuple[str, ...], usage: str) -> tuple[str | None, tuple[str, ...]]:
+    """``[SLUG] KEY ...`` by count: one word more than ``usage`` names is the org's slug
+    (slugs have no underscores, so no slug reads as a key)."""
+    arity = len(usage.split()) - 1
+    if len(args) == arity:
+        return None, args
+    if len(args) == arity + 1:
         return args[0], args[1:]
-    return None, args
+    raise click.UsageError(f"expected {usage}")
 
 
 @policy_cli.command("show")
@@ -468,22 +473,22 @@ def policy_show(slug: str | None, explain: bool) -> None:
         click.echo(line)
 
 
-@policy_cli.command("set")
+# Values such as -5 are arguments (refused by the key's parser), not unknown options.
+_VALUES = {"ignore_unknown_options": True}
+
+
+@policy_cli.command("set", context_settings=_VALUES)
 @click.argument("args", nargs=-1, required=True, metavar="[SLUG] KEY VALUE")
 @click.option("--dry-run", is_flag=True, help="Only print whom the change would affect.")
 @transactional
 def policy_set(args: tuple[str, ...], dry_run: bool) -> None:
     """Set KEY of SLUG's overrides (stricter only), or of the workspace baseline."""
-    slug, rest = _split_target(args)
-    if len(rest) != 2:
-        raise click.UsageError("expected [SLUG] KEY VALUE")
-    name, raw = rest
+    slug, (name, raw) = _split_target(args, "[SLUG] KEY VALUE")
     change = {name: _policy_value(name, raw)}
     workspace = _workspace()
     if slug is None:
-        baseline = {**workspace.baseline_policy, **change}
         result = policy_services.set_workspace_policy(
-            system_actor(), workspace, baseline, dry_run=dry_run
+            system_actor(), workspace, change, merge=True, dry_run=dry_run
         )
     else:
         org = services.get_org(workspace.id, slug)
@@ -500,14 +505,10 @@ def policy_set(args: tuple[str, ...], dry_run: bool) -> None:
 @transactional
 def policy_unset(args: tuple[str, ...]) -> None:
     """Drop KEY from SLUG's overrides (or the baseline): it is inherited (or default) again."""
-    slug, rest = _split_target(args)
-    if len(rest) != 1:
-        raise click.UsageError("expected [SLUG] KEY")
-    name = policy_registry.policy_key(rest[0]).name
+    slug, (name,) = _split_target(args, "[SLUG] KEY")
     workspace = _workspace()
     if slug is None:
-        baseline = {k: v for k, v in workspace.baseline_policy.items() if k != name}
-        policy_services.set_workspace_policy(system_actor(), workspace, baseline)
+        policy_services.clear_workspace_policy(system_actor(), workspace, [name])
     else:
         org = services.get_org(workspace.id, slug)
         policy_services.clear_org_policy(system_actor(), org, [name])

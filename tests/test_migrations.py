@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 from flask import Flask
-from flask_migrate import check
+from flask_migrate import check, upgrade
+from sqlalchemy import text
+
+from idp import create_app
+from idp.db import db
+from idp.orgs.models import Organization
+from idp.policies.chain import org_levels, policy_of
+from tests.conftest import _postgres_database, _settings
 
 
 def test_models_and_migrations_agree(app: Flask) -> None:
@@ -18,3 +31,47 @@ def test_saml_toolkit_imports() -> None:
 
     assert xmlsec.get_libxml_version() == lxml.etree.LIBXML_VERSION
     assert OneLogin_Saml2_Auth is not None
+
+
+@pytest.fixture
+def fresh_database(tmp_path: Path) -> Iterator[str]:
+    """An empty database of the kind under test, apart from the session's migrated one."""
+    configured = os.environ.get("GATEHOUSE_DATABASE_URL", "")
+    if configured.startswith("postgresql"):
+        yield from _postgres_database(configured)
+    else:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+
+
+def test_0006_fills_every_existing_orgs_effective_policy(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    app = create_app(_settings(fresh_database, str(tmp_path / "instance")))
+    with app.app_context():
+        upgrade(revision="0005")
+        now = datetime.now(UTC)
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO workspaces (id, slug, name, baseline_policy, created_at,"
+                    " updated_at) VALUES ('ws_1', 'default', 'Default', '{}', :now, :now)"
+                ),
+                {"now": now},
+            )
+            for org_id, cap in (("org_1", 500), ("org_2", 25)):
+                conn.execute(
+                    text(
+                        "INSERT INTO organizations (id, workspace_id, slug, name, member_cap,"
+                        " policy_overrides, created_at, updated_at) VALUES (:id, 'ws_1', :id,"
+                        " :id, :cap, '{}', :now, :now)"
+                    ),
+                    {"id": org_id, "cap": cap, "now": now},
+                )
+        upgrade()
+        for org_id in ("org_1", "org_2"):
+            org = db.session.get(Organization, org_id)
+            # What the migration wrote is what the code computes from the chain.
+            assert org.effective_policy == policy_of(org_levels(org)).to_json()
+        assert db.session.get(Organization, "org_2").effective_policy["member_cap"] == 25
+        db.session.remove()
+        db.engine.dispose()

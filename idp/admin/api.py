@@ -85,7 +85,8 @@ def operation(
             ctx = _context(scope, permission, url_args.pop("slug", None))
             kwargs: dict[str, Any] = {}
             if body is not None:
-                kwargs["data"] = _load(body(), _json_body())
+                # A PUT replaces the whole resource: a missing body must not read as "empty".
+                kwargs["data"] = _load(body(), _json_body(required=method == "PUT"))
             if query is not None:
                 kwargs["args"] = _load(query(), request.args.to_dict(flat=True))
             return _respond(view(ctx, **url_args, **kwargs), response, status, paged)
@@ -144,10 +145,12 @@ def _context(scope: str, permission: Permission | None, slug: str | None) -> Ctx
     return Ctx(actor.in_org(role), workspace_id, org)
 
 
-def _json_body() -> Any:
+def _json_body(*, required: bool = False) -> Any:
     # get_data, not request.data: Werkzeug leaves .data empty for form content types.
     raw = request.get_data(cache=True)
     if not raw and not request.content_type:
+        if required:
+            raise BadRequest("invalid_request", "Send the whole document as a JSON object")
         return {}
     if not request.is_json:
         raise BadRequest("unsupported_media_type", "Send the body as application/json")

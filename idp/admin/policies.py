@@ -7,6 +7,7 @@ from typing import Any
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.db import db
+from idp.errors import BadRequest
 from idp.orgs.models import Workspace
 from idp.orgs.roles import Permission
 from idp.policies import services
@@ -53,7 +54,11 @@ def put_org_policy(ctx: Ctx, data: dict[str, Any], args: dict[str, Any]) -> dict
 )
 def delete_org_policy(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
     """Drop the org's overrides (all, or ``?keys=a,b``): it inherits them again."""
-    keys = [k.strip() for k in args["keys"].split(",") if k.strip()] if args["keys"] else None
+    keys = None
+    if args["keys"] is not None:
+        keys = [k.strip() for k in args["keys"].split(",") if k.strip()]
+        if not keys:  # an empty list must not widen into "every override"
+            raise BadRequest("invalid_request", "keys names no policy key; omit it to drop all")
     return services.clear_org_policy(ctx.actor, ctx.org, keys, dry_run=args["dry_run"])
 
 

@@ -12,12 +12,13 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, or_, select, text
+from sqlalchemy import bindparam, event, func, or_, select
 from sqlalchemy.orm import Session, contains_eager, lazyload
+from sqlalchemy.orm.util import identity_key
 
 from idp.actors import Actor
 from idp.audit.services import record_org_event
-from idp.db import db, new_id, utcnow
+from idp.db import db, lock_row, new_id, utcnow
 from idp.errors import BadRequest, Conflict, Forbidden, NotFound
 from idp.oauth.services import revoke_member_tokens
 from idp.orgs.models import (
@@ -159,6 +160,7 @@ def create_org(
     )
     if taken:
         raise Conflict("slug_taken", f"The slug {slug!r} is taken (deleted orgs keep theirs)")
+    lock_policies(workspace.id)  # before the insert: no policy change or parent delete interleaves
     parent = get_org(workspace.id, parent_slug) if parent_slug else None
     org = Organization(
         workspace_id=workspace.id,
@@ -170,7 +172,7 @@ def create_org(
     if member_cap is not None:
         org.member_cap = _validate_member_cap(member_cap)
     db.session.add(org)
-    lock_policies(workspace.id)  # flushes the new org; no policy change interleaves
+    db.session.flush()
     refresh_effective_policies([org])  # what it inherits from the baseline and its parents
     record_org_event(
         actor,
@@ -187,6 +189,8 @@ def update_org(
     actor: Actor, org: Organization, *, name: str | None = None, member_cap: int | None = None
 ) -> Organization:
     check_permission(actor, Permission.ORG_UPDATE)
+    if member_cap is not None:
+        lock_policies(org.workspace_id)  # the workspace's lock before the org's, as policies do
     lock_org(org.id)
     before = org_snapshot(org)
     if name is not None:
@@ -200,7 +204,6 @@ def update_org(
         org.member_cap = cap
     after = org_snapshot(org)
     if after != before:
-        lock_policies(org.workspace_id)
         refresh_effective_policies([org])
         record_org_event(
             actor,
@@ -217,6 +220,7 @@ def update_org(
 def delete_org(actor: Actor, org: Organization) -> None:
     """Soft delete: the org disappears from every read; its slug stays reserved."""
     check_permission(actor, Permission.ORG_DELETE)
+    lock_policies(org.workspace_id)  # no sub-organization is created under it meanwhile
     children = db.session.scalar(
         select(func.count())
         .select_from(Organization)
@@ -248,20 +252,21 @@ def _release_org_locks(session: Session) -> None:
 def lock_org(org_id: str) -> None:
     """Serialize membership changes of one org until the transaction ends.
 
-    Guards the owner count and the member cap against concurrent requests. PostgreSQL takes a
-    row lock. SQLite has no row locks and pysqlite opens a transaction only at the first write,
-    so a no-op UPDATE takes SQLite's write lock: reads after it see the latest committed data
-    and no other writer can interleave until commit.
+    Guards the owner count and the member cap against concurrent requests (see
+    :func:`idp.db.lock_row`). What was read of the org before the lock (its effective policy,
+    its member cap) is read again after it: a policy tightened meanwhile applies. A
+    transaction that changes policies takes the workspace's lock first, then org rows.
     """
     session = db.session
     held = session.info.setdefault(LOCKED_ORGS, set())
     if org_id in held:
         return  # already held by this transaction
     held.add(org_id)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
-    else:
-        session.execute(text("UPDATE organizations SET name = name WHERE id = :id"), {"id": org_id})
+    session.flush()
+    lock_row(Organization, org_id)
+    loaded = session.identity_map.get(identity_key(Organization, org_id))
+    if loaded is not None:
+        session.expire(loaded, ["effective_policy", "member_cap"])
 
 
 # --- memberships -----------------------------------------------------------------------

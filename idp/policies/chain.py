@@ -67,7 +67,7 @@ def inherited_levels(org: Organization, pending: Pending | None = None) -> list[
     """What the org inherits: the workspace baseline, then each parent's overrides."""
     workspace = db.session.get(Workspace, org.workspace_id)
     baseline = workspace.baseline_policy if workspace is not None else {}
-    levels = [Level(WORKSPACE_SOURCE, _stored(WORKSPACE_SOURCE, baseline, pending))]
+    levels = [Level(WORKSPACE_SOURCE, _stored(WORKSPACE_SOURCE, baseline, pending), baseline=True)]
     levels += [
         Level(org_source(a), _stored(a.id, a.policy_overrides, pending)) for a in ancestors(org)
     ]
@@ -88,7 +88,11 @@ def policy_of(levels: Iterable[Level]) -> Policy:
 
 
 def org_policy(org: Organization) -> Policy:
-    """The org's effective policy, as last refreshed (one column, no chain walk)."""
+    """The org's effective policy, as last refreshed (one column, no chain walk). An empty
+    column (a row from before policies, or inserted by an older release during an upgrade)
+    is not computed yet: the chain says what it is."""
+    if not org.effective_policy:
+        return policy_of(org_levels(org))
     return Policy.from_json(org.effective_policy)
 
 
@@ -124,7 +128,7 @@ def refresh_effective_policies(
     changed. The caller has already stored the new baseline or overrides."""
     changed = []
     for org in orgs:
-        before = Policy.from_json(org.effective_policy)
+        before = org_policy(org)
         after = policy_of(org_levels(org))
         stored = after.to_json()
         if org.effective_policy != stored:

@@ -17,7 +17,7 @@ from idp.errors import BadRequest, GatehouseError, Unprocessable
 from idp.orgs.roles import Role
 from idp.sso.names import normalize_domain
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"^\s*([0-9]{1,9})\s*([smhd]?)\s*$", re.ASCII)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION = 366 * 86400
 MAX_DOMAINS = 500
@@ -269,10 +269,13 @@ class Policy(Mapping[str, Any]):
 
 @dataclass(frozen=True)
 class Level:
-    """One link of the chain: who sets it (``workspace`` or an org slug) and its overrides."""
+    """One link of the chain: who sets it (``workspace`` or an org slug) and its overrides.
+    The baseline's values replace the registry's defaults (which are only what the baseline
+    holds until it says otherwise); every other level can only tighten what it inherits."""
 
     source: str
     values: Mapping[str, Any]  # parsed
+    baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -285,8 +288,9 @@ class Explained:
 
 
 def effective(chain: Iterable[Level]) -> dict[str, Explained]:
-    """The strictest value of every key along ``chain`` (the baseline first, the org last);
-    a level whose value is looser than what it inherits is reported as superseded."""
+    """The strictest value of every key along ``chain`` (the baseline first, the org last).
+    A level whose value is not (wholly) in force is reported as superseded: looser than what
+    it inherits, or a domain list of which only the part also inherited holds."""
     levels = list(chain)
     result: dict[str, Explained] = {}
     for name, key in KEYS.items():
@@ -295,13 +299,20 @@ def effective(chain: Iterable[Level]) -> dict[str, Explained]:
             if name not in level.values:
                 continue
             value = level.values[name]
+            if level.baseline and current.source == "default":
+                current = Explained(value, level.source)
+                continue
             merged = key.strictest(current.value, value)
-            if merged == current.value and value != current.value:
-                current = Explained(
-                    current.value, current.source, (*current.superseded, level.source)
-                )
-            elif merged != current.value or current.source == "default":
+            if merged == value == current.value:
+                # Restating what it inherits (or the default): the value is the level's own.
+                source = level.source if current.source == "default" else current.source
+                current = Explained(merged, source, current.superseded)
+            elif merged == current.value:
+                current = Explained(merged, current.source, (*current.superseded, level.source))
+            elif merged == value:
                 current = Explained(merged, level.source, current.superseded)
+            else:  # two domain lists: only their common part is in force
+                current = Explained(merged, level.source, (*current.superseded, level.source))
         result[name] = current
     return result
 

@@ -83,7 +83,7 @@ def workspace_policy(workspace: Workspace, *, explain_values: bool = False) -> d
     """The baseline as stored, and every key's resulting value (with its source)."""
     stored = load_stored(workspace.baseline_policy)
     body: dict[str, Any] = {"baseline": dump_values(stored)}
-    levels = [Level(WORKSPACE_SOURCE, stored)]
+    levels = [Level(WORKSPACE_SOURCE, stored, baseline=True)]
     if explain_values:
         body["effective"] = _explained(levels)
     else:
@@ -121,18 +121,47 @@ def _check_workspace_actor(actor: Actor) -> None:
 
 
 def set_workspace_policy(
-    actor: Actor, workspace: Workspace, raw: Mapping[str, Any], *, dry_run: bool = False
+    actor: Actor,
+    workspace: Workspace,
+    raw: Mapping[str, Any],
+    *,
+    merge: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Replace the baseline; every org's effective policy follows at once."""
+    """Replace (or, with ``merge``, update) the baseline; every org's effective policy
+    follows at once."""
     _check_workspace_actor(actor)
     values = parse_policy(raw)
     if not dry_run:
         lock_policies(workspace.id)
+    stored = load_stored(workspace.baseline_policy)
+    return _store_baseline(actor, workspace, {**stored, **values} if merge else values, dry_run)
+
+
+def clear_workspace_policy(
+    actor: Actor, workspace: Workspace, keys: list[str], *, dry_run: bool = False
+) -> dict[str, Any]:
+    """Drop ``keys`` from the baseline: they are the registry's defaults again."""
+    _check_workspace_actor(actor)
+    for name in keys:
+        policy_key(name)  # an unknown key is 400 unknown_policy_key
+    if not dry_run:
+        lock_policies(workspace.id)
+    stored = load_stored(workspace.baseline_policy)
+    kept = {n: v for n, v in stored.items() if n not in keys}
+    return _store_baseline(actor, workspace, kept, dry_run)
+
+
+def _store_baseline(
+    actor: Actor, workspace: Workspace, values: dict[str, Any], dry_run: bool
+) -> dict[str, Any]:
     orgs = workspace_orgs(workspace.id)
-    before_doc = dict(workspace.baseline_policy or {})
     after_doc = dump_values(values)
     if dry_run:
         return _dry_run({"baseline": after_doc}, _plan(orgs, {WORKSPACE_SOURCE: values}))
+    before_doc = dict(workspace.baseline_policy or {})
+    if before_doc == after_doc:
+        return {"dry_run": False, **workspace_policy(workspace)}  # nothing changes, nothing logged
     workspace.baseline_policy = after_doc
     db.session.flush()
     changed = refresh_effective_policies(orgs)
@@ -186,7 +215,7 @@ def clear_org_policy(
     stored = load_stored(org.policy_overrides)
     for name in keys or []:
         policy_key(name)  # an unknown key is 400 unknown_policy_key
-    overrides = {} if not keys else {n: v for n, v in stored.items() if n not in keys}
+    overrides = {} if keys is None else {n: v for n, v in stored.items() if n not in keys}
     return _store_overrides(actor, org, overrides, dry_run=dry_run)
 
 
@@ -199,6 +228,8 @@ def _store_overrides(
         plan = _plan(subtree, {org.id: overrides})
         return _dry_run({"org": org.slug, "overrides": after_doc}, plan)
     before_doc = dict(org.policy_overrides or {})
+    if before_doc == after_doc:
+        return {"dry_run": False, **org_policy_document(org)}  # nothing changes, nothing logged
     org.policy_overrides = after_doc
     db.session.flush()
     changed = {o.id: (before, after) for o, before, after in refresh_effective_policies(subtree)}

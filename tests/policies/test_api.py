@@ -21,7 +21,7 @@ from idp.policies.registry import KEYS
 from idp.policies.services import set_org_policy
 from idp.sessions.models import SessionMethod
 from idp.sessions.services import start_session
-from tests.builders import auth, make_key, make_member, make_org
+from tests.builders import auth, make_key, make_member, make_org, workspace
 
 # A value stricter than the default for every key, and one looser than that.
 STRICT: dict[str, Any] = {
@@ -142,6 +142,70 @@ def test_a_tightened_baseline_tightens_descendants_at_once_and_keeps_their_overr
     db.session.rollback()
     grandchild = db.session.scalar(select(Organization).where(Organization.slug == "grandchild"))
     assert grandchild.effective_policy["session_max_age"] == 4 * 3600
+
+
+def test_the_baseline_replaces_the_defaults_and_an_org_only_tightens_them(
+    client: FlaskClient, root_key: str, tree: Any
+) -> None:
+    # Without a baseline saying so, an org may not loosen a default.
+    refused = put(client, root_key, "/orgs/child/policy", {"min_role_to_invite": "member"})
+    assert refused.status_code == 422 and refused.json["inherited"] == "admin"
+    looser = {"min_role_to_invite": "member", "invite_link_max_age": "200d"}
+    assert put(client, root_key, "/workspace/policy", looser).status_code == 200
+    keys = effective(client, root_key, "grandchild")
+    assert keys["min_role_to_invite"]["value"] == "member"
+    assert keys["min_role_to_invite"]["source"] == "workspace"
+    assert keys["invite_link_max_age"]["value"] == 200 * 86400
+    tightened = put(client, root_key, "/orgs/child/policy", {"min_role_to_invite": "owner"})
+    assert tightened.status_code == 200
+
+
+def test_a_domain_list_only_partly_in_force_is_reported_superseded(
+    client: FlaskClient, root_key: str, tree: Any
+) -> None:
+    domains = {"allowed_email_domains": ["a.example", "b.example"]}
+    assert put(client, root_key, "/orgs/child/policy", domains).status_code == 200
+    narrowed = {"allowed_email_domains": ["b.example", "c.example"]}
+    assert put(client, root_key, "/workspace/policy", narrowed).status_code == 200
+    item = effective(client, root_key, "child")["allowed_email_domains"]
+    assert item["value"] == ["b.example"] and item["superseded"] == ["org:child"]
+    document = client.get("/api/v1/orgs/child/policy", headers=auth(root_key)).json
+    assert document["superseded"] == ["allowed_email_domains"]
+    # Nothing in common: no domain at all ([]), not "any" (null).
+    put(client, root_key, "/workspace/policy", {"allowed_email_domains": ["c.example"]})
+    assert effective(client, root_key, "child")["allowed_email_domains"]["value"] == []
+
+
+def test_an_empty_key_list_or_a_missing_body_changes_nothing(
+    client: FlaskClient, root_key: str, tree: Any
+) -> None:
+    put(client, root_key, "/workspace/policy", {"mfa_required": True})
+    put(client, root_key, "/orgs/child/policy", {"member_cap": 9})
+    for keys in ("", ",", " "):
+        response = client.delete(
+            "/api/v1/orgs/child/policy", headers=auth(root_key), query_string={"keys": keys}
+        )
+        assert response.status_code == 400 and response.json["error"] == "invalid_request"
+    for path in ("/workspace/policy", "/orgs/child/policy"):
+        response = client.put(f"/api/v1{path}", headers=auth(root_key))
+        assert response.status_code == 400 and response.json["error"] == "invalid_request"
+    assert client.get("/api/v1/orgs/child/policy", headers=auth(root_key)).json["overrides"] == {
+        "member_cap": 9
+    }
+    workspace = client.get("/api/v1/workspace/policy", headers=auth(root_key)).json
+    assert workspace["baseline"] == {"mfa_required": True}
+
+
+def test_a_change_that_changes_nothing_is_not_audited(
+    client: FlaskClient, root_key: str, tree: Any
+) -> None:
+    put(client, root_key, "/workspace/policy", {"mfa_required": True})
+    put(client, root_key, "/orgs/child/policy", {"member_cap": 9})
+    before = _count_events()
+    assert put(client, root_key, "/workspace/policy", {"mfa_required": True}).status_code == 200
+    assert put(client, root_key, "/orgs/child/policy", {"member_cap": 9}).status_code == 200
+    assert client.delete("/api/v1/orgs/parent/policy", headers=auth(root_key)).status_code == 200
+    assert _count_events() == before
 
 
 def test_a_stored_override_sent_again_unchanged_is_kept_even_when_superseded(
@@ -358,6 +422,30 @@ def test_cli_sets_shows_explains_and_unsets(runner: Any, tree: Any) -> None:
     plain = runner.invoke(args=["policy", "show", "child"]).output
     assert "allowed_email_domains\tnull" in plain.splitlines()
     assert runner.invoke(args=["policy", "show"]).output.startswith("sso_required\tfalse")
+
+
+def test_cli_baseline_changes_keep_the_other_keys_and_errors_say_why(
+    runner: Any, app: Flask
+) -> None:
+    make_org("acme")
+    ws = workspace()
+    ws.baseline_policy = {"retired_key": True}  # a key a later release no longer has
+    db.session.commit()
+    assert runner.invoke(args=["policy", "set", "mfa_required", "true"]).exit_code == 0
+    assert runner.invoke(args=["policy", "set", "session_max_age", "8h"]).exit_code == 0
+    assert runner.invoke(args=["policy", "unset", "mfa_required"]).exit_code == 0
+    db.session.rollback()
+    assert workspace().baseline_policy == {"session_max_age": 8 * 3600}
+
+    typo = runner.invoke(args=["policy", "set", "sesion_max_age", "1h"])
+    assert typo.exit_code == 1 and "unknown_policy_key" in typo.output
+    looser = runner.invoke(args=["policy", "set", "acme", "session_max_age", "9h"])
+    assert looser.exit_code == 1
+    assert '"inherited": 28800' in looser.output and '"requested": 32400' in looser.output
+    negative = runner.invoke(args=["policy", "set", "acme", "session_max_age", "-5"])
+    assert negative.exit_code == 1 and "invalid_policy_value" in negative.output
+    usage = runner.invoke(args=["policy", "set", "acme", "a", "b", "c"])
+    assert usage.exit_code == 2
 
 
 def test_cli_dry_run_prints_the_report_and_stores_nothing(runner: Any, app: Flask) -> None:

@@ -12,6 +12,7 @@ from idp.errors import BadRequest
 from idp.orgs.roles import Role
 from idp.policies.registry import (
     KEYS,
+    Explained,
     Kind,
     Level,
     PolicyLooserThanInherited,
@@ -64,12 +65,15 @@ def test_values_parse_by_kind(name: str, raw: Any, value: Any) -> None:
         ("member_cap", 0),
         ("member_cap", 2.5),
         ("min_role_to_invite", "god"),
+        ("session_max_age", "\u0663\u0666\u0660\u0660"),  # Arabic-Indic digits: ASCII only
+        ("session_max_age", "9" * 5000),  # no Python int-parsing message reaches a client
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(name: str, raw: Any) -> None:
     with pytest.raises(BadRequest) as refused:
         parse_policy({name: raw})
     assert refused.value.details["key"] == name
+    assert "sys." not in refused.value.message
 
 
 def test_unknown_keys_are_refused() -> None:
@@ -138,3 +142,21 @@ def test_a_tightened_baseline_tightens_every_descendant_at_once() -> None:
     tightened = effective([Level("workspace", {"session_max_age": 3600}), org])
     assert tightened["session_max_age"].value == 3600
     assert tightened["session_max_age"].superseded == ("org",)
+
+
+def test_the_baseline_replaces_a_default_where_an_org_level_cannot() -> None:
+    looser = {"min_role_to_invite": Role.MEMBER, "invite_link_max_age": 200 * 86400}
+    result = effective([Level("workspace", looser, baseline=True)])
+    assert result["min_role_to_invite"] == Explained(Role.MEMBER, "workspace")
+    assert result["invite_link_max_age"].value == 200 * 86400
+    org = effective([Level("workspace", {}, baseline=True), Level("org", looser)])
+    assert org["min_role_to_invite"] == Explained(Role.ADMIN, "default", ("org",))
+
+
+def test_a_list_narrowed_by_the_chain_names_the_level_only_partly_in_force() -> None:
+    chain = [
+        Level("workspace", {"allowed_email_domains": frozenset({"b.example", "c.example"})}),
+        Level("org", {"allowed_email_domains": frozenset({"a.example", "b.example"})}),
+    ]
+    result = effective(chain)["allowed_email_domains"]
+    assert result == Explained(frozenset({"b.example"}), "org", ("org",))
