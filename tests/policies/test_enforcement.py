@@ -76,9 +76,24 @@ def test_every_key_is_enforced_somewhere() -> None:
             ),
         ),
         (
+            {"external_invites": False},
+            Attempt(
+                Action.LINK_ACCEPT,
+                email="a@acme.example",
+                role=Role.ADMIN,
+                org_domains=frozenset({"acme.example"}),
+            ),
+            Attempt(
+                Action.LINK_ACCEPT,
+                email="a@other.example",
+                role=Role.ADMIN,
+                org_domains=frozenset({"acme.example"}),
+            ),
+        ),
+        (
             {"invite_links": False},
             Attempt(Action.INVITE, email="a@acme.example", role=Role.ADMIN),
-            Attempt(Action.LINK_ACCEPT),
+            Attempt(Action.LINK_ACCEPT, role=Role.ADMIN),
         ),
         (
             {"invite_link_max_age": 86400},
@@ -87,13 +102,28 @@ def test_every_key_is_enforced_somewhere() -> None:
         ),
         (
             {"invite_link_max_age": 86400},
-            Attempt(Action.LINK_ACCEPT, now=NOW, link_created_at=NOW - timedelta(hours=23)),
-            Attempt(Action.LINK_ACCEPT, now=NOW, link_created_at=NOW - timedelta(hours=25)),
+            Attempt(
+                Action.LINK_ACCEPT,
+                role=Role.ADMIN,
+                now=NOW,
+                link_created_at=NOW - timedelta(hours=23),
+            ),
+            Attempt(
+                Action.LINK_ACCEPT,
+                role=Role.ADMIN,
+                now=NOW,
+                link_created_at=NOW - timedelta(hours=25),
+            ),
         ),
         (
             {"min_role_to_invite": Role.OWNER},
             Attempt(Action.INVITE_LINK, role=Role.OWNER),
             Attempt(Action.INVITE, email="a@acme.example", role=Role.ADMIN),
+        ),
+        (
+            {"min_role_to_invite": Role.OWNER},
+            Attempt(Action.LINK_ACCEPT, email="a@acme.example", role=Role.OWNER),
+            Attempt(Action.LINK_ACCEPT, email="a@acme.example", role=Role.ADMIN),  # its maker's
         ),
     ],
 )
