@@ -141,7 +141,11 @@ RULES: dict[str, tuple[frozenset[Action], Check]] = {
     "mfa_required": (frozenset({Action.SIGN_IN, Action.SESSION}), _mfa_required),
     "session_max_age": (frozenset({Action.SESSION}), _session_max_age),
     "session_idle_timeout": (frozenset({Action.SESSION}), _session_idle),
-    "allowed_email_domains": (frozenset({Action.JOIN, Action.INVITE}), _allowed_domains),
+    # Sign-ins and sessions too: members from before a narrowing lose access with it.
+    "allowed_email_domains": (
+        frozenset({Action.JOIN, Action.INVITE, Action.SIGN_IN, Action.SESSION}),
+        _allowed_domains,
+    ),
     "idp_initiated_login": (
         frozenset({Action.IDP_INITIATED}),
         _flag("This organization does not accept sign-ins started at the identity provider"),

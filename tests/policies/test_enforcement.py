@@ -58,6 +58,16 @@ def test_every_key_is_enforced_somewhere() -> None:
             Attempt(Action.INVITE, email="ann@acme.example", role=Role.ADMIN),
             Attempt(Action.JOIN, email=None),  # no address to check is no pass
         ),
+        (
+            {"allowed_email_domains": frozenset({"acme.example"})},
+            Attempt(Action.SIGN_IN, email="ann@acme.example"),
+            Attempt(Action.SIGN_IN, email="ann@other.example"),  # a member since the narrowing
+        ),
+        (
+            {"allowed_email_domains": frozenset({"acme.example"})},
+            Attempt(Action.SESSION, email="ann@acme.example"),
+            Attempt(Action.SESSION, email="ann@other.example"),
+        ),
         ({"idp_initiated_login": False}, Attempt(Action.SIGN_IN), Attempt(Action.IDP_INITIATED)),
         ({"jit_provisioning": False}, Attempt(Action.SIGN_IN), Attempt(Action.JIT)),
         (
