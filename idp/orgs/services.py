@@ -286,6 +286,13 @@ def check_permission(actor: Actor, permission: Permission) -> None:
         raise Forbidden("forbidden", f"This needs the {permission.value} permission")
 
 
+def check_workspace_authority(actor: Actor, message: str) -> None:
+    """Raise ``forbidden`` with ``message`` unless the actor speaks for the whole workspace
+    (the CLI, a workspace key): what binds every org is not one org's to change."""
+    if not actor.is_workspace:
+        raise Forbidden("forbidden", message)
+
+
 def check_role_authority(actor: Actor, current: Role | None, new: Role | None = None) -> None:
     """Granting owner, or changing anything about an owner, needs ``owners:manage``."""
     if Role.OWNER in (current, new) and not actor.can(Permission.OWNERS_MANAGE).allowed:
