@@ -17,6 +17,7 @@ from idp.sso.models import Connection, ConnectionKind
 
 NOW = utcnow()
 OLD = NOW - timedelta(hours=3)
+ACME = frozenset({"acme.example"})  # the org's verified domains
 
 
 def test_every_key_is_enforced_somewhere() -> None:
@@ -70,35 +71,13 @@ def test_every_key_is_enforced_somewhere() -> None:
         ),
         ({"idp_initiated_login": False}, Attempt(Action.SIGN_IN), Attempt(Action.IDP_INITIATED)),
         ({"jit_provisioning": False}, Attempt(Action.SIGN_IN), Attempt(Action.JIT)),
-        (
-            {"external_invites": False},
-            Attempt(
-                Action.INVITE,
-                email="a@acme.example",
-                role=Role.ADMIN,
-                org_domains=frozenset({"acme.example"}),
-            ),
-            Attempt(
-                Action.INVITE,
-                email="a@other.example",
-                role=Role.ADMIN,
-                org_domains=frozenset({"acme.example"}),
-            ),
-        ),
-        (
-            {"external_invites": False},
-            Attempt(
-                Action.LINK_ACCEPT,
-                email="a@acme.example",
-                role=Role.ADMIN,
-                org_domains=frozenset({"acme.example"}),
-            ),
-            Attempt(
-                Action.LINK_ACCEPT,
-                email="a@other.example",
-                role=Role.ADMIN,
-                org_domains=frozenset({"acme.example"}),
-            ),
+        *(
+            (
+                {"external_invites": False},
+                Attempt(action, email="a@acme.example", role=Role.ADMIN, org_domains=ACME),
+                Attempt(action, email="a@other.example", role=Role.ADMIN, org_domains=ACME),
+            )
+            for action in (Action.INVITE, Action.LINK_ACCEPT)  # sent (or accepted); link used
         ),
         (
             {"invite_links": False},

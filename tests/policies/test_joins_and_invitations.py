@@ -95,6 +95,12 @@ def acme(app: Flask) -> Organization:
     return make_org("acme")
 
 
+@pytest.fixture
+def admin_and_owner(client: FlaskClient, acme: Organization) -> tuple[Api, Api]:
+    """Acme's admin and owner, each as an org key of that role."""
+    return Api(client, make_key(acme, Role.ADMIN)), Api(client, make_key(acme, Role.OWNER))
+
+
 OUTSIDE = ["ada@other.example", "ada@eu.acme.example"]  # another domain; a subdomain
 
 
@@ -303,10 +309,9 @@ def test_by_default_admins_invite_and_create_links(client: FlaskClient, acme: Or
 
 
 def test_min_role_owner_refuses_admins_and_lets_owners_invite(
-    client: FlaskClient, acme: Organization
+    acme: Organization, admin_and_owner: tuple[Api, Api]
 ) -> None:
-    admin = Api(client, make_key(acme, Role.ADMIN))
-    owner = Api(client, make_key(acme, Role.OWNER))
+    admin, owner = admin_and_owner
     sent = ok(invite(admin, "early@x.example"), 201)
     set_org_policy(acme, min_role_to_invite="owner")
 
@@ -322,10 +327,9 @@ def test_min_role_owner_refuses_admins_and_lets_owners_invite(
 
 
 def test_min_role_owner_refuses_an_admins_direct_add(
-    client: FlaskClient, acme: Organization
+    acme: Organization, admin_and_owner: tuple[Api, Api]
 ) -> None:
-    admin = Api(client, make_key(acme, Role.ADMIN))
-    owner = Api(client, make_key(acme, Role.OWNER))
+    admin, owner = admin_and_owner
     ok(admin("POST", "/orgs/acme/members", {"email": "early@x.example"}), 201)
     set_org_policy(acme, min_role_to_invite="owner")
     refused(admin("POST", "/orgs/acme/members", {"email": "a@x.example"}), "min_role_to_invite")
@@ -334,10 +338,9 @@ def test_min_role_owner_refuses_an_admins_direct_add(
 
 
 def test_min_role_owner_refuses_what_admins_sent_before_until_an_owner_sends_it_again(
-    client: FlaskClient, acme: Organization
+    acme: Organization, admin_and_owner: tuple[Api, Api]
 ) -> None:
-    admin = Api(client, make_key(acme, Role.ADMIN))
-    owner = Api(client, make_key(acme, Role.OWNER))
+    admin, owner = admin_and_owner
     by_admin = ok(invite(admin, "a@x.example"), 201)
     by_owner = ok(invite(owner, "b@x.example"), 201)
     admin_link = ok(new_link(admin), 201)
