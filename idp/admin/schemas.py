@@ -305,7 +305,10 @@ class ConnectionUpdate(Schema):
     mfa_values = fields.List(
         fields.String(validate=validate.Length(min=1, max=200)),
         validate=validate.Length(max=20),
-        metadata={"description": "acr / AuthnContextClassRef values that mean MFA at this IdP"},
+        metadata={
+            "description": "acr / AuthnContextClassRef values that mean MFA at this IdP "
+            "(workspace keys only: it decides whether mfa_required is met)"
+        },
     )
     mfa_request = fields.List(
         fields.String(validate=validate.Length(min=1, max=200)),

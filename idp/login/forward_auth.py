@@ -6,7 +6,8 @@ carries ``X-Gatehouse-Login-URL`` for the proxy's redirect. This is the hot path
 database one indexed query, which evaluates the same admission rule as
 :func:`idp.sso.signin.admission` in SQL (``tests/login/test_forward_auth.py`` checks that the
 two agree) and reads the org's effective policy, which the one policy function then applies
-to the session (SSO and MFA required, maximum age, idle timeout). It writes nothing, except
+to the session (SSO and MFA required, maximum age, idle timeout, the person's email domain).
+It writes nothing, except
 ``last_seen_at`` once a minute for orgs with an idle timeout.
 """
 
@@ -240,7 +241,8 @@ def check() -> Response:
         return _denied(slug or (row.slug if row else None), url)
     policy = Policy.from_json(row.effective_policy)
     now = params["now"]
-    if violation(policy, session_attempt(row, row.org_id, row.connection_org_id, now)):
+    attempt = session_attempt(row, row.org_id, row.connection_org_id, now, email=row.email)
+    if violation(policy, attempt):
         return _denied(row.slug, url)
     if policy.session_idle_timeout is not None and (
         row.last_seen_at is None or now - row.last_seen_at >= TOUCH_EVERY

@@ -27,6 +27,7 @@ from idp.sessions.services import (
     find_live_session,
     issue_email_link,
     move_session,
+    offers_email_sign_in,
     revoke_session,
     session_violation,
     start_email_session,
@@ -162,7 +163,7 @@ def login_page() -> Response:
         org = get_org(_workspace_id(), slug)
         if any(c.enabled for c in list_connections(org.id)):
             return _connections_page(org, return_to)
-        if not admits_email_sign_in(org):  # no email link would be let in
+        if not offers_email_sign_in(org):  # no email link would be let in
             return page("Sign in", _NO_CONNECTION, 403, org=org)
     return page("Sign in", _LOGIN_FORM, next=return_to)
 
@@ -217,7 +218,7 @@ def email_link_sign_in() -> Response:
         if not orgs:
             raise Forbidden("no_membership", "This account belongs to no organization")
         # The first org whose policy lets an email link in; else the first, which refuses.
-        org = next((o for o in orgs if admits_email_sign_in(o)), orgs[0])
+        org = next((o for o in orgs if admits_email_sign_in(o, user.email)), orgs[0])
     lifetime = timedelta(hours=current_settings().session_hours)
     _session, token = start_email_session(
         user, org, lifetime=lifetime, request_id=g.get("request_id")
@@ -282,7 +283,7 @@ def invitation_answer() -> Response:
         return redirect("/", code=303)
     membership = invitations.accept_invitation(token)
     org = db.session.get(Organization, membership.org_id)
-    if not admits_email_sign_in(org):
+    if not admits_email_sign_in(org, membership.user.email):
         # A member now; the org's policy wants its own IdP (or MFA) for the sign-in.
         return redirect("/login?" + urlencode({"org": org.slug}), code=303)
     lifetime = timedelta(hours=current_settings().session_hours)

@@ -34,6 +34,7 @@ from idp.orgs.roles import Permission, Role
 from idp.orgs.services import (
     check_permission,
     check_role_authority,
+    enforce_invitation_policy,
     join_org,
     lock_org,
 )
@@ -41,13 +42,15 @@ from idp.orgs.teams import get_team
 from idp.pagination import Page, paginate
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce
-from idp.sso.models import Domain, DomainStatus
 from idp.users.models import normalize_email
 from idp.users.services import find_user_by_email, get_or_create_user, validate_email
 
 TOKEN_PREFIX = "ghi"  # noqa: S105 - a public prefix for secret scanners
 MAX_TTL = timedelta(days=90)
 MIN_TTL = timedelta(minutes=5)
+# Whose word an invitation sent before inviters' roles were kept is taken on: an admin's, the
+# lowest role that may invite by default (an org asking more has such invitations resent).
+UNRECORDED_INVITER = Role.ADMIN
 
 
 def accept_url(token: str) -> str:
@@ -85,21 +88,9 @@ def _audit(actor: Actor, org: Organization, action: str, inv: Invitation, **chan
     record_org_event(actor, org, action, "invitation", inv.id, **change)
 
 
-def _verified_domains(org_id: str) -> frozenset[str]:
-    return frozenset(
-        db.session.scalars(
-            select(Domain.domain).where(
-                Domain.org_id == org_id, Domain.status == DomainStatus.VERIFIED
-            )
-        )
-    )
-
-
-def _enforce_invite(actor: Actor, org: Organization, email: str) -> None:
+def _enforce_invite(org: Organization, email: str, role: Role | None) -> None:
     """The org's policy on who may invite whom (domains, external invites, inviter's role)."""
-    policy = org_policy(org)
-    domains = frozenset() if policy.external_invites else _verified_domains(org.id)
-    enforce(policy, Attempt(Action.INVITE, email=email, role=actor.role, org_domains=domains))
+    enforce_invitation_policy(org, Attempt(Action.INVITE, email=email, role=role))
 
 
 def _invitation_mail(org: Organization, invitation: Invitation, token: str) -> Mail:
@@ -154,6 +145,7 @@ def _issue(actor: Actor, org: Organization, invitation: Invitation, ttl: timedel
     invitation.token_digest = token_digest(token)
     invitation.expires_at = utcnow() + _ttl(ttl)
     invitation.invited_by = actor.label
+    invitation.inviter_role = actor.role
     db.session.add(invitation)
     db.session.flush()
     _audit(actor, org, "invitation.created", invitation, after=invitation_snapshot(invitation))
@@ -173,7 +165,7 @@ def invite_by_email(
     check_permission(actor, Permission.MEMBERS_INVITE)
     check_role_authority(actor, None, role)
     email = validate_email(email)
-    _enforce_invite(actor, org, email)
+    _enforce_invite(org, email, actor.role)
     team_ids = list(dict.fromkeys(team_ids or []))
     for team_id in team_ids:
         get_team(org.id, team_id)
@@ -233,7 +225,7 @@ def resend_invitation(
     check_role_authority(actor, None, invitation.role)
     if invitation.kind is not InvitationKind.EMAIL:
         raise Conflict("not_resendable", "Only email invitations can be resent")
-    _enforce_invite(actor, org, invitation.email or "")
+    _enforce_invite(org, invitation.email or "", actor.role)
     if current_status(invitation) not in (InvitationStatus.PENDING, InvitationStatus.EXPIRED):
         raise Conflict("invitation_not_pending", f"This invitation is {invitation.status.value}")
     before = invitation_snapshot(invitation)
@@ -241,6 +233,7 @@ def resend_invitation(
     invitation.token_digest = token_digest(token)
     invitation.status = InvitationStatus.PENDING
     invitation.expires_at = utcnow() + _ttl(ttl)
+    invitation.inviter_role = actor.role  # the one who sent it again now vouches for it
     db.session.flush()
     _audit(
         actor,
@@ -302,6 +295,22 @@ def _refuse_unless_pending(invitation: Invitation) -> None:
         raise Gone("invitation_not_pending", f"This invitation is {status.value}")
 
 
+def _acceptance(invitation: Invitation, email: str) -> Attempt:
+    """What accepting asks of the org's policy as it is now, on the word of whoever sent the
+    invitation or made the link: an email invitation is checked as if sent again; a link, by
+    its own rules (allowed, its age) and whether its maker may invite the one who joins."""
+    role = invitation.inviter_role or UNRECORDED_INVITER
+    if invitation.kind is InvitationKind.EMAIL:
+        return Attempt(Action.INVITE, email=email, role=role)
+    return Attempt(
+        Action.LINK_ACCEPT,
+        now=utcnow(),
+        email=email,
+        role=role,
+        link_created_at=invitation.created_at,
+    )
+
+
 def describe_invitation(token: str) -> tuple[Invitation, Organization]:
     """A pending invitation and its org, for the page that asks to accept (changes nothing)."""
     invitation = _find_by_token(token)
@@ -324,9 +333,7 @@ def accept_invitation(
         email = invitation.email
     elif not email:
         raise BadRequest("email_required", "Say which email joins through this link", field="email")
-    else:
-        link = Attempt(Action.LINK_ACCEPT, now=utcnow(), link_created_at=invitation.created_at)
-        enforce(org_policy(org), link)
+    enforce_invitation_policy(org, _acceptance(invitation, email or ""))
     user = get_or_create_user(org.workspace_id, email or "", name)
     membership = join_org(org, user, role=invitation.role, source=MembershipSource.INVITE)
     live_teams = db.session.scalars(

@@ -183,6 +183,13 @@ class Invitation(db.Model):
     max_uses: Mapped[int | None]
     use_count: Mapped[int] = mapped_column(default=0)
     invited_by: Mapped[str] = mapped_column(String(200))
+    # The role the sender (or the last to resend) acted with: acceptance asks the policy again
+    # on their word. Invitations are sent by credentials, whose role never changes (an org key
+    # keeps the role it was made with, workspace keys and the CLI act as owners), so this is
+    # the inviter's current role. A key revoked since does not void what it sent: revoking a
+    # credential is not a verdict on the people it invited, and the invitation can be revoked.
+    # Null: sent before this was kept (``invitations.UNRECORDED_INVITER``).
+    inviter_role: Mapped[Role | None] = mapped_column(enum_column(Role, "inviter_role"))
     accepted_by_user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )

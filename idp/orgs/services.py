@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, or_, select
@@ -37,6 +38,7 @@ from idp.pagination import Page, paginate
 from idp.policies.chain import lock_policies, org_policy, refresh_effective_policies
 from idp.policies.enforcement import Action, Attempt, enforce
 from idp.sessions.services import revoke_member_sessions
+from idp.sso.models import Domain, DomainStatus
 from idp.users.models import User
 from idp.users.services import get_or_create_user
 
@@ -289,6 +291,13 @@ def check_permission(actor: Actor, permission: Permission) -> None:
         raise Forbidden("forbidden", f"This needs the {permission.value} permission")
 
 
+def check_workspace_authority(actor: Actor, message: str) -> None:
+    """Raise ``forbidden`` with ``message`` unless the actor speaks for the whole workspace
+    (the CLI, a workspace key): what binds every org is not one org's to change."""
+    if not actor.is_workspace:
+        raise Forbidden("forbidden", message)
+
+
 def check_role_authority(actor: Actor, current: Role | None, new: Role | None = None) -> None:
     """Granting owner, or changing anything about an owner, needs ``owners:manage``."""
     if Role.OWNER in (current, new) and not actor.can(Permission.OWNERS_MANAGE).allowed:
@@ -526,6 +535,26 @@ def join_org(
     return membership
 
 
+def verified_domains(org_id: str) -> frozenset[str]:
+    """The email domains the org has proven by DNS: its own addresses."""
+    return frozenset(
+        db.session.scalars(
+            select(Domain.domain).where(
+                Domain.org_id == org_id, Domain.status == DomainStatus.VERIFIED
+            )
+        )
+    )
+
+
+def enforce_invitation_policy(org: Organization, attempt: Attempt) -> None:
+    """The org's policy on letting someone in on another's word: an invitation sent or
+    accepted, a link used, an admin's direct add. The org's verified domains are filled in
+    (and looked up) only when the org refuses external invitations."""
+    policy = org_policy(org)
+    domains = frozenset() if policy.external_invites else verified_domains(org.id)
+    enforce(policy, replace(attempt, org_domains=domains))
+
+
 def add_member(
     actor: Actor,
     org: Organization,
@@ -533,13 +562,16 @@ def add_member(
     email: str,
     role: Role = Role.MEMBER,
     name: str | None = None,
-    source: MembershipSource = MembershipSource.ADMIN,
 ) -> Membership:
+    """Add a person directly: an invitation accepted at once, so the rules on inviting
+    (external invites, the inviter's role) hold as well as those on joining. SCIM and JIT
+    joins are the org's own directory speaking, not invitations: they call ``join_org``."""
     check_permission(actor, Permission.MEMBERS_ADD)
     check_role_authority(actor, None, role)
     lock_org(org.id)
     user = get_or_create_user(org.workspace_id, email, name)
-    membership = join_org(org, user, role=role, source=source)
+    enforce_invitation_policy(org, Attempt(Action.INVITE, email=user.email, role=actor.role))
+    membership = join_org(org, user, role=role, source=MembershipSource.ADMIN)
     record_org_event(
         actor,
         org,

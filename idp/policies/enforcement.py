@@ -5,7 +5,8 @@ Every entry point describes what is being attempted as an :class:`Attempt` and a
 table :data:`RULES`, not checks scattered over the views: sign-in (SSO callback, SAML ACS,
 email links), a session entering or staying in an org (forward-auth, OIDC authorize, token
 refresh, introspection, userinfo, ``/api/v1/me``), joins (invitations, SCIM, JIT, admins),
-invitations and IdP-initiated SAML.
+invitations (sent, resent, accepted, and an admin's direct add, which is one accepted at once),
+links and IdP-initiated SAML.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ class Action(StrEnum):
     SESSION = "session"  # a session entering or staying in the org
     JOIN = "join"  # a person becoming an active or suspended member
     JIT = "jit"  # a first SSO login creating the member
-    INVITE = "invite"  # an email invitation sent (or resent)
+    INVITE = "invite"  # an email invitation sent, resent or accepted; an admin's direct add
     INVITE_LINK = "invite_link"  # a shareable link created
-    LINK_ACCEPT = "link_accept"  # a shareable link used
+    LINK_ACCEPT = "link_accept"  # a shareable link used (its maker's role, who joins)
     IDP_INITIATED = "idp_initiated"  # an unsolicited SAML response
 
 
@@ -40,7 +41,7 @@ class Attempt:
     action: Action
     now: datetime | None = None
     email: str | None = None
-    # Who invites: the role they act with in the org.
+    # Who invites (at acceptance: who invited, or made the link): the role they act with.
     role: Role | None = None
     # For external invitations: the org's verified email domains.
     org_domains: frozenset[str] = frozenset()
@@ -140,7 +141,11 @@ RULES: dict[str, tuple[frozenset[Action], Check]] = {
     "mfa_required": (frozenset({Action.SIGN_IN, Action.SESSION}), _mfa_required),
     "session_max_age": (frozenset({Action.SESSION}), _session_max_age),
     "session_idle_timeout": (frozenset({Action.SESSION}), _session_idle),
-    "allowed_email_domains": (frozenset({Action.JOIN, Action.INVITE}), _allowed_domains),
+    # Sign-ins and sessions too: members from before a narrowing lose access with it.
+    "allowed_email_domains": (
+        frozenset({Action.JOIN, Action.INVITE, Action.SIGN_IN, Action.SESSION}),
+        _allowed_domains,
+    ),
     "idp_initiated_login": (
         frozenset({Action.IDP_INITIATED}),
         _flag("This organization does not accept sign-ins started at the identity provider"),
@@ -149,7 +154,7 @@ RULES: dict[str, tuple[frozenset[Action], Check]] = {
         frozenset({Action.JIT}),
         _flag("This organization does not create members at first sign-in; ask its admin"),
     ),
-    "external_invites": (frozenset({Action.INVITE}), _external_invites),
+    "external_invites": (frozenset({Action.INVITE, Action.LINK_ACCEPT}), _external_invites),
     "invite_links": (
         frozenset({Action.INVITE_LINK, Action.LINK_ACCEPT}),
         _flag("This organization does not use invitation links"),
@@ -158,7 +163,10 @@ RULES: dict[str, tuple[frozenset[Action], Check]] = {
         frozenset({Action.INVITE_LINK, Action.LINK_ACCEPT}),
         _invite_link_max_age,
     ),
-    "min_role_to_invite": (frozenset({Action.INVITE, Action.INVITE_LINK}), _min_role_to_invite),
+    "min_role_to_invite": (
+        frozenset({Action.INVITE, Action.INVITE_LINK, Action.LINK_ACCEPT}),
+        _min_role_to_invite,
+    ),
     # member_cap needs a count under the org lock: orgs.services._refuse_if_full reads it.
 }
 

@@ -318,7 +318,7 @@ def _impact(org: Organization, before: Policy, after: Policy) -> dict[str, Any]:
         .limit(SCAN_LIMIT)
     )
     for session, connection_org in rows:
-        attempt = session_attempt(session, org.id, connection_org, now)
+        attempt = session_attempt(session, org.id, connection_org, now, email=session.user.email)
         broken = _newly_broken(before, after, attempt)
         if broken:
             session_count += 1

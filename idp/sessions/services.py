@@ -14,7 +14,7 @@ from idp.crypto import new_token, token_digest
 from idp.db import db, new_id, utcnow
 from idp.orgs.models import Organization
 from idp.policies.chain import org_policy
-from idp.policies.enforcement import Action, Attempt, enforce, violation
+from idp.policies.enforcement import Action, Attempt, enforce, violation, violations
 from idp.sessions.models import EmailLink, Session, SessionMethod
 from idp.sso.models import Connection
 from idp.users.models import User
@@ -23,8 +23,6 @@ SESSION_TOKEN_PREFIX = "ghc"  # noqa: S105 - a public prefix for secret scanners
 # How stale ``last_seen_at`` may be before a use records itself: idle timeouts are kept to
 # the minute, and a busy session writes at most once a minute.
 TOUCH_EVERY = timedelta(minutes=1)
-# An email link (or emailed invitation) proves the address: no org connection, no MFA.
-EMAIL_SIGN_IN = Attempt(Action.SIGN_IN)
 
 _LIVE_SESSION = select(Session).where(
     Session.token_digest == bindparam("digest"),
@@ -84,12 +82,19 @@ class SessionFacts(Protocol):
 
 
 def session_attempt(
-    session: SessionFacts, org_id: str, connection_org_id: str | None, now: datetime
+    session: SessionFacts,
+    org_id: str,
+    connection_org_id: str | None,
+    now: datetime,
+    *,
+    email: str | None,
 ) -> Attempt:
-    """The policy's view of a session entering (or staying in) ``org_id``."""
+    """The policy's view of a session of the person with ``email`` entering (or staying in)
+    ``org_id``."""
     return Attempt(
         Action.SESSION,
         now=now,
+        email=email,
         via_org_connection=connection_org_id is not None and connection_org_id == org_id,
         mfa=session.mfa,
         started_at=session.created_at,
@@ -100,14 +105,18 @@ def session_attempt(
 def session_violation(
     session: Session, org: Organization, now: datetime | None = None
 ) -> str | None:
-    """The policy key of ``org`` this session breaks (age, idle, SSO, MFA), or ``None``."""
+    """The policy key of ``org`` this session breaks (age, idle, SSO, MFA, the person's email
+    domain), or ``None``."""
     policy = org_policy(org)
     connection_org = None
     if session.connection_id is not None and policy.sso_required:
         connection_org = db.session.scalar(
             select(Connection.org_id).where(Connection.id == session.connection_id)
         )
-    return violation(policy, session_attempt(session, org.id, connection_org, now or utcnow()))
+    attempt = session_attempt(
+        session, org.id, connection_org, now or utcnow(), email=session.user.email
+    )
+    return violation(policy, attempt)
 
 
 def touch_session(session: Session, now: datetime | None = None) -> None:
@@ -186,9 +195,21 @@ def consume_email_link(token: str) -> EmailLink | None:
     return link if taken.rowcount == 1 else None
 
 
-def admits_email_sign_in(org: Organization) -> bool:
-    """Whether the org's policy lets a person in by an email link (no own IdP, no MFA)."""
-    return violation(org_policy(org), EMAIL_SIGN_IN) is None
+def email_sign_in(email: str | None) -> Attempt:
+    """An email link (or emailed invitation) proves the address: no org connection, no MFA."""
+    return Attempt(Action.SIGN_IN, email=email)
+
+
+def admits_email_sign_in(org: Organization, email: str | None) -> bool:
+    """Whether the org's policy lets this address in by an email link."""
+    return violation(org_policy(org), email_sign_in(email)) is None
+
+
+def offers_email_sign_in(org: Organization) -> bool:
+    """Whether an email link can let anyone into the org (no own IdP, no MFA required), for
+    the login page, which does not know the address yet: the link asks about it when used."""
+    refused = violations(org_policy(org), email_sign_in(None))
+    return all(key == "allowed_email_domains" for key, _message in refused)
 
 
 def start_email_session(
@@ -196,8 +217,9 @@ def start_email_session(
 ) -> tuple[Session, str]:
     """A session for a person who just proved their address (an email link, an emailed
     invitation): the address is marked verified and the sign-in is audited. An org whose
-    policy requires its own IdP or MFA refuses it (``policy_violation``)."""
-    enforce(org_policy(org), EMAIL_SIGN_IN)
+    policy requires its own IdP or MFA, or other email domains, refuses it
+    (``policy_violation``)."""
+    enforce(org_policy(org), email_sign_in(user.email))
     session, token = start_session(
         user, org, method=SessionMethod.EMAIL_LINK, lifetime=lifetime, amr=["email"]
     )

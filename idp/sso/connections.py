@@ -18,7 +18,7 @@ from idp.db import db, new_id
 from idp.errors import BadRequest, NotFound
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
-from idp.orgs.services import check_permission, validate_name
+from idp.orgs.services import check_permission, check_workspace_authority, validate_name
 from idp.policies.chain import org_policy
 from idp.policies.registry import Policy
 from idp.sso.models import Connection, ConnectionKind
@@ -76,6 +76,17 @@ def connection_secret(connection: Connection) -> str:
     return SECRET.decrypt(connection.id, connection.secret).decode()
 
 
+def _check_mfa_values(actor: Actor, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """``mfa_values`` (what counts as MFA at the IdP) decides whether the org's sign-ins meet
+    an ``mfa_required`` it may have inherited: an org naming its IdP's password-only class
+    as MFA would undo the workspace's requirement, so only workspace authority sets it.
+    ``mfa_request`` (what to ask the IdP for) proves nothing and stays the org admin's."""
+    if (after.get("mfa_values") or []) != (before.get("mfa_values") or []):
+        check_workspace_authority(
+            actor, "What counts as MFA at an IdP (mfa_values) needs workspace authority"
+        )
+
+
 def check_preset(preset: str) -> str:
     if preset not in PRESETS:
         raise BadRequest("invalid_preset", f"preset must be one of {', '.join(PRESETS)}")
@@ -93,6 +104,7 @@ def create_connection(
     preset: str = "generic",
 ) -> Connection:
     check_permission(actor, Permission.CONNECTIONS_WRITE)
+    _check_mfa_values(actor, {}, settings)
     count = db.session.scalar(
         select(Connection.id).where(Connection.org_id == org.id).offset(MAX_CONNECTIONS_PER_ORG)
     )
@@ -135,6 +147,8 @@ def update_connection(
 ) -> Connection:
     """Change what is given; a new secret replaces the old one (the old one is not kept)."""
     check_permission(actor, Permission.CONNECTIONS_WRITE)
+    if settings is not None:
+        _check_mfa_values(actor, connection.settings, settings)
     before = connection_snapshot(connection)
     if name is not None:
         connection.name = validate_name(name)

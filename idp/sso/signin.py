@@ -77,8 +77,9 @@ def sign_in(
 ) -> tuple[Session, str]:
     """Find (or provision just in time) the member, apply their groups, start a session.
 
-    The org's policy is asked first: MFA as the IdP asserted it, IdP-initiated sign-in
-    (``unsolicited``), and just-in-time provisioning before a new member is created.
+    The org's policy is asked before anything is written: IdP-initiated sign-in
+    (``unsolicited``), MFA as the IdP asserted it, the email domain of whoever signs in
+    (existing members too), and just-in-time provisioning before a new member is created.
     """
     org = db.session.get(Organization, connection.org_id)
     if org is None or org.deleted_at is not None or not connection.enabled:
@@ -89,11 +90,13 @@ def sign_in(
     if unsolicited:
         enforce(policy, Attempt(Action.IDP_INITIATED))
     mfa = asserts_mfa(connection, assertion.amr, assertion.acr)
-    enforce(policy, Attempt(Action.SIGN_IN, via_org_connection=True, mfa=mfa))
     email = _valid_email(assertion.email)
     actor = actor_for_connection(connection, request_id)
     identity = _known_subject(connection, assertion.subject)
     user = identity.user if identity else _directory_match(org, assertion, email)
+    # The member's own address, or the asserted one that a new member would get.
+    who = user.email if user else email
+    enforce(policy, Attempt(Action.SIGN_IN, email=who, via_org_connection=True, mfa=mfa))
     membership = orgs.find_membership(org.id, user.id) if user else None
     if membership is None:
         if not connection.settings.get("jit", True):
@@ -224,7 +227,7 @@ def admission(session: Session, org_id: str) -> str | None:
     Accepted: the org's own connection; an email link (the person proved the address); or
     another org's connection when that org has verified the email's domain, so its IdP is
     the authority for that address. Then the org's effective policy must admit the session
-    (``idp.policies.enforcement``: its own IdP only, MFA, age, idle time).
+    (``idp.policies.enforcement``: its own IdP only, MFA, age, idle time, email domains).
     """
     reason = _source_admission(session, org_id)
     if reason is not None:

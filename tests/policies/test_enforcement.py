@@ -17,6 +17,7 @@ from idp.sso.models import Connection, ConnectionKind
 
 NOW = utcnow()
 OLD = NOW - timedelta(hours=3)
+ACME = frozenset({"acme.example"})  # the org's verified domains
 
 
 def test_every_key_is_enforced_somewhere() -> None:
@@ -58,27 +59,30 @@ def test_every_key_is_enforced_somewhere() -> None:
             Attempt(Action.INVITE, email="ann@acme.example", role=Role.ADMIN),
             Attempt(Action.JOIN, email=None),  # no address to check is no pass
         ),
+        (
+            {"allowed_email_domains": frozenset({"acme.example"})},
+            Attempt(Action.SIGN_IN, email="ann@acme.example"),
+            Attempt(Action.SIGN_IN, email="ann@other.example"),  # a member since the narrowing
+        ),
+        (
+            {"allowed_email_domains": frozenset({"acme.example"})},
+            Attempt(Action.SESSION, email="ann@acme.example"),
+            Attempt(Action.SESSION, email="ann@other.example"),
+        ),
         ({"idp_initiated_login": False}, Attempt(Action.SIGN_IN), Attempt(Action.IDP_INITIATED)),
         ({"jit_provisioning": False}, Attempt(Action.SIGN_IN), Attempt(Action.JIT)),
-        (
-            {"external_invites": False},
-            Attempt(
-                Action.INVITE,
-                email="a@acme.example",
-                role=Role.ADMIN,
-                org_domains=frozenset({"acme.example"}),
-            ),
-            Attempt(
-                Action.INVITE,
-                email="a@other.example",
-                role=Role.ADMIN,
-                org_domains=frozenset({"acme.example"}),
-            ),
+        *(
+            (
+                {"external_invites": False},
+                Attempt(action, email="a@acme.example", role=Role.ADMIN, org_domains=ACME),
+                Attempt(action, email="a@other.example", role=Role.ADMIN, org_domains=ACME),
+            )
+            for action in (Action.INVITE, Action.LINK_ACCEPT)  # sent (or accepted); link used
         ),
         (
             {"invite_links": False},
             Attempt(Action.INVITE, email="a@acme.example", role=Role.ADMIN),
-            Attempt(Action.LINK_ACCEPT),
+            Attempt(Action.LINK_ACCEPT, role=Role.ADMIN),
         ),
         (
             {"invite_link_max_age": 86400},
@@ -87,13 +91,28 @@ def test_every_key_is_enforced_somewhere() -> None:
         ),
         (
             {"invite_link_max_age": 86400},
-            Attempt(Action.LINK_ACCEPT, now=NOW, link_created_at=NOW - timedelta(hours=23)),
-            Attempt(Action.LINK_ACCEPT, now=NOW, link_created_at=NOW - timedelta(hours=25)),
+            Attempt(
+                Action.LINK_ACCEPT,
+                role=Role.ADMIN,
+                now=NOW,
+                link_created_at=NOW - timedelta(hours=23),
+            ),
+            Attempt(
+                Action.LINK_ACCEPT,
+                role=Role.ADMIN,
+                now=NOW,
+                link_created_at=NOW - timedelta(hours=25),
+            ),
         ),
         (
             {"min_role_to_invite": Role.OWNER},
             Attempt(Action.INVITE_LINK, role=Role.OWNER),
             Attempt(Action.INVITE, email="a@acme.example", role=Role.ADMIN),
+        ),
+        (
+            {"min_role_to_invite": Role.OWNER},
+            Attempt(Action.LINK_ACCEPT, email="a@acme.example", role=Role.OWNER),
+            Attempt(Action.LINK_ACCEPT, email="a@acme.example", role=Role.ADMIN),  # its maker's
         ),
     ],
 )

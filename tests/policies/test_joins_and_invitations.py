@@ -95,6 +95,12 @@ def acme(app: Flask) -> Organization:
     return make_org("acme")
 
 
+@pytest.fixture
+def admin_and_owner(client: FlaskClient, acme: Organization) -> tuple[Api, Api]:
+    """Acme's admin and owner, each as an org key of that role."""
+    return Api(client, make_key(acme, Role.ADMIN)), Api(client, make_key(acme, Role.OWNER))
+
+
 OUTSIDE = ["ada@other.example", "ada@eu.acme.example"]  # another domain; a subdomain
 
 
@@ -243,6 +249,56 @@ def test_without_external_invites_only_the_orgs_verified_domains_are_invited(
     ok(invite(api, "c@pending.example"), 201)  # the same address, once its domain is verified
 
 
+def test_without_external_invites_an_admin_cannot_add_an_outsider_directly(
+    client: FlaskClient, api: Api, acme: Organization
+) -> None:
+    make_verified_domain(acme, "acme.example")
+    set_org_policy(acme, external_invites=False)
+    admin = Api(client, make_key(acme, Role.ADMIN))
+    for key in (admin, api):  # an org admin; workspace authority too, as for invitations
+        refused(
+            key("POST", "/orgs/acme/members", {"email": "x@outside.example"}), "external_invites"
+        )
+    assert count(Membership, org_id=acme.id) == 0 and count(User) == 0
+    ok(admin("POST", "/orgs/acme/members", {"email": "ann@acme.example"}), 201)
+
+
+def test_without_external_invites_scim_still_provisions_outsiders(
+    client: FlaskClient, acme: Organization
+) -> None:
+    scim = scim_for(client, acme)  # the org's own directory: not an invitation
+    make_verified_domain(acme, "acme.example")
+    set_org_policy(acme, external_invites=False, min_role_to_invite="owner")
+    created = scim("POST", "/Users", user_body("x@outside.example"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+
+
+def test_without_external_invites_a_link_admits_the_orgs_domains_only(
+    api: Api, acme: Organization
+) -> None:
+    make_verified_domain(acme, "acme.example")
+    link = ok(new_link(api), 201)
+    set_org_policy(acme, external_invites=False)
+    refused(accept(api, token_of(link), "x@outside.example"), "external_invites")
+    assert count(Membership, org_id=acme.id) == 0 and count(User) == 0
+    assert fresh_invitation(link["id"]).use_count == 0
+    assert ok(accept(api, token_of(link), "ann@acme.example"))["email"] == "ann@acme.example"
+
+
+def test_an_invitation_to_an_outsider_sent_before_external_invites_were_refused_stays_pending(
+    api: Api, acme: Organization
+) -> None:
+    make_verified_domain(acme, "acme.example")
+    outside = ok(invite(api, "x@outside.example"), 201)
+    inside = ok(invite(api, "ann@acme.example"), 201)
+    set_org_policy(acme, external_invites=False)
+    refused(accept(api, token_of(outside)), "external_invites")
+    stored = fresh_invitation(outside["id"])
+    assert stored.status is InvitationStatus.PENDING and stored.use_count == 0
+    assert count(Membership, org_id=acme.id) == 0 and count(User) == 0
+    ok(accept(api, token_of(inside)))
+
+
 # --- min_role_to_invite -----------------------------------------------------------------
 
 
@@ -253,10 +309,9 @@ def test_by_default_admins_invite_and_create_links(client: FlaskClient, acme: Or
 
 
 def test_min_role_owner_refuses_admins_and_lets_owners_invite(
-    client: FlaskClient, acme: Organization
+    acme: Organization, admin_and_owner: tuple[Api, Api]
 ) -> None:
-    admin = Api(client, make_key(acme, Role.ADMIN))
-    owner = Api(client, make_key(acme, Role.OWNER))
+    admin, owner = admin_and_owner
     sent = ok(invite(admin, "early@x.example"), 201)
     set_org_policy(acme, min_role_to_invite="owner")
 
@@ -269,6 +324,37 @@ def test_min_role_owner_refuses_admins_and_lets_owners_invite(
     ok(invite(owner, "a@x.example"), 201)
     ok(new_link(owner), 201)
     assert count(Invitation, org_id=acme.id) == 3
+
+
+def test_min_role_owner_refuses_an_admins_direct_add(
+    acme: Organization, admin_and_owner: tuple[Api, Api]
+) -> None:
+    admin, owner = admin_and_owner
+    ok(admin("POST", "/orgs/acme/members", {"email": "early@x.example"}), 201)
+    set_org_policy(acme, min_role_to_invite="owner")
+    refused(admin("POST", "/orgs/acme/members", {"email": "a@x.example"}), "min_role_to_invite")
+    ok(owner("POST", "/orgs/acme/members", {"email": "a@x.example"}), 201)
+    assert count(Membership, org_id=acme.id) == 2
+
+
+def test_min_role_owner_refuses_what_admins_sent_before_until_an_owner_sends_it_again(
+    acme: Organization, admin_and_owner: tuple[Api, Api]
+) -> None:
+    admin, owner = admin_and_owner
+    by_admin = ok(invite(admin, "a@x.example"), 201)
+    by_owner = ok(invite(owner, "b@x.example"), 201)
+    admin_link = ok(new_link(admin), 201)
+    set_org_policy(acme, min_role_to_invite="owner")
+
+    refused(accept(admin, token_of(by_admin)), "min_role_to_invite")
+    refused(accept(admin, token_of(admin_link), "c@x.example"), "min_role_to_invite")
+    stored = fresh_invitation(by_admin["id"])
+    assert stored.status is InvitationStatus.PENDING and stored.use_count == 0
+    assert count(Membership, org_id=acme.id) == 0
+    ok(accept(owner, token_of(by_owner)))
+
+    resent = ok(owner("POST", f"/orgs/acme/invitations/{by_admin['id']}/resend"))
+    assert ok(accept(owner, token_of(resent)))["email"] == "a@x.example"  # an owner vouches now
 
 
 # --- invite_links -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The session keys at every place a session is used: forward-auth, the OIDC provider
 (authorize, token refresh, userinfo, introspection), ``/api/v1/me``, and the email-link and
-invitation sign-ins, for sso_required, mfa_required, session_max_age and idle timeout."""
+invitation sign-ins, for sso_required, mfa_required, session_max_age, idle timeout and
+allowed_email_domains (which binds members from before a narrowing too)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from idp.actors import system_actor
 from idp.db import db, utcnow
 from idp.orgs.invitations import invite_by_email
 from idp.orgs.models import Membership, Organization
+from idp.policies.enforcement import PolicyViolation
 from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import issue_email_link, start_session
@@ -317,3 +319,103 @@ def test_an_emailed_invitation_to_an_sso_only_org_joins_but_signs_in_at_its_idp(
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(Membership)) == 1
     assert db.session.scalar(select(func.count()).select_from(Session)) == 0
+
+
+# --- allowed_email_domains: members from before the narrowing ---------------------------
+
+
+def test_forward_auth_refuses_a_member_outside_the_narrowed_domains(
+    app: Flask, client: FlaskClient
+) -> None:
+    org = make_org("acme")
+    outside = app.test_client()
+    email_session(client, org, "ann@acme.example")
+    email_session(outside, org, "bob@other.example")
+    assert check(outside).status_code == 200
+    policy(org, allowed_email_domains=["acme.example"])
+    assert check(outside).status_code == 401
+    assert check(client).status_code == 200
+
+
+def test_me_is_401_for_a_member_outside_the_narrowed_domains(
+    app: Flask, client: FlaskClient
+) -> None:
+    org = make_org("acme")
+    email_session(client, org, "bob@other.example")
+    assert client.get("/api/v1/me").status_code == 200
+    policy(org, allowed_email_domains=["acme.example"])
+    response = client.get("/api/v1/me")
+    assert response.status_code == 401 and response.json["error"] == "session_not_admitted"
+    assert "allowed_email_domains" in response.json["message"]
+
+
+def test_refresh_and_userinfo_stop_once_the_member_is_outside_the_domains(
+    browser: FlaskClient, world: World
+) -> None:
+    tokens = tokens_for(browser, world)  # ann@acme.example
+    policy(world.org, allowed_email_domains=["acme.example"])
+    renewed = refresh(browser, world.app, tokens["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    policy(world.org, allowed_email_domains=["globex.example"])
+    refused = refresh(browser, world.app, renewed.json["refresh_token"])
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_grant"
+    assert userinfo(browser, renewed.json["access_token"]).status_code == 401
+
+
+def test_an_email_link_cannot_sign_in_a_member_outside_the_domains(
+    app: Flask, client: FlaskClient
+) -> None:
+    org = make_org("acme")
+    outside = make_member(org, "bob@other.example")
+    policy(org, allowed_email_domains=["acme.example"])
+    response = _use_email_link(client, outside)
+    assert response.status_code == 403
+    assert response.headers["X-Gatehouse-Error"] == "policy_violation"
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Session)) == 0
+    inside = make_member(org, "ann@acme.example")
+    assert _use_email_link(client, inside).status_code == 303
+
+
+def test_the_login_page_of_an_org_with_allowed_domains_still_offers_email_links(
+    app: Flask, client: FlaskClient
+) -> None:
+    org = make_org("acme")
+    policy(org, allowed_email_domains=["acme.example"])  # who signs in is asked at the link
+    response = client.get("/login", query_string={"org": "acme"})
+    assert response.status_code == 200 and 'name="email"' in response.text
+
+
+def test_sso_sign_in_refuses_a_member_outside_the_narrowed_domains(app: Flask) -> None:
+    org = make_org("acme")
+    connection = make_connection(org)
+    sso_session(connection, subject="bob-1", email="bob@other.example")  # JIT, before
+    policy(org, allowed_email_domains=["acme.example"])
+    with pytest.raises(PolicyViolation) as raised:
+        sso_session(connection, subject="bob-1", email="bob@other.example")
+    assert raised.value.key == "allowed_email_domains"
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Session)) == 1  # the first one
+    sso_session(connection, subject="ann-1", email="ann@acme.example")
+
+
+def test_a_dry_run_lists_the_sessions_a_narrowing_would_end(
+    app: Flask, client: FlaskClient
+) -> None:
+    org = make_org("acme")
+    email_session(client, org, "ann@acme.example")
+    outside = email_session(app.test_client(), org, "bob@other.example")
+    report = set_org_policy(
+        system_actor(), org, {"allowed_email_domains": ["acme.example"]}, dry_run=True
+    )
+    (impact,) = report["orgs"]
+    assert impact["sessions"] == {
+        "count": 1,
+        "sample": [
+            {
+                "session_id": outside.id,
+                "user_id": outside.user_id,
+                "keys": ["allowed_email_domains"],
+            }
+        ],
+    }

@@ -21,6 +21,7 @@ from werkzeug.test import TestResponse
 from idp.actors import system_actor
 from idp.db import db
 from idp.orgs.models import Membership, MembershipSource, Organization
+from idp.orgs.roles import Role
 from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session
 from idp.sso import saml
@@ -135,24 +136,46 @@ def test_oidc_asks_for_mfa_only_when_the_org_requires_it(
     assert url_params(begin(client))["acr_values"] == PAPE_MFA
 
 
-def test_an_admin_names_what_means_and_what_asks_for_mfa_at_the_idp(
+def test_the_workspace_names_what_means_mfa_and_an_admin_what_to_ask_for(
     client: FlaskClient, oidc_connection: Connection
 ) -> None:
     org = org_of(oidc_connection)
     set_policy(org, mfa_required=True)
     url = f"/api/v1/orgs/{org.slug}/connections/{oidc_connection.id}"
-    body = {"mfa_values": ["urn:example:loa:3"], "mfa_request": ["urn:example:loa:3"]}
-    response = client.patch(url, json=body, headers=auth(make_key()))
-    assert response.status_code == 200, response.text
+    workspace_key, admin_key = auth(make_key()), auth(make_key(org, Role.ADMIN))
+    asked = client.patch(url, json={"mfa_request": ["urn:example:loa:3"]}, headers=admin_key)
+    assert asked.status_code == 200, asked.text
     assert url_params(begin(client))["acr_values"] == "urn:example:loa:3"
+    named = client.patch(url, json={"mfa_values": ["urn:example:loa:3"]}, headers=workspace_key)
+    assert named.status_code == 200, named.text
     db.session.expire_all()
     changed = db.session.get(Connection, oidc_connection.id)
     assert asserts_mfa(changed, ["pwd"], "urn:example:loa:3")
-    too_long = client.patch(url, json={"mfa_values": ["x" * 201]}, headers=auth(make_key()))
+    too_long = client.patch(url, json={"mfa_values": ["x" * 201]}, headers=workspace_key)
     assert too_long.status_code == 400 and too_long.json["error"] == "validation_error"
-    none = client.patch(url, json={"mfa_request": []}, headers=auth(make_key()))
+    none = client.patch(url, json={"mfa_request": []}, headers=admin_key)
     assert none.status_code == 200
     assert "acr_values" not in url_params(begin(client))
+
+
+def test_an_org_key_cannot_redefine_what_counts_as_mfa(
+    client: FlaskClient, oidc_connection: Connection
+) -> None:
+    org = org_of(oidc_connection)
+    set_workspace_policy(system_actor(), workspace(), {"mfa_required": True})
+    db.session.commit()
+    url = f"/api/v1/orgs/{org.slug}/connections/{oidc_connection.id}"
+    # A password-only sign-in reported as "urn:example:password" would then count as MFA.
+    body = {"mfa_values": ["urn:example:password"]}
+    for role in (Role.ADMIN, Role.OWNER):
+        response = client.patch(url, json=body, headers=auth(make_key(org, role)))
+        assert response.status_code == 403, response.text
+        assert response.json["error"] == "forbidden"
+        assert "workspace authority" in response.json["message"]
+    db.session.expire_all()
+    kept = db.session.get(Connection, oidc_connection.id)
+    assert "mfa_values" not in kept.settings
+    assert not asserts_mfa(kept, ["pwd"], "urn:example:password")
 
 
 def test_oidc_password_only_is_refused_when_mfa_is_required(
