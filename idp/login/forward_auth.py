@@ -39,6 +39,7 @@ from idp.db import db, utcnow
 from idp.login.cookies import session_token
 from idp.login.redirects import safe_return_to
 from idp.orgs.models import Membership, Organization
+from idp.policies.chain import org_policy
 from idp.policies.enforcement import violation
 from idp.policies.registry import Policy
 from idp.sessions.models import Session
@@ -239,7 +240,10 @@ def check() -> Response:
         row = conn.execute(_STATEMENTS[(dialect, slug is not None)], params).first()
     if row is None or not row.admitted:
         return _denied(slug or (row.slug if row else None), url)
-    policy = Policy.from_json(row.effective_policy)
+    if row.effective_policy:
+        policy = Policy.from_json(row.effective_policy)
+    else:  # not computed yet (a row from an older release): the chain says
+        policy = org_policy(db.session.get(Organization, row.org_id))
     now = params["now"]
     attempt = session_attempt(row, row.org_id, row.connection_org_id, now, email=row.email)
     if violation(policy, attempt):

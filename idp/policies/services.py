@@ -17,10 +17,9 @@ from sqlalchemy import select
 from idp.actors import Actor
 from idp.audit.services import record_event, record_org_event
 from idp.db import db, utcnow
-from idp.errors import Forbidden
 from idp.orgs.models import Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.roles import Permission
-from idp.orgs.services import check_permission, count_active_members
+from idp.orgs.services import check_permission, check_workspace_authority, count_active_members
 from idp.policies.chain import (
     WORKSPACE_SOURCE,
     Pending,
@@ -116,8 +115,7 @@ def effective_org_policy(org: Organization, *, explain_values: bool = False) -> 
 
 
 def _check_workspace_actor(actor: Actor) -> None:
-    if not actor.is_workspace:
-        raise Forbidden("forbidden", "The workspace baseline needs workspace authority")
+    check_workspace_authority(actor, "The workspace baseline needs workspace authority")
 
 
 def set_workspace_policy(

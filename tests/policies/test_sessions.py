@@ -21,7 +21,7 @@ from idp.orgs.models import Membership, Organization
 from idp.policies.enforcement import PolicyViolation
 from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session, SessionMethod
-from idp.sessions.services import issue_email_link, start_session
+from idp.sessions.services import issue_email_link, session_violation, start_session
 from idp.sso.signin import admission
 from tests.builders import make_member, make_org, make_verified_domain, workspace
 from tests.login.test_forward_auth import check, cookie, make_connection, sso_session
@@ -96,6 +96,21 @@ def test_a_tightened_baseline_ends_old_sessions_on_the_next_request(
     set_workspace_policy(system_actor(), workspace(), {"session_max_age": "2h"})
     db.session.commit()
     assert check(client).status_code == 401
+
+
+def test_an_org_whose_effective_policy_is_not_computed_yet_gets_its_chains(
+    app: Flask, client: FlaskClient
+) -> None:
+    # An older release, during an upgrade, inserts orgs with the column's empty default.
+    org = make_org("acme")
+    session = email_session(client, org, "ann@acme.example")
+    age(session, created=3 * HOUR)
+    set_workspace_policy(system_actor(), workspace(), {"session_max_age": "2h"})
+    not_computed = update(Organization).where(Organization.id == org.id)
+    db.session.execute(not_computed.values(effective_policy={}))
+    db.session.commit()
+    assert check(client).status_code == 401
+    assert session_violation(db.session.get(Session, session.id), org) == "session_max_age"
 
 
 def test_forward_auth_enforces_the_idle_timeout_and_records_use_once_a_minute(
