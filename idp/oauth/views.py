@@ -212,6 +212,15 @@ def _error(exc: OAuth2Error, state: str | None = None) -> Response:
     )
 
 
+def _org_sign_in(org: Organization, redirect_uri: str, *, silent: bool, now: int) -> Response:
+    """The org wants a (new) sign-in first: ``login_required`` for a silent request, else its
+    login page, which sends the browser back here afterwards."""
+    if silent:
+        return _refuse("login_required", "The organization needs its sign-in", redirect_uri)
+    next_url = _authorize_url(organization=org.slug, **{AUTH_AFTER: str(now)})
+    return _to_login(org=org.slug, next=next_url)
+
+
 def _refuse(code: str, description: str, redirect_uri: str) -> Response:
     exc = OAuth2Error(description=description, redirect_uri=redirect_uri)
     exc.error = code
@@ -347,18 +356,10 @@ def authorize() -> Response:
             _switch(session, org)
         elif membership is None and _fresh_after(session):
             return _refuse("access_denied", "Not a member of this organization", redirect_uri)
-        elif silent:
-            return _refuse("login_required", "The organization needs its sign-in", redirect_uri)
         else:
-            next_url = _authorize_url(organization=org.slug, **{AUTH_AFTER: str(now)})
-            return _to_login(org=org.slug, next=next_url)
+            return _org_sign_in(org, redirect_uri, silent=silent, now=now)
     elif session_violation(session, org) is not None:  # the org's policy: age, idle, SSO, MFA
-        if silent:
-            return _refuse(
-                "login_required", "The organization requires a new sign-in", redirect_uri
-            )
-        next_url = _authorize_url(organization=org.slug, **{AUTH_AFTER: str(now)})
-        return _to_login(org=org.slug, next=next_url)
+        return _org_sign_in(org, redirect_uri, silent=silent, now=now)
     assert membership is not None  # noqa: S101 - every other branch returned
     touch_session(session)
 

@@ -489,6 +489,15 @@ def _refuse_if_full(org: Organization, policy_cap: int) -> None:
         raise Conflict("member_cap_reached", f"This organization is at its cap of {cap} members")
 
 
+def _admit(org: Organization, email: str, *, takes_seat: bool) -> None:
+    """Called under ``lock_org``: the org's policy on who joins (or comes back) and, for an
+    active member, its seats."""
+    policy = org_policy(org)
+    enforce(policy, Attempt(Action.JOIN, email=email))
+    if takes_seat:
+        _refuse_if_full(org, policy.member_cap)
+
+
 def _refuse_if_last_owner(membership: Membership) -> None:
     """Called under ``lock_org``: refuse to take away the org's last active owner."""
     if (
@@ -516,10 +525,7 @@ def join_org(
     lock_org(org.id)
     if find_membership(org.id, user.id) is not None:
         raise Conflict("already_member", "That user is already a member of this organization")
-    policy = org_policy(org)
-    enforce(policy, Attempt(Action.JOIN, email=user.email))
-    if status is MembershipStatus.ACTIVE:
-        _refuse_if_full(org, policy.member_cap)
+    _admit(org, user.email, takes_seat=status is MembershipStatus.ACTIVE)
     # Ids set here rather than at flush, so the caller's writes can go out in one flush.
     membership = Membership(
         id=new_id("mem"),
@@ -627,9 +633,7 @@ def set_member_status(
     if status is MembershipStatus.SUSPENDED:
         _refuse_if_last_owner(membership)
     else:  # becoming active again is joining again, as far as the policy goes
-        policy = org_policy(org)
-        enforce(policy, Attempt(Action.JOIN, email=membership.user.email))
-        _refuse_if_full(org, policy.member_cap)
+        _admit(org, membership.user.email, takes_seat=True)
     before = member_snapshot(membership)
     membership.status = status
     if status is MembershipStatus.SUSPENDED:

@@ -30,7 +30,6 @@ from idp.sso.resolver import Outcome, TxtAnswer, lookup_txt
 TXT_PREFIX = "gatehouse-verification="
 CHALLENGE_LABEL = "_gatehouse-challenge"
 MAX_DOMAINS_PER_ORG = 1000
-# An LDH label (RFC 1123 §2.1); IDNs arrive here already as A-labels ("xn--...").
 
 
 class DnsUnavailable(GatehouseError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from idp.sso.connections import connection_policy
 from idp.sso.models import Connection
 
 # RFC 8176 §2 methods by factor: two different factors make MFA even without "mfa" itself.
@@ -45,6 +46,7 @@ _OIDC_REQUEST = {
     "okta": ["urn:okta:loa:2fa:any"],
     "entra": [],  # Entra ignores acr_values; Conditional Access decides, amr reports "mfa"
     "google": [],
+    "adfs": [],  # AD FS applies its own access control policies
 }
 _SAML_REQUEST = {
     "generic": [REFEDS_MFA],
@@ -66,18 +68,22 @@ def asserts_mfa(connection: Connection, amr: Iterable[str], acr: str | None) -> 
     return acr is not None and acr in accepted
 
 
-def requested_acr_values(connection: Connection) -> list[str]:
-    """OIDC ``acr_values`` to send when MFA is required (OpenID Connect Core §3.1.2.1)."""
+def _requested(connection: Connection, by_preset: dict[str, list[str]]) -> list[str]:
+    """What to ask the IdP for: nothing unless the org requires MFA; then the connection's
+    ``mfa_request``, else its preset's values."""
+    if not connection_policy(connection).mfa_required:
+        return []
     configured = connection.settings.get("mfa_request")
     if configured is not None:
         return [str(v) for v in configured]
-    return _OIDC_REQUEST.get(connection.settings.get("preset") or "generic", [])
+    return by_preset.get(connection.settings.get("preset") or "generic", by_preset["generic"])
+
+
+def requested_acr_values(connection: Connection) -> list[str]:
+    """OIDC ``acr_values`` to send (OpenID Connect Core §3.1.2.1)."""
+    return _requested(connection, _OIDC_REQUEST)
 
 
 def requested_authn_contexts(connection: Connection) -> list[str]:
-    """SAML ``RequestedAuthnContext`` class refs when MFA is required (SAML core §3.3.2.2.1)."""
-    configured = connection.settings.get("mfa_request")
-    if configured is not None:
-        return [str(v) for v in configured]
-    preset = connection.settings.get("preset") or "generic"
-    return _SAML_REQUEST.get(preset, _SAML_REQUEST["generic"])
+    """SAML ``RequestedAuthnContext`` class refs to send (SAML core §3.3.2.2.1)."""
+    return _requested(connection, _SAML_REQUEST)

@@ -49,10 +49,9 @@ CLOCK_DRIFT = dt.timedelta(minutes=5)  # python3-saml's ALLOWED_CLOCK_DRIFT, kep
 BINDINGS = {"redirect": C.BINDING_HTTP_REDIRECT, "post": C.BINDING_HTTP_POST}
 
 _CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims"
-# Where each preset finds the person's attributes; the first name present wins.
 # Entra ID and AD FS report how the person signed in (e.g. multipleauthn) in this attribute.
 AMR_ATTRIBUTES = ["http://schemas.microsoft.com/claims/authnmethodsreferences"]
-
+# Where each preset finds the person's attributes; the first name present wins.
 PRESETS: dict[str, dict[str, list[str]]] = {
     "generic": {
         "email": ["email", "mail", "urn:oid:0.9.2342.19200300.100.1.3", f"{_CLAIMS}/emailaddress"],

@@ -15,7 +15,7 @@ from idp.errors import NotFound
 from idp.login.cookies import login_browser_token, presented_login_token
 from idp.login.redirects import safe_return_to
 from idp.sso import oidc
-from idp.sso.connections import connection_policy, load_connection
+from idp.sso.connections import load_connection
 from idp.sso.mfa import requested_acr_values
 from idp.sso.models import Connection, ConnectionKind
 from idp.sso.states import LoginRefused, begin_login, finish_login
@@ -55,10 +55,9 @@ def oidc_login(connection_id: str) -> Response:
         data={"nonce": nonce, "verifier": encrypt_secret(verifier, _verifier_context(state))},
         return_to=safe_return_to(request.args.get("next")),
     )
-    acr_values = (
-        requested_acr_values(connection) if connection_policy(connection).mfa_required else []
+    url = oidc.authorization_url(
+        connection, state, nonce, verifier, requested_acr_values(connection)
     )
-    url = oidc.authorization_url(connection, state, nonce, verifier, acr_values)
     return redirect(url, code=302)
 
 

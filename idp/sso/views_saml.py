@@ -15,7 +15,7 @@ from idp.errors import NotFound
 from idp.login.cookies import login_browser_token, presented_login_token
 from idp.login.redirects import safe_return_to
 from idp.sso import saml
-from idp.sso.connections import connection_policy, connection_secret, load_connection
+from idp.sso.connections import connection_secret, load_connection
 from idp.sso.mfa import requested_authn_contexts
 from idp.sso.models import Connection, ConnectionKind, SeenAssertion
 from idp.sso.states import LoginRefused, begin_login, finish_login
@@ -47,8 +47,7 @@ def saml_login(connection_id: str) -> Response:
         raise LoginRefused("connection_disabled", "This sign-in connection is not available")
     key = connection_secret(connection)
     return_to = safe_return_to(request.args.get("next"))
-    mfa_required = connection_policy(connection).mfa_required
-    contexts = requested_authn_contexts(connection) if mfa_required else []
+    contexts = requested_authn_contexts(connection)
     if connection.settings.get("authn_request_binding") == "post":
         request_id, action, saml_request = saml.post_login_form(connection, key, contexts)
         response = Response(_auto_post(action, {"SAMLRequest": saml_request}))
