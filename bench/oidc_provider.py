@@ -64,9 +64,10 @@ def _exchanges(app: Any, org: Any, report: Report) -> None:
 
 def _brokered_logins(app: Any, org: Any, report: Report) -> None:
     from idp.actors import system_actor
+    from idp.connections import services as connections
+    from idp.connections.models import ConnectionKind
     from idp.db import db
-    from idp.sso import connections, oidc
-    from idp.sso.models import ConnectionKind
+    from idp.sso import oidc
     from tests.oauth.conftest import REDIRECT_URI, exchange, make_app, params
     from tests.peers import Browser, OidcIdp
 

@@ -102,8 +102,8 @@ def _saml(app: Any, org: Any, report: Report) -> None:
     from onelogin.saml2.settings import OneLogin_Saml2_Settings
     from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
+    from idp.connections.services import connection_secret
     from idp.sso import saml
-    from idp.sso.connections import connection_secret
     from tests.peers import SamlIdp
     from tests.sso import saml_fixtures as sf
 
@@ -159,9 +159,10 @@ def _saml(app: Any, org: Any, report: Report) -> None:
 
 def _oidc(app: Any, org: Any, report: Report) -> None:
     from idp.actors import system_actor
+    from idp.connections import services as connections
+    from idp.connections.models import ConnectionKind
     from idp.db import db
-    from idp.sso import connections, oidc
-    from idp.sso.models import ConnectionKind
+    from idp.sso import oidc
     from tests.peers import Browser, OidcIdp
 
     connection = connections.create_connection(

@@ -15,6 +15,8 @@ from flask.cli import AppGroup, FlaskGroup
 
 from idp.actors import system_actor
 from idp.config import ConfigError, current_settings
+from idp.connections import domains
+from idp.connections import services as connections
 from idp.credentials.models import ApiKey
 from idp.credentials.services import (
     create_api_key,
@@ -29,7 +31,6 @@ from idp.orgs import invitations, role_mappings, services
 from idp.orgs.roles import Role
 from idp.policies import registry as policy_registry
 from idp.policies import services as policy_services
-from idp.sso import connections, domains
 from idp.sso.setup import add_oidc_connection, add_saml_connection
 
 ROLES = click.Choice([r.value for r in Role])

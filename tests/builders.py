@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from idp.actors import system_actor
+from idp.connections.models import Domain, DomainStatus
 from idp.credentials.services import create_api_key
 from idp.db import db, utcnow
 from idp.orgs import services
 from idp.orgs.models import Membership, Organization, Workspace
 from idp.orgs.roles import Role
-from idp.sso.models import Domain, DomainStatus
 
 
 def workspace() -> Workspace:

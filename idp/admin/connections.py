@@ -6,11 +6,11 @@ from typing import Any
 
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
+from idp.connections import services as service
+from idp.connections.models import Connection, ConnectionKind
 from idp.errors import BadRequest
 from idp.orgs.roles import Permission
-from idp.sso import connections as service
 from idp.sso import saml
-from idp.sso.models import Connection, ConnectionKind
 from idp.sso.setup import add_oidc_connection, add_saml_connection
 
 _OIDC = ("issuer", "client_id", "client_secret", "scopes")

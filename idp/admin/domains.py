@@ -6,9 +6,9 @@ from typing import Any
 
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
+from idp.connections import domains as service
+from idp.connections.models import Domain
 from idp.orgs.roles import Permission
-from idp.sso import domains as service
-from idp.sso.models import Domain
 
 
 @operation("/orgs/<slug>/domains", permission=Permission.CONNECTIONS_READ)

@@ -7,12 +7,12 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from idp.connections.domains import verification_record
+from idp.connections.models import ConnectionKind, DomainStatus
 from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
 from idp.orgs.roles import Role
 from idp.policies.registry import KEYS
-from idp.sso.domains import verification_record
-from idp.sso.models import ConnectionKind, DomainStatus
 from idp.sso.setup import public_settings
 
 ROLE = fields.Enum(Role, by_value=True)

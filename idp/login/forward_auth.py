@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from idp.config import current_settings, parse_forward_auth_hosts
+from idp.connections.models import Connection, Domain
 from idp.crypto import token_digest
 from idp.db import db, utcnow
 from idp.login.cookies import session_token
@@ -44,7 +45,6 @@ from idp.policies.enforcement import violation
 from idp.policies.registry import Policy
 from idp.sessions.models import Session
 from idp.sessions.services import SESSION_TOKEN_PREFIX, TOUCH_EVERY, session_attempt
-from idp.sso.models import Connection, Domain
 from idp.users.models import User
 
 bp = Blueprint("forward_auth", __name__)

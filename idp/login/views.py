@@ -11,6 +11,8 @@ from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy import select
 
 from idp.config import current_settings
+from idp.connections.domains import verified_org_for_email
+from idp.connections.services import list_connections
 from idp.db import db, finish_request
 from idp.errors import Forbidden, GatehouseError, NotFound, Unauthorized
 from idp.login.cookies import clear_session_cookie, session_token, set_session_cookie
@@ -33,8 +35,6 @@ from idp.sessions.services import (
     start_email_session,
     touch_session,
 )
-from idp.sso.connections import list_connections
-from idp.sso.domains import verified_org_for_email
 from idp.sso.signin import admission
 from idp.users.models import User
 from idp.users.services import find_user_by_email, validate_email

@@ -13,18 +13,14 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
 from sqlalchemy import select, update
 
+from idp.apps.models import AuthorizationCode, OAuthClient, OAuthToken, SigningAlg
+from idp.apps.tokens import revoke_code_tokens, revoke_family
 from idp.config import current_settings
 from idp.crypto import token_digest
 from idp.db import db, new_id, utcnow
 from idp.oauth import keys
 from idp.oauth.claims import Principal, user_claims
-from idp.oauth.models import AuthorizationCode, OAuthClient, OAuthToken, SigningAlg
-from idp.oauth.services import (
-    live_principal,
-    principal_for,
-    revoke_code_tokens,
-    revoke_family,
-)
+from idp.oauth.services import live_principal, principal_for
 from idp.sessions.services import touch_session
 
 CODE_TTL = timedelta(seconds=60)

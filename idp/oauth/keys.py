@@ -13,9 +13,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import or_, select
 
+from idp.apps.models import PRIVATE_KEY, SigningAlg, SigningKey
 from idp.config import current_settings
 from idp.db import db, new_id, utcnow
-from idp.oauth.models import PRIVATE_KEY, SigningAlg, SigningKey
 
 ID_TOKEN_SECONDS = 600
 DEFAULT_ALG = SigningAlg.RS256

@@ -13,6 +13,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Flask, current_app
 
+from idp.apps.models import OAuthClient, OAuthToken
+from idp.apps.tokens import revoke_family
 from idp.config import current_settings
 from idp.crypto import token_digest
 from idp.db import db, new_id, utcnow
@@ -25,14 +27,12 @@ from idp.oauth.grants import (
     RefreshTokenGrant,
     S256CodeChallenge,
 )
-from idp.oauth.models import OAuthClient, OAuthToken
 from idp.oauth.services import (
     find_by_jti,
     find_by_refresh_token,
     find_client,
     live_principal,
     new_refresh_token,
-    revoke_family,
 )
 
 EXTENSION = "gatehouse.oauth"

@@ -7,14 +7,15 @@ import secrets
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 
+from idp.apps.models import OAuthClient, OAuthToken, SigningAlg
+from idp.apps.tokens import revoke_client_tokens
 from idp.config import current_settings
 from idp.crypto import new_token, token_digest
 from idp.db import db, new_id, utcnow
 from idp.errors import BadRequest, NotFound
 from idp.oauth.claims import Principal
-from idp.oauth.models import OAuthClient, OAuthToken, SigningAlg
 from idp.orgs.models import Membership, MembershipStatus, Organization
 from idp.sessions.models import Session
 from idp.sessions.services import session_violation
@@ -106,7 +107,7 @@ def revoke_client(workspace_id: str, client_id: str) -> OAuthClient:
     """Revoke an app and every token issued to it."""
     client = get_client(workspace_id, client_id)
     client.revoked_at = utcnow()
-    _revoke(OAuthToken.client_id == client.id, "client_revoked")
+    revoke_client_tokens(client.id)
     db.session.flush()
     return client
 
@@ -127,32 +128,6 @@ def find_client(client_id: str) -> OAuthClient | None:
 
 def new_refresh_token() -> str:
     return new_token(REFRESH_TOKEN_PREFIX)
-
-
-def _revoke(condition: object, reason: str) -> int:
-    result = db.session.execute(
-        update(OAuthToken)
-        .where(condition, OAuthToken.revoked_at.is_(None))  # type: ignore[arg-type]
-        .values(revoked_at=utcnow(), revoked_reason=reason)
-        .execution_options(synchronize_session="fetch")
-    )
-    return result.rowcount
-
-
-def revoke_member_tokens(org_id: str, user_id: str, reason: str = "member_deprovisioned") -> int:
-    """Revoke every token of the person in that org at once (suspension, removal)."""
-    return _revoke((OAuthToken.org_id == org_id) & (OAuthToken.user_id == user_id), reason)
-
-
-def revoke_family(family_id: str, reason: str) -> int:
-    """Revoke a refresh-token family: every token rotated from one grant (RFC 9700 §4.14.2)."""
-    return _revoke(OAuthToken.family_id == family_id, reason)
-
-
-def revoke_code_tokens(code_id: str) -> int:
-    """Revoke the tokens issued from a code that was presented again (RFC 6749 §4.1.2)."""
-    families = select(OAuthToken.family_id).where(OAuthToken.authorization_code_id == code_id)
-    return _revoke(OAuthToken.family_id.in_(families.scalar_subquery()), "code_replayed")
 
 
 def find_by_refresh_token(token: str) -> OAuthToken | None:

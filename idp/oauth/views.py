@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, redirect, reques
 from sqlalchemy import select
 
 from idp.actors import Actor, ActorKind
+from idp.apps.models import Consent, OAuthClient, SigningAlg
 from idp.audit.services import record_org_event
 from idp.config import current_settings
 from idp.db import db, finish_request, utcnow
@@ -22,7 +23,6 @@ from idp.login.cookies import clear_session_cookie, session_token
 from idp.login.pages import page
 from idp.oauth import keys
 from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES, Principal, user_claims
-from idp.oauth.models import Consent, OAuthClient, SigningAlg
 from idp.oauth.server import authorization_server
 from idp.oauth.services import find_by_jti, find_client, live_principal
 from idp.orgs.models import Organization

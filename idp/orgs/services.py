@@ -19,9 +19,9 @@ from sqlalchemy.orm.util import identity_key
 
 from idp.actors import Actor
 from idp.audit.services import record_org_event
+from idp.connections.models import Domain, DomainStatus
 from idp.db import db, lock_row, new_id, utcnow
 from idp.errors import BadRequest, Conflict, Forbidden, NotFound
-from idp.oauth.services import revoke_member_tokens
 from idp.orgs.models import (
     Membership,
     MembershipSource,
@@ -37,8 +37,7 @@ from idp.orgs.roles import Permission, Role
 from idp.pagination import Page, paginate
 from idp.policies.chain import lock_policies, org_policy, refresh_effective_policies
 from idp.policies.enforcement import Action, Attempt, enforce
-from idp.sessions.services import revoke_member_sessions
-from idp.sso.models import Domain, DomainStatus
+from idp.sessions.services import cut_member_access
 from idp.users.models import User
 from idp.users.services import get_or_create_user
 
@@ -637,8 +636,7 @@ def set_member_status(
     before = member_snapshot(membership)
     membership.status = status
     if status is MembershipStatus.SUSPENDED:
-        revoke_member_sessions(org.id, user_id, "member_suspended")
-        revoke_member_tokens(org.id, user_id, "member_suspended")
+        cut_member_access(org.id, user_id, "member_suspended")
     db.session.flush()
     action = "member.suspended" if status is MembershipStatus.SUSPENDED else "member.reactivated"
     record_org_event(
@@ -676,8 +674,7 @@ def _delete_membership(
     _refuse_if_last_owner(membership)
     before = member_snapshot(membership)
     db.session.delete(membership)
-    revoke_member_sessions(org.id, membership.user_id, "member_removed")
-    revoke_member_tokens(org.id, membership.user_id, "member_removed")
+    cut_member_access(org.id, membership.user_id, "member_removed")
     db.session.flush()
     record_org_event(
         actor,

@@ -17,10 +17,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from idp.connections.names import email_domain
 from idp.errors import Forbidden
 from idp.orgs.roles import Role
 from idp.policies.registry import Policy
-from idp.sso.names import email_domain
 
 
 class Action(StrEnum):

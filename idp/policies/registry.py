@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from idp.connections.names import normalize_domain
 from idp.errors import BadRequest, GatehouseError, Unprocessable
 from idp.orgs.roles import Role
-from idp.sso.names import normalize_domain
 
 _DURATION = re.compile(r"^\s*([0-9]{1,9})\s*([smhd]?)\s*$", re.ASCII)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from idp.actors import Actor
 from idp.audit.services import record_event, record_org_event
+from idp.connections.models import Connection
 from idp.db import db, utcnow
 from idp.orgs.models import Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.roles import Permission
@@ -48,7 +49,6 @@ from idp.policies.registry import (
 )
 from idp.sessions.models import Session
 from idp.sessions.services import session_attempt
-from idp.sso.models import Connection
 from idp.users.models import User
 
 SAMPLE = 100  # members and sessions listed by a dry run; the counts are complete

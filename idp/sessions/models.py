@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from idp.connections.models import Connection
 from idp.db import UTCDateTime, created_column, db, enum_column, id_column
-from idp.sso.models import Connection
 from idp.users.models import User
 
 

@@ -9,14 +9,15 @@ from typing import Protocol
 from sqlalchemy import bindparam, select, update
 
 from idp.actors import Actor, ActorKind
+from idp.apps.tokens import revoke_member_tokens
 from idp.audit.services import record_org_event
+from idp.connections.models import Connection
 from idp.crypto import new_token, token_digest
 from idp.db import db, new_id, utcnow
 from idp.orgs.models import Organization
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce, violation, violations
 from idp.sessions.models import EmailLink, Session, SessionMethod
-from idp.sso.models import Connection
 from idp.users.models import User
 
 SESSION_TOKEN_PREFIX = "ghc"  # noqa: S105 - a public prefix for secret scanners ("cookie")
@@ -152,6 +153,13 @@ def revoke_member_sessions(org_id: str, user_id: str, reason: str) -> int:
         .execution_options(synchronize_session="fetch")
     )
     return result.rowcount
+
+
+def cut_member_access(org_id: str, user_id: str, reason: str) -> None:
+    """End everything that lets the person into that org now: their sessions there and the
+    tokens apps hold for them there (suspension, removal, a merge)."""
+    revoke_member_sessions(org_id, user_id, reason)
+    revoke_member_tokens(org_id, user_id, reason)
 
 
 # --- one-time email links --------------------------------------------------------------

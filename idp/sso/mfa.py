@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from idp.sso.connections import connection_policy
-from idp.sso.models import Connection
+from idp.connections.models import Connection
+from idp.connections.services import connection_policy
 
 # RFC 8176 §2 methods by factor: two different factors make MFA even without "mfa" itself.
 _FACTORS = {

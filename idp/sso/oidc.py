@@ -28,10 +28,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import import_key
 
 from idp.config import current_settings
+from idp.connections.models import Connection
+from idp.connections.services import connection_secret
 from idp.db import db
 from idp.errors import BadRequest
-from idp.sso.connections import connection_secret
-from idp.sso.models import Connection
 from idp.sso.signin import IdpAssertion
 from idp.sso.states import LoginRefused
 

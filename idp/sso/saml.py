@@ -36,9 +36,9 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from idp.config import current_settings
+from idp.connections.models import Connection
+from idp.connections.services import connection_secret
 from idp.errors import BadRequest
-from idp.sso.connections import connection_secret
-from idp.sso.models import Connection
 from idp.sso.signin import IdpAssertion
 from idp.sso.states import LoginRefused
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from idp.actors import Actor
 from idp.config import current_settings
+from idp.connections.models import Connection, ConnectionKind
+from idp.connections.services import check_preset, create_connection
 from idp.errors import BadRequest
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission
 from idp.sso import oidc, saml
-from idp.sso.connections import check_preset, create_connection
-from idp.sso.models import Connection, ConnectionKind
 
 
 def add_oidc_connection(

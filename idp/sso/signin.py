@@ -19,6 +19,8 @@ from sqlalchemy.orm import joinedload
 
 from idp.actors import Actor, ActorKind
 from idp.audit.services import record_org_event
+from idp.connections.domains import verified_org_for_email
+from idp.connections.models import Connection, ExternalIdentity
 from idp.db import db, new_id, utcnow
 from idp.directory.models import DirectoryUser
 from idp.errors import GatehouseError
@@ -29,9 +31,7 @@ from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import session_violation, start_session
-from idp.sso.domains import verified_org_for_email
 from idp.sso.mfa import asserts_mfa
-from idp.sso.models import Connection, ExternalIdentity
 from idp.sso.states import LoginRefused
 from idp.users.models import User, normalize_email
 from idp.users.services import get_or_create_user, validate_email

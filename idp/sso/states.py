@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import delete, update
 
+from idp.connections.models import Connection
 from idp.crypto import token_digest
 from idp.db import db, new_id, utcnow
 from idp.errors import Forbidden
-from idp.sso.models import Connection, LoginState
+from idp.sso.models import LoginState
 
 LOGIN_TTL = timedelta(minutes=10)
 

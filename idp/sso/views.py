@@ -15,11 +15,11 @@ from flask import Blueprint, Response, g, redirect
 from sqlalchemy.exc import IntegrityError
 
 from idp.config import current_settings
+from idp.connections.models import Connection
 from idp.db import db, finish_request
 from idp.errors import GatehouseError
 from idp.login.cookies import bind_login_cookie, set_session_cookie
 from idp.login.redirects import safe_return_to
-from idp.sso.models import Connection
 from idp.sso.signin import IdpAssertion, sign_in
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")

@@ -25,6 +25,8 @@ from werkzeug.test import TestResponse
 from idp.actors import system_actor
 from idp.admin.api import OPERATIONS, Operation
 from idp.audit.models import AuditEvent
+from idp.connections import domains
+from idp.connections.models import Connection, Domain
 from idp.credentials.models import ApiKey
 from idp.credentials.services import create_api_key, create_scim_token, revoke_api_key
 from idp.db import db, utcnow
@@ -39,8 +41,6 @@ from idp.orgs.models import (
     TeamMember,
 )
 from idp.orgs.roles import Role
-from idp.sso import domains
-from idp.sso.models import Connection, Domain
 from idp.sso.saml import new_sp_keypair
 from idp.sso.setup import add_saml_connection
 from tests.builders import auth, make_key, make_org, workspace

@@ -19,6 +19,8 @@ from werkzeug.test import TestResponse
 
 from idp.actors import system_actor
 from idp.config import ConfigError, load_settings
+from idp.connections.models import Connection, ConnectionKind
+from idp.connections.services import create_connection
 from idp.credentials.services import create_scim_token
 from idp.crypto import token_digest
 from idp.db import db, utcnow
@@ -29,8 +31,6 @@ from idp.orgs.roles import Role
 from idp.orgs.services import delete_org
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import revoke_session, start_session
-from idp.sso.connections import create_connection
-from idp.sso.models import Connection, ConnectionKind
 from idp.sso.signin import IdpAssertion, admission, sign_in
 from idp.users.models import User
 from tests.builders import auth, make_key, make_member, make_org, make_verified_domain

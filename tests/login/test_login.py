@@ -13,13 +13,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from idp.actors import system_actor
+from idp.connections.models import ConnectionKind
+from idp.connections.services import create_connection
 from idp.db import db, utcnow
 from idp.login.cookies import signed_session_cookie
 from idp.orgs import invitations
 from idp.orgs.roles import Role
 from idp.sessions.models import EmailLink, Session, SessionMethod
-from idp.sso.connections import create_connection
-from idp.sso.models import ConnectionKind
 from idp.sso.signin import IdpAssertion, sign_in
 from tests.builders import make_member, make_org, make_verified_domain
 from tests.test_mail import Inbox, start_smtp

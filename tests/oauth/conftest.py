@@ -15,9 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from idp.apps.models import OAuthClient
 from idp.db import db
 from idp.login.cookies import SESSION_COOKIE, signed_session_cookie
-from idp.oauth.models import OAuthClient
 from idp.oauth.services import create_client
 from idp.orgs.models import Membership, Organization
 from idp.orgs.roles import Role

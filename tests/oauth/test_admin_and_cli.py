@@ -8,8 +8,8 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from idp.apps.models import OAuthClient
 from idp.db import db
-from idp.oauth.models import OAuthClient
 from tests.builders import auth, make_key, make_org
 from tests.oauth.conftest import World, introspect, tokens_for
 

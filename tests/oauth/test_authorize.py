@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from idp.actors import system_actor
 from idp.audit.models import AuditEvent
+from idp.connections.models import ConnectionKind
+from idp.connections.services import create_connection
 from idp.db import db, utcnow
 from idp.orgs.models import Membership
 from idp.orgs.roles import Role
 from idp.sessions.models import Session
-from idp.sso.connections import create_connection
-from idp.sso.models import ConnectionKind
 from tests.builders import make_member
 from tests.oauth.conftest import (
     LOGOUT_URI,

@@ -17,13 +17,14 @@ from flask import Flask, jsonify, url_for
 from werkzeug.serving import make_server
 
 from idp.actors import system_actor
+from idp.connections import services as connections
+from idp.connections.models import ConnectionKind
+from idp.connections.services import create_connection
 from idp.db import db, new_id
 from idp.oauth.services import create_client
 from idp.orgs.role_mappings import set_role_mapping
 from idp.orgs.roles import Role
-from idp.sso import connections, oidc
-from idp.sso.connections import create_connection
-from idp.sso.models import ConnectionKind
+from idp.sso import oidc
 from tests.builders import make_org, workspace
 from tests.peers import Browser, OidcIdp
 

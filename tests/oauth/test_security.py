@@ -11,8 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from idp.apps.models import OAuthToken, SigningKey
 from idp.db import db, utcnow
-from idp.oauth.models import OAuthToken, SigningKey
 from idp.orgs.roles import Role
 from tests.builders import make_member
 from tests.conftest import ISSUER

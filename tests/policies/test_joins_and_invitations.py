@@ -13,13 +13,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from idp.actors import system_actor
+from idp.connections.domains import claim_domain
+from idp.connections.models import Domain, DomainStatus
 from idp.db import db, utcnow
 from idp.directory.models import DirectoryUser
 from idp.orgs.models import Invitation, InvitationStatus, Membership, MembershipStatus, Organization
 from idp.orgs.roles import Role
 from idp.policies import services as policies
-from idp.sso.domains import claim_domain
-from idp.sso.models import Domain, DomainStatus
 from idp.users.models import User
 from tests.admin.test_api import Api, ok
 from tests.builders import make_key, make_member, make_org, make_verified_domain, workspace

@@ -18,12 +18,12 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from sqlalchemy import func, select
 
 from idp.actors import system_actor
+from idp.connections.models import Connection, ConnectionKind
+from idp.connections.services import create_connection, update_connection
 from idp.db import db
 from idp.orgs.models import Organization
 from idp.sessions.models import Session
 from idp.sso import saml
-from idp.sso.connections import create_connection, update_connection
-from idp.sso.models import Connection, ConnectionKind
 from tests.peers import Browser, SamlIdp, SamlSp
 
 NS = {

@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
+from idp.connections.models import Connection
+from idp.connections.services import SECRET
 from idp.db import db
-from idp.sso.connections import SECRET
-from idp.sso.models import Connection
 from idp.sso.saml import new_sp_keypair
 from tests.builders import auth, make_key, make_org
 from tests.peers import OidcIdp, SamlIdp, SamlSp

@@ -17,13 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from idp.actors import system_actor
 from idp.audit.models import AuditEvent
 from idp.config import ConfigError, load_settings, parse_nameservers
+from idp.connections import domains
+from idp.connections.domains import DnsUnavailable
+from idp.connections.models import Domain, DomainStatus
 from idp.db import db, utcnow
 from idp.errors import BadRequest, Conflict, NotFound, Unprocessable
 from idp.orgs.models import Organization
 from idp.orgs.roles import Role
-from idp.sso import domains
-from idp.sso.domains import DnsUnavailable
-from idp.sso.models import Domain, DomainStatus
 from tests.builders import auth, make_key, make_org, workspace
 from tests.dns_server import DnsServer
 from tests.orgs.test_races import ROUNDS, is_conflict, race, winners_and_losers

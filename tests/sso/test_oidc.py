@@ -26,14 +26,16 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from idp.actors import system_actor
+from idp.connections import services as connections
+from idp.connections.models import Connection, ConnectionKind, ExternalIdentity
+from idp.connections.services import create_connection
 from idp.db import db, new_id
 from idp.orgs.models import Membership, MembershipSource, Organization
 from idp.orgs.role_mappings import set_role_mapping
 from idp.orgs.roles import Role
 from idp.sessions.models import Session
-from idp.sso import connections, oidc
-from idp.sso.connections import create_connection
-from idp.sso.models import Connection, ConnectionKind, ExternalIdentity, LoginState
+from idp.sso import oidc
+from idp.sso.models import LoginState
 from idp.users.models import User
 from tests.builders import make_org
 from tests.conftest import ISSUER

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from idp.actors import system_actor
+from idp.connections.models import Connection, ExternalIdentity
 from idp.db import db
 from idp.orgs.models import Membership, MembershipSource, Organization
 from idp.orgs.roles import Role
@@ -26,7 +27,6 @@ from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session
 from idp.sso import saml
 from idp.sso.mfa import REFEDS_MFA, asserts_mfa
-from idp.sso.models import Connection, ExternalIdentity
 from idp.users.models import User
 from tests.builders import auth, make_key, make_member, make_org, workspace
 from tests.peers import Browser, OidcIdp, SamlIdp

@@ -17,6 +17,8 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
 from idp import create_app
 from idp.actors import system_actor
+from idp.connections.models import Connection
+from idp.connections.services import update_connection
 from idp.db import db
 from idp.errors import BadRequest
 from idp.orgs import services as orgs
@@ -24,8 +26,7 @@ from idp.orgs.models import Organization
 from idp.orgs.role_mappings import set_role_mapping
 from idp.orgs.roles import Role
 from idp.sso import saml
-from idp.sso.connections import update_connection
-from idp.sso.models import Connection, SeenAssertion
+from idp.sso.models import SeenAssertion
 from idp.sso.views_saml import purge_seen_assertions
 from idp.users.models import User
 from tests.builders import make_member, make_org

@@ -13,6 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from idp.actors import system_actor
+from idp.connections.domains import claim_domain, verify_domain
+from idp.connections.models import Connection, ConnectionKind
+from idp.connections.services import create_connection, update_connection
 from idp.credentials.services import create_scim_token
 from idp.db import db
 from idp.login.cookies import SESSION_COOKIE, signed_session_cookie
@@ -21,9 +24,6 @@ from idp.orgs.role_mappings import delete_role_mapping, set_role_mapping
 from idp.orgs.roles import Role
 from idp.orgs.services import set_member_status
 from idp.sessions.models import Session
-from idp.sso.connections import create_connection, update_connection
-from idp.sso.domains import claim_domain, verify_domain
-from idp.sso.models import Connection, ConnectionKind
 from idp.sso.signin import IdpAssertion, LoginRefused, admission, sign_in
 from tests.builders import make_member, make_org
 from tests.dns_server import DnsServer

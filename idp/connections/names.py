@@ -6,8 +6,8 @@ import re
 
 import idna
 
+from idp.connections.models import MAX_DOMAIN
 from idp.errors import BadRequest
-from idp.sso.models import MAX_DOMAIN
 
 # An LDH label (RFC 1123 §2.1); IDNs arrive here already as A-labels ("xn--...").
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")

@@ -18,14 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from idp.actors import Actor
 from idp.audit.services import record_org_event
 from idp.config import current_settings, parse_nameservers
+from idp.connections.dns import Outcome, TxtAnswer, lookup_txt
+from idp.connections.models import Domain, DomainStatus
+from idp.connections.names import email_domain, normalize_domain
 from idp.db import db, utcnow
 from idp.errors import Conflict, GatehouseError, NotFound, Unprocessable
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, lock_org
-from idp.sso.models import Domain, DomainStatus
-from idp.sso.names import email_domain, normalize_domain
-from idp.sso.resolver import Outcome, TxtAnswer, lookup_txt
 
 TXT_PREFIX = "gatehouse-verification="
 CHALLENGE_LABEL = "_gatehouse-challenge"

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from idp.actors import Actor
 from idp.audit.services import record_org_event
+from idp.connections.models import Connection, ConnectionKind
 from idp.crypto import register_encrypted_column
 from idp.db import db, new_id
 from idp.errors import BadRequest, NotFound
@@ -21,7 +22,6 @@ from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, check_workspace_authority, validate_name
 from idp.policies.chain import org_policy
 from idp.policies.registry import Policy
-from idp.sso.models import Connection, ConnectionKind
 
 SECRET = register_encrypted_column(Connection.secret)
 PRESETS = ("generic", "okta", "entra", "google", "adfs")

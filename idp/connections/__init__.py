@@ -1,0 +1,1 @@
+"""An org's upstream identity: IdP connections, email domains, the subjects IdPs sign in."""
