@@ -29,6 +29,7 @@ from idp.db import db
 from idp.errors import GatehouseError
 from idp.orgs import invitations, role_mappings, services
 from idp.orgs.roles import Role
+from idp.people import services as people
 from idp.policies import registry as policy_registry
 from idp.policies import services as policy_services
 from idp.sso.setup import add_oidc_connection, add_saml_connection
@@ -68,6 +69,7 @@ keys_cli = AppGroup("keys", help="Encryption and signing keys.")
 domain_cli = AppGroup("domain", help="Email domains of an organization, verified by DNS TXT.")
 connection_cli = AppGroup("connection", help="SSO connections (OIDC, SAML) of an organization.")
 client_cli = AppGroup("client", help="OAuth clients: the apps signing people in through Gatehouse.")
+people_cli = AppGroup("people", help="People: memberships that are one person.")
 policy_cli = AppGroup(
     "policy", help="Policies: the workspace baseline and the stricter overrides of orgs."
 )
@@ -165,7 +167,7 @@ def member_list(slug: str) -> None:
     while True:
         page = services.list_members(org.id, cursor=cursor, limit=200)
         for m in page.items:
-            click.echo(f"{m.user_id}\t{m.user.email}\t{m.role.value}\t{m.status.value}")
+            click.echo(f"{m.user_id}\t{m.email or m.user.email}\t{m.role.value}\t{m.status.value}")
         if not (cursor := page.next_cursor):
             break
 
@@ -515,6 +517,33 @@ def policy_unset(args: tuple[str, ...]) -> None:
         policy_services.clear_org_policy(system_actor(), org, [name])
 
 
+@people_cli.command("duplicates")
+@click.argument("slug", required=False)
+@transactional
+def people_duplicates(slug: str | None) -> None:
+    """List addresses held by several memberships of one org (from an earlier release), as
+    JSON lines; exit 1 if there are any."""
+    workspace = _workspace()
+    org = services.get_org(workspace.id, slug) if slug else None
+    found = people.list_duplicates(workspace.id, org.id if org else None)
+    for duplicate in found:
+        click.echo(json.dumps(duplicate))
+    if found:
+        raise SystemExit(1)
+
+
+@people_cli.command("merge")
+@click.argument("slug")
+@click.argument("user_ids", nargs=-1, required=True)
+@transactional
+def people_merge(slug: str, user_ids: tuple[str, ...]) -> None:
+    """Merge memberships of one address in SLUG into the first USER_ID (audited): the highest
+    role set by hand, their teams and IdP links; the others are removed with their access."""
+    org = services.get_org(_workspace().id, slug)
+    kept = people.merge_members(system_actor(), org, list(user_ids))
+    click.echo(f"{kept.user_id}\t{kept.role.value}\t{kept.status.value}")
+
+
 COMMANDS = (
     bootstrap,
     org_cli,
@@ -528,6 +557,7 @@ COMMANDS = (
     connection_cli,
     client_cli,
     policy_cli,
+    people_cli,
 )
 
 

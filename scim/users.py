@@ -220,7 +220,7 @@ def replace_user(user_id: str) -> Response:
     user = _load(user_id)
     check_if_match(f'W/"{user.version}"')
     data = user_input(quirks.normalize_request(read_json(), user_type(), "PUT"))
-    user = directory.update_user(ctx().actor, ctx().org, user, **data)
+    user = directory.update_user(ctx().actor, ctx().org, user, **data, **identity_of(data))
     return resource_response(_full(user))
 
 
@@ -229,8 +229,8 @@ def patch_user(user_id: str) -> Response:
     user = _load(user_id)
     check_if_match(f'W/"{user.version}"')
     operations = parse_patch(quirks.normalize_request(read_json(), user_type(), "PATCH"))
-    patched = apply_patch(_full(user), operations, user_type())
-    user = directory.update_user(ctx().actor, ctx().org, user, **user_input(patched))
+    data = user_input(apply_patch(_full(user), operations, user_type()))
+    user = directory.update_user(ctx().actor, ctx().org, user, **data, **identity_of(data))
     return resource_response(_full(user))
 
 

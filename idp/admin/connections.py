@@ -77,10 +77,11 @@ def get_connection(ctx: Ctx, connection_id: str) -> Connection:
 )
 def update_connection(ctx: Ctx, connection_id: str, data: dict[str, Any]) -> Connection:
     """Rename, enable or disable, JIT and IdP-initiated login on or off, a new client secret,
-    the IdP's signing certificates (SAML rollover), what means and what asks for MFA."""
+    the IdP's signing certificates (SAML rollover), what means and what asks for MFA, and
+    whether its emails count as proven for the org (``trust_email``, owners only)."""
     connection = service.get_connection(ctx.org.id, connection_id)
     settings = None
-    keys = ("jit", "allow_idp_initiated", "mfa_values", "mfa_request")
+    keys = ("jit", "allow_idp_initiated", "mfa_values", "mfa_request", "trust_email")
     changes = {k: data[k] for k in keys if k in data}
     if "idp_certs" in data and connection.kind is ConnectionKind.SAML:
         # Rollover: list the IdP's next certificate beside the current one, then drop the old.

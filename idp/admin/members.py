@@ -9,6 +9,7 @@ from idp.admin.api import Ctx, operation
 from idp.orgs import role_mappings, services
 from idp.orgs.models import Membership, RoleMapping
 from idp.orgs.roles import Permission, Role
+from idp.people import services as people
 
 
 @operation(
@@ -39,7 +40,7 @@ def list_members(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
 )
 def add_member(ctx: Ctx, data: dict[str, Any]) -> Membership:
     """Add a person directly (creating the workspace user if needed)."""
-    return services.add_member(ctx.actor, ctx.org, **data)
+    return people.add_member(ctx.actor, ctx.org, **data)
 
 
 @operation(

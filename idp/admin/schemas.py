@@ -81,8 +81,9 @@ class MemberUpdate(Schema):
 
 class MemberOut(Schema):
     user_id = fields.String()
-    email = fields.Function(lambda m: m.user.email)
-    name = fields.Function(lambda m: m.user.name)
+    # What this org set (idp.people): never another org's name for the person.
+    email = fields.Function(lambda m: m.email or m.user.email)
+    name = fields.String(allow_none=True)
     role = fields.Enum(Role, by_value=True)
     status = fields.Enum(MembershipStatus, by_value=True)
     source = fields.Function(lambda m: m.source.value)
@@ -299,6 +300,9 @@ class ConnectionUpdate(Schema):
     name = fields.String()
     enabled = fields.Boolean()
     jit = fields.Boolean()
+    trust_email = fields.Boolean(
+        metadata={"description": "count the IdP's emails as proven for this org (owners only)"}
+    )
     client_secret = fields.String(load_only=True)
     allow_idp_initiated = fields.Boolean()
     idp_certs = fields.List(fields.String(), metadata={"description": "SAML: replaces the list"})

@@ -16,7 +16,7 @@ from idp.audit.services import record_org_event
 from idp.connections.models import Connection, ConnectionKind
 from idp.crypto import register_encrypted_column
 from idp.db import db, new_id
-from idp.errors import BadRequest, NotFound
+from idp.errors import BadRequest, Forbidden, NotFound
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, check_workspace_authority, validate_name
@@ -35,6 +35,7 @@ def connection_snapshot(connection: Connection) -> dict[str, Any]:
         "kind": connection.kind.value,
         "preset": connection.preset,
         "enabled": connection.enabled,
+        "trust_email": bool(connection.settings.get("trust_email")),
     }
 
 
@@ -87,6 +88,18 @@ def _check_mfa_values(actor: Actor, before: dict[str, Any], after: dict[str, Any
         )
 
 
+def _check_trust_email(actor: Actor, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """``trust_email`` lets the IdP's asserted address take over the org's member of that
+    address (and a pending invitation) without the person proving it: an owner's decision,
+    like granting the owner role, since an IdP that lies about addresses then takes over
+    any member of the org, owners included."""
+    changed = bool(after.get("trust_email")) != bool(before.get("trust_email"))
+    if changed and not actor.can(Permission.OWNERS_MANAGE).allowed:
+        raise Forbidden(
+            "owner_protected", "Only an owner can decide that an IdP's emails are trusted"
+        )
+
+
 def check_preset(preset: str) -> str:
     if preset not in PRESETS:
         raise BadRequest("invalid_preset", f"preset must be one of {', '.join(PRESETS)}")
@@ -105,6 +118,7 @@ def create_connection(
 ) -> Connection:
     check_permission(actor, Permission.CONNECTIONS_WRITE)
     _check_mfa_values(actor, {}, settings)
+    _check_trust_email(actor, {}, settings)
     count = db.session.scalar(
         select(Connection.id).where(Connection.org_id == org.id).offset(MAX_CONNECTIONS_PER_ORG)
     )
@@ -149,6 +163,7 @@ def update_connection(
     check_permission(actor, Permission.CONNECTIONS_WRITE)
     if settings is not None:
         _check_mfa_values(actor, connection.settings, settings)
+        _check_trust_email(actor, connection.settings, settings)
     before = connection_snapshot(connection)
     if name is not None:
         connection.name = validate_name(name)

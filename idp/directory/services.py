@@ -29,7 +29,8 @@ from idp.orgs.models import (
     TeamSource,
 )
 from idp.orgs.roles import Permission, Role
-from idp.users.services import get_or_create_user
+from idp.people import services as people
+from idp.users.models import normalize_email
 
 # Bound parameters per statement stay well under SQLite's and PostgreSQL's limits.
 CHUNK = 5000
@@ -94,19 +95,24 @@ def provision_user(
     orgs.check_permission(actor, Permission.MEMBERS_ADD)
     orgs.lock_org(org.id)  # before the userName check, so two creates of one name serialize
     key = _refuse_taken_user_name(org.id, user_name)
-    user = get_or_create_user(org.workspace_id, email, name)
     status = MembershipStatus.ACTIVE if active else MembershipStatus.SUSPENDED
-    membership = orgs.find_membership(org.id, user.id)
-    if membership is None:
-        membership = orgs.join_org(
-            org, user, role=Role.MEMBER, source=MembershipSource.SCIM, status=status
-        )
-    elif db.session.get(DirectoryUser, membership.id) is not None:
-        raise Conflict(
-            "user_name_taken", "This person is already provisioned under another userName"
-        )
-    elif membership.status is not status:
-        orgs.set_member_status(actor, org, user.id, status)
+    # The org's directory speaks for the org: a person of its own unless the org verified the
+    # address's domain; a member it already holds for the address is adopted.
+    claim = people.Claim(
+        email, people.address_proof(org, email, people.Proof.ORG), people.validate_person_name(name)
+    )
+    membership, created = people.admit(
+        actor, org, claim, role=Role.MEMBER, source=MembershipSource.SCIM, status=status
+    )
+    if not created:
+        if db.session.get(DirectoryUser, membership.id) is not None:
+            raise Conflict(
+                "user_name_taken", "This person is already provisioned under another userName"
+            )
+        if claim.name and membership.name != claim.name:
+            membership.name = claim.name
+        if membership.status is not status:
+            orgs.set_member_status(actor, org, membership.user_id, status)
     provisioned = DirectoryUser(
         membership_id=membership.id,
         membership=membership,
@@ -118,7 +124,12 @@ def provision_user(
     )
     db.session.add(provisioned)
     record_org_event(
-        actor, org, "member.provisioned", "user", user.id, after=user_snapshot(provisioned)
+        actor,
+        org,
+        "member.provisioned",
+        "user",
+        membership.user_id,
+        after=user_snapshot(provisioned),
     )
     db.session.flush()  # the membership, this row and the event: one flush
     return provisioned
@@ -133,11 +144,14 @@ def update_user(
     external_id: str | None,
     active: bool,
     attributes: dict[str, Any],
+    email: str | None = None,
+    name: str | None = None,
 ) -> DirectoryUser:
     """Replace what the IdP holds of a user; ``active`` suspends or restores the membership.
 
-    The workspace user's email is never changed from here: an org's directory speaks for
-    that org only, not for the person's identity in other orgs.
+    The name and address the org shows follow the directory (``email``, ``name``), but the
+    workspace user's email is never changed from here: an org's directory speaks for that
+    org only, not for the person's identity in other orgs.
     """
     orgs.check_permission(actor, Permission.MEMBERS_UPDATE)
     orgs.lock_org(org.id)
@@ -146,6 +160,7 @@ def update_user(
     status = MembershipStatus.ACTIVE if active else MembershipStatus.SUSPENDED
     if provisioned.membership.status is not status:
         orgs.set_member_status(actor, org, provisioned.membership.user_id, status)
+    _follow_directory(org, provisioned.membership, email, people.validate_person_name(name))
     changed = (
         provisioned.user_name != user_name
         or provisioned.external_id != external_id
@@ -169,6 +184,21 @@ def update_user(
             after=user_snapshot(provisioned),
         )
     return provisioned
+
+
+def _follow_directory(
+    org: Organization, membership: Membership, email: str | None, name: str | None
+) -> None:
+    """What the org shows of the member: the directory's name, and its address unless
+    another member of the org holds that one."""
+    if name and membership.name != name:
+        membership.name = name
+    if email and normalize_email(email) != membership.email_key:
+        holder = people.find_member_by_email(org.id, email)
+        if holder is not None and holder.id != membership.id:
+            raise Conflict("email_taken", "Another member of this organization has that email")
+        membership.email, membership.email_key = email, normalize_email(email)
+    db.session.flush()
 
 
 def deprovision_user(actor: Actor, org: Organization, provisioned: DirectoryUser) -> None:

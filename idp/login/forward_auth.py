@@ -4,7 +4,7 @@ nginx ``auth_request``, Traefik ``forwardAuth`` and Caddy ``forward_auth`` send 
 browser's request headers here: 200 with ``X-Gatehouse-*`` headers lets it through, 401
 carries ``X-Gatehouse-Login-URL`` for the proxy's redirect. This is the hot path: it asks the
 database one indexed query, which evaluates the same admission rule as
-:func:`idp.sso.signin.admission` in SQL (``tests/login/test_forward_auth.py`` checks that the
+:func:`idp.people.signin.admission` in SQL (``tests/login/test_forward_auth.py`` checks that the
 two agree) and reads the org's effective policy, which the one policy function then applies
 to the session (SSO and MFA required, maximum age, idle timeout, the person's email domain).
 It writes nothing, except

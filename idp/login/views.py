@@ -3,6 +3,7 @@ who am I (``/api/v1/me``), sign out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -10,6 +11,7 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy import select
 
+from idp.actors import Actor, ActorKind
 from idp.config import current_settings
 from idp.connections.domains import verified_org_for_email
 from idp.connections.services import list_connections
@@ -22,6 +24,8 @@ from idp.mail import Mail, queue_mail
 from idp.orgs import invitations
 from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.services import active_memberships, get_org
+from idp.people.services import invitation_signs_in, is_known_address, prove_address
+from idp.people.signin import admission, reachable_memberships
 from idp.sessions.models import Session
 from idp.sessions.services import (
     admits_email_sign_in,
@@ -35,9 +39,8 @@ from idp.sessions.services import (
     start_email_session,
     touch_session,
 )
-from idp.sso.signin import admission
 from idp.users.models import User
-from idp.users.services import find_user_by_email, validate_email
+from idp.users.services import validate_email
 
 bp = Blueprint("login", __name__)
 
@@ -69,7 +72,7 @@ def me() -> Response:
     """The signed-in person, their current org and role, and every org they belong to."""
     session, membership = current_session()
     user = session.user
-    rows = active_memberships(user.id)
+    rows = reachable_memberships(session)  # only what this sign-in speaks for
     current = db.session.get(Organization, session.org_id)
     body: dict[str, Any] = {
         "user": {"id": user.id, "email": user.email, "name": user.name},
@@ -182,14 +185,13 @@ def login_submit() -> Response:
         org = db.session.get(Organization, org_id)
         if any(c.enabled for c in list_connections(org.id)):
             return _connections_page(org, return_to)
-    user = find_user_by_email(workspace_id, email)
-    if user is not None:  # the same answer either way: who has an account is not told
-        _link, token = issue_email_link(user, return_to=return_to)
+    if is_known_address(workspace_id, email):  # the same answer either way: nothing is told
+        _link, token = issue_email_link(email, return_to=return_to)
         link = f"{current_settings().issuer}/login/email?token={quote(token)}"
         queue_mail(
             db.session(),
             Mail(
-                to=user.email or email,
+                to=email,
                 subject="Your sign-in link",
                 body=f"Sign in here (once, within 10 minutes):\n{link}\n\n"
                 "If you did not ask for this, ignore this message.\n",
@@ -210,7 +212,11 @@ def email_link_sign_in() -> Response:
     link = consume_email_link(request.args.get("token", ""))
     if link is None:
         raise Unauthorized("invalid_link", "This sign-in link is unknown, used or expired")
-    user = db.session.get(User, link.user_id)
+    workspace_id = _workspace_id()
+    if link.email:  # the address is proven: its workspace identity, with what orgs made for it
+        user = prove_address(_person_actor(link.email), workspace_id, link.email)
+    else:  # a link from before links named addresses
+        user = db.session.get(User, link.user_id)
     if link.org_id is not None:
         org = db.session.get(Organization, link.org_id)
     else:
@@ -228,6 +234,18 @@ def email_link_sign_in() -> Response:
     return response
 
 
+def _person_actor(email: str) -> Callable[[Organization], Actor]:
+    """The person who proved ``email``, as the actor of what that changes in each org."""
+    return lambda org: Actor(
+        ActorKind.USER,
+        None,
+        email,
+        org_id=org.id,
+        request_id=g.get("request_id"),
+        workspace_id=org.workspace_id,
+    )
+
+
 def _workspace_id() -> str:
     found = db.session.scalar(
         select(Workspace.id).where(Workspace.slug == current_settings().workspace)
@@ -242,6 +260,7 @@ def _workspace_id() -> str:
 _INVITATION = """<p>You are invited to join <strong>{{ org.name }}</strong>
 as {{ invitation.role.value }}.</p>
 <form method="post"><input type="hidden" name="token" value="{{ token }}">
+<input type="hidden" name="proof" value="{{ proof }}">
 <button name="answer" value="accept">Accept</button>
 <button name="answer" value="reject">Decline</button></form>"""
 _SIGN_IN_FIRST = """<p>Sign in first, then open the invitation link again:
@@ -253,7 +272,8 @@ def invitation_page() -> Response:
     """Show what the invitation is for; nothing changes until the person answers."""
     token = request.args.get("token", "")
     invitation, org = invitations.describe_invitation(token)
-    return page("Invitation", _INVITATION, org=org, invitation=invitation, token=token)
+    proof = request.args.get("proof", "")[:100]
+    return page("Invitation", _INVITATION, org=org, invitation=invitation, token=token, proof=proof)
 
 
 @bp.post("/invitations/accept")
@@ -267,28 +287,34 @@ def invitation_answer() -> Response:
         invitations.reject_invitation(token)
         return page("Invitation declined", "<p>You declined the invitation.</p>")
     invitation, _org = invitations.describe_invitation(token)
-    session = None
+    browser = session_token()
+    session = find_live_session(browser) if browser else None
     if invitation.kind is InvitationKind.LINK:
-        browser = session_token()
-        session = find_live_session(browser) if browser else None
         if session is None or not session.user.email:
             login = "/login?" + urlencode({"next": f"/invitations/accept?token={token}"})
             return page("Sign in first", _SIGN_IN_FIRST, status=401, login=login)
-        membership = invitations.accept_invitation(token, email=session.user.email)
+        membership = invitations.accept_invitation(token, person=session.user)
         if admission(session, membership.org_id) is not None:
             # A member now, but this sign-in is not one the org accepts: its own IdP next.
             org = db.session.get(Organization, membership.org_id)
             return redirect("/login?" + urlencode({"org": org.slug}), code=303)
         move_session(session, db.session.get(Organization, membership.org_id))
         return redirect("/", code=303)
-    membership = invitations.accept_invitation(token)
+    proof = request.form.get("proof") or None
+    proven = invitations.proves_address(invitation, proof)
+    membership = invitations.accept_invitation(
+        token, proof=proof, person=session.user if session is not None else None
+    )
     org = db.session.get(Organization, membership.org_id)
-    if not admits_email_sign_in(org, membership.user.email):
-        # A member now; the org's policy wants its own IdP (or MFA) for the sign-in.
+    user = membership.user
+    if not invitation_signs_in(membership, address_proven=proven) or not admits_email_sign_in(
+        org, user.email
+    ):
+        # A member now; the sign-in is the org's IdP's (or the address's, by a link).
         return redirect("/login?" + urlencode({"org": org.slug}), code=303)
     lifetime = timedelta(hours=current_settings().session_hours)
     _session, cookie = start_email_session(
-        membership.user, org, lifetime=lifetime, request_id=g.get("request_id")
+        user, org, lifetime=lifetime, request_id=g.get("request_id")
     )
     response = redirect("/", code=303)
     set_session_cookie(response, cookie, lifetime)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from idp.connections.domains import verified_org_for_email
 from idp.db import db
 from idp.orgs.models import Membership, Organization, Team, TeamMember
 from idp.orgs.roles import role_permissions
@@ -49,6 +50,14 @@ def team_names(membership: Membership) -> list[str]:
     )
 
 
+def email_verified(user: User, org: Organization) -> bool:
+    """True only when the address is proven: the workspace identity of an address its holder
+    proved (an email link, an invitation's mail), or one whose domain the org verified."""
+    if user.email_normalized is not None and user.email_verified:
+        return True
+    return bool(user.email) and verified_org_for_email(org.workspace_id, user.email) == org.id
+
+
 def user_claims(principal: Principal, scope: str) -> dict[str, Any]:
     """The claims ``scope`` grants about ``principal``."""
     scopes = set(scope.split())
@@ -71,8 +80,8 @@ def user_claims(principal: Principal, scope: str) -> dict[str, Any]:
     if session.acr:
         claims["acr"] = session.acr
     if "profile" in scopes:
-        claims["name"] = user.name
+        claims["name"] = membership.name  # what this org set (idp.people), never another's
     if "email" in scopes and user.email:
         claims["email"] = user.email
-        claims["email_verified"] = bool(user.email_verified)
+        claims["email_verified"] = email_verified(user, org)
     return claims

@@ -26,7 +26,7 @@ from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES, Principal, user_claims
 from idp.oauth.server import authorization_server
 from idp.oauth.services import find_by_jti, find_client, live_principal
 from idp.orgs.models import Organization
-from idp.orgs.services import active_memberships
+from idp.people.signin import admission, reachable_memberships
 from idp.sessions.models import Session
 from idp.sessions.services import (
     find_live_session,
@@ -35,7 +35,6 @@ from idp.sessions.services import (
     session_violation,
     touch_session,
 )
-from idp.sso.signin import admission
 
 bp = Blueprint("oauth", __name__)
 
@@ -334,7 +333,7 @@ def authorize() -> Response:
             query = {"org": slug or current.slug, **query}  # type: ignore[union-attr]
         return _to_login(**query)
 
-    orgs = active_memberships(session.user_id)
+    orgs = reachable_memberships(session)  # only the orgs this sign-in speaks for
     slug = request.args.get("organization") or request.args.get("org_hint")
     if slug:
         org = _org_by_slug(session.workspace_id, slug)

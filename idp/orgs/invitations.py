@@ -6,6 +6,7 @@ Accepting proves only possession of the token: it creates the membership, never 
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from idp.actors import Actor, anonymous_actor
 from idp.audit.services import record_org_event
 from idp.config import current_settings
-from idp.crypto import new_token, token_digest
+from idp.crypto import digests_match, new_token, token_digest
 from idp.db import db, utcnow
 from idp.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from idp.mail import Mail, queue_mail
@@ -27,23 +28,21 @@ from idp.orgs.models import (
     Membership,
     MembershipSource,
     Organization,
-    Team,
-    TeamMember,
 )
 from idp.orgs.roles import Permission, Role
 from idp.orgs.services import (
     check_permission,
     check_role_authority,
     enforce_invitation_policy,
-    join_org,
     lock_org,
 )
 from idp.orgs.teams import get_team
 from idp.pagination import Page, paginate
+from idp.people import services as people
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce
-from idp.users.models import normalize_email
-from idp.users.services import find_user_by_email, get_or_create_user, validate_email
+from idp.users.models import User, normalize_email
+from idp.users.services import validate_email
 
 TOKEN_PREFIX = "ghi"  # noqa: S105 - a public prefix for secret scanners
 MAX_TTL = timedelta(days=90)
@@ -57,23 +56,9 @@ def accept_url(token: str) -> str:
     return f"{current_settings().issuer}/invitations/accept?token={quote(token)}"
 
 
-def invitation_snapshot(invitation: Invitation) -> dict[str, Any]:
-    return {
-        "kind": invitation.kind.value,
-        "email": invitation.email,
-        "role": invitation.role.value,
-        "status": invitation.status.value,
-        "expires_at": invitation.expires_at.isoformat(),
-        "max_uses": invitation.max_uses,
-        "use_count": invitation.use_count,
-    }
-
-
 def current_status(invitation: Invitation, now: datetime | None = None) -> InvitationStatus:
     """The status as of now: a pending invitation past its expiry reads as expired."""
-    if invitation.status is InvitationStatus.PENDING and invitation.expires_at <= (now or utcnow()):
-        return InvitationStatus.EXPIRED
-    return invitation.status
+    return invitation.status_at(now or utcnow())
 
 
 def _ttl(ttl: timedelta | None) -> timedelta:
@@ -94,13 +79,17 @@ def _enforce_invite(org: Organization, email: str, role: Role | None) -> None:
 
 
 def _invitation_mail(org: Organization, invitation: Invitation, token: str) -> Mail:
+    """The invitation's mail; its link alone carries a fresh proof secret (see
+    ``proves_address``), stored as a digest and shown nowhere else."""
+    proof = secrets.token_urlsafe(32)
+    invitation.proof_digest = token_digest(proof)
     return Mail(
         to=invitation.email or "",
         subject=f"You are invited to join {org.name}",
         body=(
             f"You have been invited to join {org.name} as {invitation.role.value}.\n\n"
             f"Accept or decline here (the link works once, until "
-            f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n{accept_url(token)}\n\n"
+            f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n{accept_url(token)}&proof={proof}\n\n"
             "If you did not expect this, ignore this message.\n"
         ),
     )
@@ -148,7 +137,7 @@ def _issue(actor: Actor, org: Organization, invitation: Invitation, ttl: timedel
     invitation.inviter_role = actor.role
     db.session.add(invitation)
     db.session.flush()
-    _audit(actor, org, "invitation.created", invitation, after=invitation_snapshot(invitation))
+    _audit(actor, org, "invitation.created", invitation, after=invitation.snapshot())
     return token
 
 
@@ -169,25 +158,14 @@ def invite_by_email(
     team_ids = list(dict.fromkeys(team_ids or []))
     for team_id in team_ids:
         get_team(org.id, team_id)
-    user = find_user_by_email(org.workspace_id, email)
-    if user is not None and db.session.scalar(
-        select(Membership.id).where(Membership.org_id == org.id, Membership.user_id == user.id)
-    ):
+    if people.find_member_by_email(org.id, email) is not None:
         raise Conflict("already_member", "That person is already a member of this organization")
-    pending = db.session.scalar(
-        select(Invitation.id).where(
-            Invitation.org_id == org.id,
-            Invitation.kind == InvitationKind.EMAIL,
-            Invitation.status == InvitationStatus.PENDING,
-            Invitation.expires_at > utcnow(),
-            Invitation.email == normalize_email(email),
-        )
-    )
-    if pending:
+    pending = people.pending_invitation(org.id, email)
+    if pending is not None:
         raise Conflict(
             "invitation_pending",
             "That person already has a pending invitation: resend it instead",
-            invitation_id=pending,
+            invitation_id=pending.id,
         )
     invitation = Invitation(
         kind=InvitationKind.EMAIL, email=normalize_email(email), role=role, team_ids=team_ids
@@ -228,7 +206,7 @@ def resend_invitation(
     _enforce_invite(org, invitation.email or "", actor.role)
     if current_status(invitation) not in (InvitationStatus.PENDING, InvitationStatus.EXPIRED):
         raise Conflict("invitation_not_pending", f"This invitation is {invitation.status.value}")
-    before = invitation_snapshot(invitation)
+    before = invitation.snapshot()
     token = new_token(TOKEN_PREFIX)
     invitation.token_digest = token_digest(token)
     invitation.status = InvitationStatus.PENDING
@@ -241,7 +219,7 @@ def resend_invitation(
         "invitation.resent",
         invitation,
         before=before,
-        after=invitation_snapshot(invitation),
+        after=invitation.snapshot(),
     )
     queue_mail(db.session, _invitation_mail(org, invitation, token))
     return invitation, token
@@ -255,7 +233,7 @@ def revoke_invitation(actor: Actor, org: Organization, invitation_id: str) -> In
         raise Conflict(
             "invitation_not_pending", f"This invitation is {current_status(invitation).value}"
         )
-    before = invitation_snapshot(invitation)
+    before = invitation.snapshot()
     invitation.status = InvitationStatus.REVOKED
     db.session.flush()
     _audit(
@@ -264,7 +242,7 @@ def revoke_invitation(actor: Actor, org: Organization, invitation_id: str) -> In
         "invitation.revoked",
         invitation,
         before=before,
-        after=invitation_snapshot(invitation),
+        after=invitation.snapshot(),
     )
     return invitation
 
@@ -319,46 +297,80 @@ def describe_invitation(token: str) -> tuple[Invitation, Organization]:
     return invitation, org
 
 
+def proves_address(invitation: Invitation, proof: str | None) -> bool:
+    """Whether ``proof`` is the secret only the invitation's mail carried: opening the
+    mail's link proves the address, where the token alone (which the inviter saw) does not."""
+    return bool(proof and invitation.proof_digest and digests_match(proof, invitation.proof_digest))
+
+
 def accept_invitation(
-    token: str, *, email: str | None = None, name: str | None = None, actor: Actor | None = None
+    token: str,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    actor: Actor | None = None,
+    proof: str | None = None,
+    person: User | None = None,
 ) -> Membership:
-    """Join the org the token invites to, as the invited email (or, for a link, ``email``)."""
+    """Join the org the token invites to, as the invited address (or, for a link, ``email``
+    or the signed-in ``person``); who that is, ``idp.people`` decides.
+
+    An email invitation opened from its mail (``proof``), or by a signed-in person who proved
+    that address, joins the address's workspace identity; the token alone is the org's word,
+    so it joins (or creates) the org's own person for the address. A link joins the signed-in
+    workspace person, or through the API a person of the org's own for ``email``.
+    """
     org = _live_org(_find_by_token(token))
     lock_org(org.id)
     invitation = _find_by_token(token)  # again, under the lock: concurrent accepts see the winner
     _refuse_unless_pending(invitation)
+    name = people.validate_person_name(name)
+    vouched = people.Proof.ORG
     if invitation.kind is InvitationKind.EMAIL:
         if email is not None and normalize_email(email) != invitation.email:
             raise Forbidden("email_mismatch", "This invitation was sent to another address")
         email = invitation.email
+        proven_person = (
+            person is not None
+            and person.email_verified
+            and person.email_normalized == invitation.email
+        )
+        if proves_address(invitation, proof) or proven_person:
+            vouched = people.Proof.ADDRESS
+        person = None  # the address decides who joins, not the browser
+    elif person is not None:
+        if not people.is_workspace_person(person):
+            raise Forbidden(
+                "email_proof_required", "Sign in with your email address first, then use the link"
+            )
+        email, vouched = person.email, people.Proof.ADDRESS
     elif not email:
         raise BadRequest("email_required", "Say which email joins through this link", field="email")
+    else:
+        email = validate_email(email)
     enforce_invitation_policy(org, _acceptance(invitation, email or ""))
-    user = get_or_create_user(org.workspace_id, email or "", name)
-    membership = join_org(org, user, role=invitation.role, source=MembershipSource.INVITE)
-    live_teams = db.session.scalars(
-        select(Team.id).where(Team.org_id == org.id, Team.id.in_(invitation.team_ids))
-    ).all()  # a team deleted since the invitation was sent is skipped
-    for team_id in live_teams:
-        db.session.add(TeamMember(team_id=team_id, membership_id=membership.id))
-    before = invitation_snapshot(invitation)
-    invitation.use_count += 1
-    invitation.accepted_by_user_id = user.id
-    if invitation.kind is InvitationKind.EMAIL or invitation.use_count == invitation.max_uses:
-        invitation.status = InvitationStatus.ACCEPTED
-    db.session.flush()
-    _audit(
-        replace(actor or anonymous_actor(), user_id=user.id, label=user.email),
+    joiner = replace(actor or anonymous_actor(), label=email or "")
+    if invitation.kind is InvitationKind.EMAIL:
+        claim = people.Claim(email, people.address_proof(org, email, vouched), name)
+        if claim.proof is people.Proof.ADDRESS:
+            person = people.prove_address(
+                lambda other: replace(joiner, org_id=other.id), org.workspace_id, email or ""
+            )
+    else:  # whoever holds a link names any address: never the org's proof of it
+        claim = people.Claim(email, vouched, name)
+    membership, created = people.admit(
+        joiner,
         org,
-        "invitation.accepted",
-        invitation,
-        before=before,
-        after={
-            **invitation_snapshot(invitation),
-            "user_id": user.id,
-            "role": membership.role.value,
-        },
+        claim,
+        role=invitation.role,
+        source=MembershipSource.INVITE,
+        person=person,
+        invitation=invitation,
     )
+    if not created:
+        if invitation.kind is InvitationKind.LINK:
+            raise Conflict("already_member", "You are already a member of this organization")
+        people.take_up_invitation(joiner, org, invitation, membership)  # a member already
     return membership
 
 
@@ -368,7 +380,7 @@ def reject_invitation(token: str, *, actor: Actor | None = None) -> Invitation:
     if invitation.kind is not InvitationKind.EMAIL:
         raise Conflict("not_rejectable", "A shared link cannot be declined; just do not use it")
     _refuse_unless_pending(invitation)
-    before = invitation_snapshot(invitation)
+    before = invitation.snapshot()
     invitation.status = InvitationStatus.REJECTED
     db.session.flush()
     _audit(
@@ -377,7 +389,7 @@ def reject_invitation(token: str, *, actor: Actor | None = None) -> Invitation:
         "invitation.rejected",
         invitation,
         before=before,
-        after=invitation_snapshot(invitation),
+        after=invitation.snapshot(),
     )
     return invitation
 
@@ -392,7 +404,7 @@ def expire_invitations(actor: Actor, now: datetime | None = None) -> int:
     ).all()
     for invitation in stale:
         org = db.session.get(Organization, invitation.org_id)
-        before = invitation_snapshot(invitation)
+        before = invitation.snapshot()
         invitation.status = InvitationStatus.EXPIRED
         _audit(
             actor,
@@ -400,7 +412,7 @@ def expire_invitations(actor: Actor, now: datetime | None = None) -> int:
             "invitation.expired",
             invitation,
             before=before,
-            after=invitation_snapshot(invitation),
+            after=invitation.snapshot(),
         )
     db.session.flush()
     return len(stale)

@@ -73,6 +73,8 @@ class Membership(db.Model):
     __tablename__ = "memberships"
     __table_args__ = (
         UniqueConstraint("org_id", "user_id"),
+        # One membership per address in an org, whatever route names it (idp.people).
+        UniqueConstraint("org_id", "email_key"),
         Index("ix_memberships_org_id_id", "org_id", "id"),
         Index("ix_memberships_org_id_role", "org_id", "role"),
         Index("ix_memberships_org_id_status", "org_id", "status"),
@@ -92,6 +94,12 @@ class Membership(db.Model):
     status: Mapped[MembershipStatus] = mapped_column(
         enum_column(MembershipStatus, "membership_status"), default=MembershipStatus.ACTIVE
     )
+    # What this org knows of the person, and shows: the address it names them by (matched
+    # within this org only, case-insensitively) and the name it set. Null key: a duplicate
+    # from before one membership per address (``gatehouse people duplicates``).
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_key: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
     # The groups the org's IdP asserted at this member's last SSO login (role mapping input).
     sso_groups: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = created_column()
@@ -190,11 +198,32 @@ class Invitation(db.Model):
     # credential is not a verdict on the people it invited, and the invitation can be revoked.
     # Null: sent before this was kept (``invitations.UNRECORDED_INVITER``).
     inviter_role: Mapped[Role | None] = mapped_column(enum_column(Role, "inviter_role"))
+    # The digest of a second secret that only the invitation mail carries (never the API's
+    # answer): accepting with it proves the address, not just possession of the token.
+    proof_digest: Mapped[str | None] = mapped_column(String(64))
     accepted_by_user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
+
+    def status_at(self, now: datetime) -> InvitationStatus:
+        """The status as of ``now``: a pending invitation past its expiry reads as expired."""
+        if self.status is InvitationStatus.PENDING and self.expires_at <= now:
+            return InvitationStatus.EXPIRED
+        return self.status
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the audit log keeps of it (never the token)."""
+        return {
+            "kind": self.kind.value,
+            "email": self.email,
+            "role": self.role.value,
+            "status": self.status.value,
+            "expires_at": self.expires_at.isoformat(),
+            "max_uses": self.max_uses,
+            "use_count": self.use_count,
+        }
 
 
 class RoleMapping(db.Model):

@@ -38,8 +38,7 @@ from idp.pagination import Page, paginate
 from idp.policies.chain import lock_policies, org_policy, refresh_effective_policies
 from idp.policies.enforcement import Action, Attempt, enforce
 from idp.sessions.services import cut_member_access
-from idp.users.models import User
-from idp.users.services import get_or_create_user
+from idp.users.models import User, normalize_email
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_NAME = 200
@@ -92,13 +91,32 @@ def org_snapshot(org: Organization) -> dict[str, Any]:
     }
 
 
+# Categories that render invisibly or reorder text: controls, format characters (bidi
+# overrides and isolates, zero-width joiners and spaces, the BOM), line and paragraph
+# separators, surrogates, private use and unassigned code points.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def unsafe_character(value: str) -> str | None:
+    """The first character of ``value`` that mails and pages cannot show as it is, if any."""
+    return next((char for char in value if unicodedata.category(char) in _UNSAFE), None)
+
+
 def validate_name(name: str | None) -> str:
-    """A display name: trimmed, 1 to 200 characters, no control characters (mail headers)."""
+    """A display name (org, team, connection): trimmed, 1 to 200 characters, nothing that
+    mails and pages cannot show as it is (controls, bidi overrides, zero-width characters)."""
     value = (name or "").strip()
     if not value or len(value) > MAX_NAME:
-        raise BadRequest("invalid_name", f"A name of 1 to {MAX_NAME} characters is required")
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise BadRequest("invalid_name", "A name may not contain control characters")
+        raise BadRequest(
+            "invalid_name", f"A name of 1 to {MAX_NAME} characters is required", field="name"
+        )
+    char = unsafe_character(value)
+    if char is not None:
+        raise BadRequest(
+            "invalid_name",
+            f"A name may not contain control, bidi or zero-width characters (U+{ord(char):04X})",
+            field="name",
+        )
     return value
 
 
@@ -276,7 +294,7 @@ def lock_org(org_id: str) -> None:
 def member_snapshot(membership: Membership) -> dict[str, Any]:
     return {
         "user_id": membership.user_id,
-        "email": membership.user.email,
+        "email": membership.email or membership.user.email,
         "role": membership.role.value,
         "status": membership.status.value,
         "source": membership.source.value,
@@ -514,17 +532,20 @@ def join_org(
     role: Role,
     source: MembershipSource,
     status: MembershipStatus = MembershipStatus.ACTIVE,
+    email: str | None = None,
+    name: str | None = None,
 ) -> Membership:
     """Create the membership, under the org lock so the cap holds under concurrency.
 
-    Callers are the member-adding actions (``add_member``, invitation accept, SCIM
-    provisioning, and later JIT); each writes its own audit event. A member joining
-    suspended takes no seat.
+    Callers go through ``idp.people.admit``, which decides who the person is; each writes
+    its own audit event. ``email`` and ``name`` are what this org knows the person by. A
+    member joining suspended takes no seat.
     """
     lock_org(org.id)
     if find_membership(org.id, user.id) is not None:
         raise Conflict("already_member", "That user is already a member of this organization")
-    _admit(org, user.email, takes_seat=status is MembershipStatus.ACTIVE)
+    email = email or user.email
+    _admit(org, email, takes_seat=status is MembershipStatus.ACTIVE)
     # Ids set here rather than at flush, so the caller's writes can go out in one flush.
     membership = Membership(
         id=new_id("mem"),
@@ -535,9 +556,22 @@ def join_org(
         assigned_role=role,
         source=source,
         status=status,
+        email=email,
+        email_key=normalize_email(email) if email else None,
+        name=name,
     )
     db.session.add(membership)
     return membership
+
+
+def raise_assigned_role(membership: Membership, role: Role) -> None:
+    """Raise the role set by hand (an invitation taken up by a member); never lowers it."""
+    assigned = membership.assigned_role or membership.role
+    if role.rank > assigned.rank:
+        membership.assigned_role = role
+    if role.rank > membership.role.rank:
+        membership.role = role
+    db.session.flush()
 
 
 def verified_domains(org_id: str) -> frozenset[str]:
@@ -558,34 +592,6 @@ def enforce_invitation_policy(org: Organization, attempt: Attempt) -> None:
     policy = org_policy(org)
     domains = frozenset() if policy.external_invites else verified_domains(org.id)
     enforce(policy, replace(attempt, org_domains=domains))
-
-
-def add_member(
-    actor: Actor,
-    org: Organization,
-    *,
-    email: str,
-    role: Role = Role.MEMBER,
-    name: str | None = None,
-) -> Membership:
-    """Add a person directly: an invitation accepted at once, so the rules on inviting
-    (external invites, the inviter's role) hold as well as those on joining. SCIM and JIT
-    joins are the org's own directory speaking, not invitations: they call ``join_org``."""
-    check_permission(actor, Permission.MEMBERS_ADD)
-    check_role_authority(actor, None, role)
-    lock_org(org.id)
-    user = get_or_create_user(org.workspace_id, email, name)
-    enforce_invitation_policy(org, Attempt(Action.INVITE, email=user.email, role=actor.role))
-    membership = join_org(org, user, role=role, source=MembershipSource.ADMIN)
-    record_org_event(
-        actor,
-        org,
-        "member.added",
-        "user",
-        user.id,
-        after=member_snapshot(membership),
-    )
-    return membership
 
 
 def change_role(actor: Actor, org: Organization, user_id: str, role: Role) -> Membership:
@@ -739,7 +745,8 @@ def list_members(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[Membership]:
-    """An org's members in join order; ``q`` matches email or name, case-insensitively."""
+    """An org's members in join order; ``q`` matches the email or name the org knows them by,
+    case-insensitively."""
     query = (
         select(Membership)
         .join(Membership.user)
@@ -755,8 +762,8 @@ def list_members(
         )
         query = query.where(
             or_(
-                User.email_normalized.like(pattern, escape="\\"),
-                func.lower(User.name).like(pattern, escape="\\"),
+                Membership.email_key.like(pattern, escape="\\"),
+                func.lower(Membership.name).like(pattern, escape="\\"),
             )
         )
     return paginate(query, Membership.id, cursor=cursor, limit=limit)

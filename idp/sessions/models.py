@@ -43,7 +43,7 @@ class Session(db.Model):
     acr: Mapped[str | None] = mapped_column(String(200))
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     # Whether the sign-in proved multi-factor authentication (the IdP's amr/acr, as checked
-    # by idp.sso.mfa); an email link never does.
+    # by idp.connections.mfa); an email link never does.
     mfa: Mapped[bool] = mapped_column(default=False)
     # The last time the session was used, to the minute (idle timeout); null: never since.
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -66,13 +66,22 @@ class Session(db.Model):
 
 
 class EmailLink(db.Model):
-    """A one-time sign-in link sent to an address; only its token's digest is stored."""
+    """A one-time link sent to an address; only its token's digest is stored. Using it proves
+    the address (``email``); links from before addresses were kept name their ``user_id``."""
 
     __tablename__ = "email_links"
 
     id: Mapped[str] = id_column("eml")
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str | None] = mapped_column(String(320))
+    # An SSO sign-in waiting for the address to be proven (idp.people): the connection and
+    # what its IdP asserted (no signature, no token), finished only in the browser that began
+    # it (``browser_digest``, the digest of its login cookie).
+    pending_sign_in: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    browser_digest: Mapped[str | None] = mapped_column(String(64))
     # The org the person asked to enter, if any.
     org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     return_to: Mapped[str] = mapped_column(String(2000), default="/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, update
 
@@ -169,16 +169,27 @@ EMAIL_LINK_PREFIX = "ghl"  # a public prefix for secret scanners ("link")
 
 
 def issue_email_link(
-    user: User, *, org_id: str | None = None, return_to: str = "/"
+    email: str,
+    *,
+    org_id: str | None = None,
+    return_to: str = "/",
+    pending_sign_in: dict[str, Any] | None = None,
+    browser: str | None = None,
 ) -> tuple[EmailLink, str]:
-    """A sign-in link for ``user`` (10 minutes, single use); the token is returned once."""
+    """A link that proves ``email`` (10 minutes, single use); the token is returned once.
+
+    With ``pending_sign_in`` it finishes an SSO sign-in that waits for the address, and only
+    in the browser whose login cookie token is ``browser``.
+    """
     token = new_token(EMAIL_LINK_PREFIX)
     link = EmailLink(
         id=new_id("eml"),
         token_digest=token_digest(token),
-        user_id=user.id,
+        email=email,
         org_id=org_id,
         return_to=return_to,
+        pending_sign_in=pending_sign_in,
+        browser_digest=token_digest(browser) if browser else None,
         expires_at=utcnow() + EMAIL_LINK_TTL,
     )
     db.session.add(link)
@@ -186,12 +197,20 @@ def issue_email_link(
     return link, token
 
 
-def consume_email_link(token: str) -> EmailLink | None:
-    """The link of ``token``, used up now; ``None`` if unknown, expired or already used."""
+def consume_email_link(
+    token: str, *, pending: bool = False, browser: str | None = None
+) -> EmailLink | None:
+    """The link of ``token``, used up now; ``None`` if unknown, expired or already used.
+
+    ``pending``: a link finishing an SSO sign-in, taken only by the browser that began it
+    (another browser uses nothing up); otherwise a plain sign-in link.
+    """
     if not token.startswith(EMAIL_LINK_PREFIX + "_"):
         return None
     link = db.session.scalar(select(EmailLink).where(EmailLink.token_digest == token_digest(token)))
-    if link is None:
+    if link is None or (link.pending_sign_in is not None) is not pending:
+        return None
+    if pending and (not browser or link.browser_digest != token_digest(browser)):
         return None
     now = utcnow()
     taken = db.session.execute(
@@ -223,15 +242,14 @@ def offers_email_sign_in(org: Organization) -> bool:
 def start_email_session(
     user: User, org: Organization, *, lifetime: timedelta, request_id: str | None = None
 ) -> tuple[Session, str]:
-    """A session for a person who just proved their address (an email link, an emailed
-    invitation): the address is marked verified and the sign-in is audited. An org whose
+    """A session for a person who just proved their address (an email link, an invitation's
+    mail) or, for an org's own person, its token: the sign-in is audited. An org whose
     policy requires its own IdP or MFA, or other email domains, refuses it
     (``policy_violation``)."""
     enforce(org_policy(org), email_sign_in(user.email))
     session, token = start_session(
         user, org, method=SessionMethod.EMAIL_LINK, lifetime=lifetime, amr=["email"]
     )
-    user.email_verified = True
     actor = Actor(
         ActorKind.USER,
         user.id,

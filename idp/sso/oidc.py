@@ -32,8 +32,7 @@ from idp.connections.models import Connection
 from idp.connections.services import connection_secret
 from idp.db import db
 from idp.errors import BadRequest
-from idp.sso.signin import IdpAssertion
-from idp.sso.states import LoginRefused
+from idp.people.signin import IdpAssertion, LoginRefused
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,7 @@ from idp.config import current_settings
 from idp.connections.models import Connection
 from idp.connections.services import connection_secret
 from idp.errors import BadRequest
-from idp.sso.signin import IdpAssertion
-from idp.sso.states import LoginRefused
+from idp.people.signin import IdpAssertion, LoginRefused
 
 METADATA_TIMEOUT = 10  # seconds
 MAX_METADATA = 1_000_000  # bytes; federation aggregates are not accepted here
@@ -379,7 +378,7 @@ def onelogin_settings(
             "wantAttributeStatement": False,
             "requestedAuthnContext": list(authn_contexts) or False,
             "requestedAuthnContextComparison": "exact",
-            # Checked by Gatehouse against the org's policy (idp.sso.mfa), not here.
+            # Checked by Gatehouse against the org's policy (idp.connections.mfa), not here.
             "failOnAuthnContextMismatch": False,
             "rejectDeprecatedAlgorithm": True,
             "signatureAlgorithm": C.RSA_SHA256,

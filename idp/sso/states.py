@@ -13,14 +13,10 @@ from sqlalchemy import delete, update
 from idp.connections.models import Connection
 from idp.crypto import token_digest
 from idp.db import db, new_id, utcnow
-from idp.errors import Forbidden
+from idp.people.signin import LoginRefused
 from idp.sso.models import LoginState
 
 LOGIN_TTL = timedelta(minutes=10)
-
-
-class LoginRefused(Forbidden):
-    """An SSO response that Gatehouse will not turn into a session; the code says why."""
 
 
 def begin_login(

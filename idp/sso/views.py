@@ -10,17 +10,28 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from html import escape
+from urllib.parse import quote
 
-from flask import Blueprint, Response, g, redirect
+from flask import Blueprint, Response, g, redirect, request
 from sqlalchemy.exc import IntegrityError
 
 from idp.config import current_settings
 from idp.connections.models import Connection
+from idp.connections.services import load_connection
 from idp.db import db, finish_request
 from idp.errors import GatehouseError
-from idp.login.cookies import bind_login_cookie, set_session_cookie
+from idp.login.cookies import (
+    bind_login_cookie,
+    login_browser_token,
+    presented_login_token,
+    set_session_cookie,
+)
 from idp.login.redirects import safe_return_to
-from idp.sso.signin import IdpAssertion, sign_in
+from idp.mail import Mail, queue_mail
+from idp.people.services import EmailProofRequired
+from idp.people.signin import IdpAssertion, LoginRefused, sign_in
+from idp.sessions.services import consume_email_link, issue_email_link
+from idp.users.models import normalize_email
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 log = logging.getLogger(__name__)
@@ -68,9 +79,16 @@ def session_lifetime() -> timedelta:
 
 
 def complete_sign_in(
-    connection: Connection, assertion: IdpAssertion, return_to: str, *, unsolicited: bool = False
+    connection: Connection,
+    assertion: IdpAssertion,
+    return_to: str,
+    *,
+    unsolicited: bool = False,
+    address_proven: bool = False,
 ) -> Response:
-    """Sign the person in (``idp.sso.signin``), set the session cookie, send them on."""
+    """Sign the person in (``idp.people.signin``), set the session cookie, send them on; or,
+    when the org knows the asserted address and its IdP alone does not prove it, mail the
+    address a link that finishes this sign-in in this browser."""
     lifetime = session_lifetime()
     try:
         with db.session.begin_nested():  # a refusal undoes the sign-in's own writes only
@@ -80,7 +98,10 @@ def complete_sign_in(
                 lifetime=lifetime,
                 request_id=g.get("request_id"),
                 unsolicited=unsolicited,
+                address_proven=address_proven,
             )
+    except EmailProofRequired as needed:
+        return _ask_for_address(connection, assertion, return_to, unsolicited, needed.email)
     except GatehouseError:
         # A refused sign-in still uses up what it presented (the login state, the SAML
         # assertion id in the replay cache), so that it cannot be replayed once the reason
@@ -90,3 +111,78 @@ def complete_sign_in(
     response = redirect(safe_return_to(return_to), code=303)
     set_session_cookie(response, token, lifetime)
     return response
+
+
+_CONFIRM_SENT = """<!doctype html><title>Confirm your email address</title>
+<h1>Confirm your email address</h1>
+<p id="pending" data-code="email_proof_required">This organization already knows your email
+address. To link this sign-in to it, open the link we just sent to that address, in this
+browser, within 10 minutes.</p>"""
+_CONFIRM_PAGE = """<!doctype html><title>Confirm your email address</title>
+<h1>Confirm your email address</h1>
+<form method="post"><p>Finish signing in with this address?</p>
+<button>Confirm and sign in</button></form>"""
+
+
+def _ask_for_address(
+    connection: Connection,
+    assertion: IdpAssertion,
+    return_to: str,
+    unsolicited: bool,
+    email: str,
+) -> Response:
+    """Keep the sign-in waiting and mail its address a link that finishes it."""
+    pending = {
+        "connection_id": connection.id,
+        "return_to": return_to,
+        "unsolicited": unsolicited,
+        "assertion": assertion.as_dict(),
+    }
+    _link, token = issue_email_link(
+        email, org_id=connection.org_id, pending_sign_in=pending, browser=login_browser_token()
+    )
+    url = f"{current_settings().issuer}/sso/confirm?token={quote(token)}"
+    queue_mail(
+        db.session(),
+        Mail(
+            to=email,
+            subject="Confirm your email address to sign in",
+            body=f"Finish signing in here (once, within 10 minutes, in the browser you began "
+            f"in):\n{url}\n\nIf you did not just sign in, ignore this message.\n",
+        ),
+    )
+    db.session.commit()  # the used login state and the link, though no session is started
+    response = Response(_CONFIRM_SENT, content_type="text/html; charset=utf-8")
+    response.headers["X-Gatehouse-Pending"] = "email_proof_required"
+    return response
+
+
+@bp.get("/confirm")
+def confirm_page() -> Response:
+    """Ask before finishing: mail scanners that fetch links must not use them up."""
+    return Response(_CONFIRM_PAGE, content_type="text/html; charset=utf-8")
+
+
+@bp.post("/confirm")
+def confirm_address() -> Response:
+    """The address is proven by its link, in the browser that signed in at the IdP: finish
+    that sign-in as the member the address names."""
+    link = consume_email_link(
+        request.args.get("token", ""), pending=True, browser=presented_login_token()
+    )
+    if link is None or link.pending_sign_in is None:
+        raise LoginRefused(
+            "invalid_link", "This link is unknown, used, expired, or for another browser"
+        )
+    pending = link.pending_sign_in
+    connection = load_connection(pending["connection_id"])
+    assertion = IdpAssertion.from_dict(pending["assertion"])
+    if normalize_email(assertion.email or "") != normalize_email(link.email or ""):
+        raise LoginRefused("invalid_link", "This link is for another address")
+    return complete_sign_in(
+        connection,
+        assertion,
+        pending["return_to"],
+        unsolicited=bool(pending.get("unsolicited")),
+        address_proven=True,
+    )

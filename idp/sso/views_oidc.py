@@ -9,6 +9,7 @@ import secrets
 
 from flask import Response, redirect, request
 
+from idp.connections.mfa import requested_acr_values
 from idp.connections.models import Connection, ConnectionKind
 from idp.connections.services import load_connection
 from idp.crypto import DecryptionError, decrypt_secret, encrypt_secret, token_digest
@@ -16,9 +17,9 @@ from idp.db import db
 from idp.errors import NotFound
 from idp.login.cookies import login_browser_token, presented_login_token
 from idp.login.redirects import safe_return_to
+from idp.people.signin import LoginRefused
 from idp.sso import oidc
-from idp.sso.mfa import requested_acr_values
-from idp.sso.states import LoginRefused, begin_login, finish_login
+from idp.sso.states import begin_login, finish_login
 from idp.sso.views import bp, complete_sign_in
 
 log = logging.getLogger(__name__)

@@ -10,16 +10,17 @@ from urllib.parse import urlsplit
 from flask import Response, redirect, request
 from sqlalchemy import delete
 
+from idp.connections.mfa import requested_authn_contexts
 from idp.connections.models import Connection, ConnectionKind
 from idp.connections.services import connection_secret, load_connection
 from idp.db import db, dialect_insert, utcnow
 from idp.errors import NotFound
 from idp.login.cookies import login_browser_token, presented_login_token
 from idp.login.redirects import safe_return_to
+from idp.people.signin import LoginRefused
 from idp.sso import saml
-from idp.sso.mfa import requested_authn_contexts
 from idp.sso.models import SeenAssertion
-from idp.sso.states import LoginRefused, begin_login, finish_login
+from idp.sso.states import begin_login, finish_login
 from idp.sso.views import bp, complete_sign_in
 
 PURGE_ONE_IN = 50  # ACS posts per purge of expired replay-cache rows, on average

@@ -10,9 +10,10 @@ not linked. Which orgs a session may then enter is decided by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
@@ -20,23 +21,27 @@ from sqlalchemy.orm import joinedload
 from idp.actors import Actor, ActorKind
 from idp.audit.services import record_org_event
 from idp.connections.domains import verified_org_for_email
+from idp.connections.mfa import asserts_mfa
 from idp.connections.models import Connection, ExternalIdentity
-from idp.db import db, new_id, utcnow
+from idp.db import db, utcnow
 from idp.directory.models import DirectoryUser
-from idp.errors import GatehouseError
+from idp.errors import Forbidden, GatehouseError
 from idp.orgs import services as orgs
 from idp.orgs.models import Membership, MembershipSource, MembershipStatus, Organization
 from idp.orgs.roles import Role
+from idp.people import services as people
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import session_violation, start_session
-from idp.sso.mfa import asserts_mfa
-from idp.sso.states import LoginRefused
-from idp.users.models import User, normalize_email
-from idp.users.services import get_or_create_user, validate_email
+from idp.users.models import User
+from idp.users.services import validate_email
 
 MAX_GROUPS = 500  # groups kept from one assertion; more is an IdP misconfiguration
+
+
+class LoginRefused(Forbidden):
+    """An SSO response that Gatehouse will not turn into a session; the code says why."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,33 @@ class IdpAssertion:
     auth_time: datetime | None = None
     # The IdP's id of the person as its SCIM feed sends it (Entra ``oid``); default: subject.
     external_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON form, to finish the sign-in once the address is proven (no signature kept)."""
+        return {
+            "subject": self.subject,
+            "email": self.email,
+            "name": self.name,
+            "groups": list(self.groups),
+            "amr": list(self.amr),
+            "acr": self.acr,
+            "auth_time": self.auth_time.isoformat() if self.auth_time else None,
+            "external_id": self.external_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IdpAssertion:
+        auth_time = data.get("auth_time")
+        return cls(
+            subject=data["subject"],
+            email=data.get("email"),
+            name=data.get("name"),
+            groups=tuple(data.get("groups") or ()),
+            amr=tuple(data.get("amr") or ()),
+            acr=data.get("acr"),
+            auth_time=datetime.fromisoformat(auth_time) if auth_time else None,
+            external_id=data.get("external_id"),
+        )
 
 
 def actor_for_connection(connection: Connection, request_id: str | None = None) -> Actor:
@@ -74,8 +106,15 @@ def sign_in(
     lifetime: timedelta,
     request_id: str | None = None,
     unsolicited: bool = False,
+    address_proven: bool = False,
 ) -> tuple[Session, str]:
     """Find (or provision just in time) the member, apply their groups, start a session.
+
+    Who the person is follows ``idp.people``: the subject this connection linked before, the
+    org's directory record, or the org's member for the asserted address, which the sign-in
+    takes over only when the address counts as proven for the org (a verified domain, a
+    ``trust_email`` connection, or ``address_proven``: the person also used an email link in
+    this browser); otherwise ``EmailProofRequired``.
 
     The org's policy is asked before anything is written: IdP-initiated sign-in
     (``unsolicited``), MFA as the IdP asserted it, the email domain of whoever signs in
@@ -92,30 +131,47 @@ def sign_in(
     mfa = asserts_mfa(connection, assertion.amr, assertion.acr)
     email = _valid_email(assertion.email)
     actor = actor_for_connection(connection, request_id)
+    if address_proven:
+        vouched = people.Proof.ADDRESS
+    elif connection.settings.get("trust_email"):
+        vouched = people.Proof.ORG
+    else:
+        vouched = people.Proof.ASSERTED
+    claim = people.Claim(
+        email, people.address_proof(org, email, vouched), people.safe_asserted_name(assertion.name)
+    )
     identity = _known_subject(connection, assertion.subject)
-    user = identity.user if identity else _directory_match(org, assertion, email)
+    membership = _member_of(org, identity, assertion, claim)
     # The member's own address, or the asserted one that a new member would get.
-    who = user.email if user else email
+    who = (membership.email or membership.user.email) if membership else email
     enforce(policy, Attempt(Action.SIGN_IN, email=who, via_org_connection=True, mfa=mfa))
-    membership = orgs.find_membership(org.id, user.id) if user else None
     if membership is None:
         if not connection.settings.get("jit", True):
             raise LoginRefused(
                 "not_provisioned", "You are not a member of this organization; ask its admin"
             )
         enforce(policy, Attempt(Action.JIT))
-        user = user or _new_person(org, email, assertion.name)
-        membership = orgs.join_org(org, user, role=Role.MEMBER, source=MembershipSource.JIT)
-        record_org_event(
-            actor,
-            org,
-            "member.jit_provisioned",
-            "user",
-            user.id,
-            after={**orgs.member_snapshot(membership), "connection_id": connection.id},
+        person = identity.user if identity else None
+        membership, created = people.admit(
+            actor, org, claim, role=Role.MEMBER, source=MembershipSource.JIT, person=person
         )
+        if not created:  # a concurrent route named the address first
+            if claim.proof is people.Proof.ASSERTED:
+                raise people.EmailProofRequired(email or "")
+        else:
+            record_org_event(
+                actor,
+                org,
+                "member.jit_provisioned",
+                "user",
+                membership.user_id,
+                after={**orgs.member_snapshot(membership), "connection_id": connection.id},
+            )
     if membership.status is not MembershipStatus.ACTIVE:
         raise LoginRefused("member_suspended", "Your membership of this organization is suspended")
+    user = membership.user
+    if claim.proof is people.Proof.ADDRESS and email and not people.is_workspace_person(user):
+        user = people.link_member(actor, org, membership, email)  # the proof has arrived
     _remember_subject(connection, identity, assertion.subject, user)
     groups = sorted({str(g)[:200] for g in assertion.groups if g})[:MAX_GROUPS]
     if membership.sso_groups != groups:
@@ -168,15 +224,25 @@ def _known_subject(connection: Connection, subject: str) -> ExternalIdentity | N
     )
 
 
-def _directory_match(org: Organization, assertion: IdpAssertion, email: str | None) -> User | None:
-    """The person this assertion names in the org's own directory (SCIM, members), if any."""
+def _member_of(
+    org: Organization,
+    identity: ExternalIdentity | None,
+    assertion: IdpAssertion,
+    claim: people.Claim,
+) -> Membership | None:
+    """The org's membership this sign-in names: the subject's person, the org's directory
+    record (externalId or userName), or the member for the address (only when the address
+    counts as proven for the org)."""
+    if identity is not None:
+        found = orgs.find_membership(org.id, identity.user_id)
+        if found is not None:
+            return found
     keys = {assertion.subject.lower()}
-    if email:
-        keys.add(email.lower())
+    if claim.email:
+        keys.add(claim.email.lower())
     external_ids = {assertion.subject, assertion.external_id or assertion.subject}
     provisioned = db.session.scalar(
-        select(User)
-        .join(Membership, Membership.user_id == User.id)
+        select(Membership)
         .join(DirectoryUser, DirectoryUser.membership_id == Membership.id)
         .where(
             DirectoryUser.org_id == org.id,
@@ -188,25 +254,12 @@ def _directory_match(org: Organization, assertion: IdpAssertion, email: str | No
         .order_by(DirectoryUser.external_id.in_(external_ids).desc())
         .limit(1)
     )
-    if provisioned is not None or email is None:
+    if provisioned is not None:
         return provisioned
-    return db.session.scalar(
-        select(User)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.org_id == org.id, User.email_normalized == normalize_email(email))
-    )
-
-
-def _new_person(org: Organization, email: str | None, name: str | None) -> User:
-    """A person new to the org: the workspace identity of the email only if the org verified
-    the email's domain; otherwise a new, unlinked person (email shown, never matched on)."""
-    name = name[:200] if name else None
-    if email and verified_org_for_email(org.workspace_id, email) == org.id:
-        return get_or_create_user(org.workspace_id, email, name)
-    user = User(id=new_id("usr"), workspace_id=org.workspace_id, email=email, name=name)
-    db.session.add(user)
-    db.session.flush()
-    return user
+    by_address = people.find_member_by_email(org.id, claim.email)
+    if by_address is not None and claim.proof is people.Proof.ASSERTED:
+        raise people.EmailProofRequired(claim.email or "")
+    return by_address
 
 
 def _remember_subject(
@@ -240,14 +293,33 @@ def admission(session: Session, org_id: str) -> str | None:
 
 
 def _source_admission(session: Session, org_id: str) -> str | None:
+    return (
+        None
+        if _speaks_for(session)(org_id)
+        else ("unknown_method" if session.connection_id is None else "needs_org_sso")
+    )
+
+
+def _speaks_for(session: Session) -> Callable[[str], bool]:
+    """Which orgs the way this session signed in speaks for: every org for an email link
+    (the address is proven), else the connection's own org, and every org when that org
+    verified the person's email domain (its IdP is the authority for the address)."""
     if session.connection_id is None:
-        return None if session.method is SessionMethod.EMAIL_LINK else "unknown_method"
+        admitted = session.method is SessionMethod.EMAIL_LINK
+        return lambda _org_id: admitted
     connection_org = db.session.scalar(
         select(Connection.org_id).where(Connection.id == session.connection_id)
     )
-    if connection_org == org_id:
-        return None
     email = session.user.email_normalized
     if email and verified_org_for_email(session.workspace_id, email) == connection_org:
-        return None
-    return "needs_org_sso"
+        return lambda _org_id: True
+    return lambda org_id: org_id == connection_org
+
+
+def reachable_memberships(session: Session) -> list[tuple[Organization, Membership]]:
+    """The person's active memberships in the orgs this session's sign-in speaks for: what
+    ``/api/v1/me``, email links and the app's org chooser offer. An org that the sign-in does
+    not speak for is not listed, so a sign-in through one org's IdP shows nothing of the
+    person's other orgs."""
+    speaks_for = _speaks_for(session)
+    return [(o, m) for o, m in orgs.active_memberships(session.user_id) if speaks_for(o.id)]
