@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from idp.actors import system_actor
 from idp.connections.models import Domain, DomainStatus
 from idp.credentials.services import create_api_key
 from idp.db import db, utcnow
-from idp.orgs import services
+from idp.mail import OUTBOX
+from idp.orgs import invitations, services
 from idp.orgs.models import Membership, Organization, Workspace
 from idp.orgs.roles import Role
+from idp.people import services as people
 
 
 def workspace() -> Workspace:
@@ -25,10 +28,26 @@ def make_org(slug: str = "acme", name: str | None = None, **kwargs: Any) -> Orga
     return org
 
 
-def make_member(org: Organization, email: str, role: Role = Role.MEMBER) -> Membership:
-    membership = services.add_member(system_actor(), org, email=email, role=role)
+def make_member(
+    org: Organization, email: str, role: Role = Role.MEMBER, *, proven: bool = True
+) -> Membership:
+    """A member added by an admin; ``proven``: the person has since proven the address (an
+    email link), so they are its workspace identity in every org that added it."""
+    membership = people.add_member(system_actor(), org, email=email, role=role)
+    if proven:
+        people.prove_address(lambda _org: system_actor(), org.workspace_id, email)
     db.session.commit()
-    return membership
+    return db.session.get(Membership, membership.id)
+
+
+def invite_mailed(org: Organization, email: str, role: Role = Role.MEMBER) -> tuple[str, str]:
+    """An emailed invitation: its token (as the API shows it) and the proof only its mail
+    carries."""
+    _invitation, token = invitations.invite_by_email(system_actor(), org, email=email, role=role)
+    mail = db.session.info[OUTBOX][-1]
+    url = next(word for word in mail.body.split() if "/invitations/accept?" in word)
+    db.session.commit()
+    return token, parse_qs(urlsplit(url).query)["proof"][0]
 
 
 def make_verified_domain(org: Organization, domain: str) -> Domain:

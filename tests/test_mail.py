@@ -146,7 +146,9 @@ def test_invitation_is_mailed_with_the_accept_url(
     assert mail.message["To"] == "ada@example.com"
     assert mail.message["From"] == app.extensions["gatehouse.settings"].mail_from
     assert "Acme Corp" in mail.message["Subject"]
-    assert mail.url == response.json["url"]
+    # The mail's link is the API's, plus a proof secret that only the mail carries.
+    assert mail.url.startswith(response.json["url"] + "&proof=")
+    assert mail.url.split("&proof=")[1] not in response.text
 
     accepted = accept(client, token_of(mail.url))
 
@@ -169,7 +171,8 @@ def test_resend_mails_a_new_token_and_retires_the_old_one(
     assert [m.rcpt_tos for m in inbox.messages] == [["ada@example.com"]] * 2
     first, second = (token_of(m.url) for m in inbox.messages)
     assert first != second
-    assert inbox.messages[1].url == resent.json["url"]
+    assert inbox.messages[1].url.startswith(resent.json["url"] + "&proof=")
+    assert inbox.messages[1].url.split("&proof=")[1] != inbox.messages[0].url.split("&proof=")[1]
     stale = accept(client, first)
     assert (stale.status_code, stale.json["error"]) == (404, "invitation_not_found")
     assert accept(client, second).status_code == 200
@@ -258,7 +261,8 @@ def test_development_without_smtp_logs_the_mail(
     logged = [r.getMessage() for r in caplog.records if r.name == "idp.mail"]
     assert len(logged) == 1
     assert "to=ada@example.com" in logged[0]
-    assert ACCEPT_URL.findall(logged[0]) == [response.json["url"]]
+    [logged_url] = ACCEPT_URL.findall(logged[0])
+    assert logged_url.startswith(response.json["url"] + "&proof=")
 
 
 def test_production_without_smtp_warns_without_the_body(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import text
 from idp import create_app
 from idp.db import db
 from idp.orgs.models import Organization
+from idp.people.services import list_duplicates
 from idp.policies.chain import org_levels, policy_of
 from tests.conftest import _postgres_database, _settings
 
@@ -73,5 +74,73 @@ def test_0006_fills_every_existing_orgs_effective_policy(
             # What the migration wrote is what the code computes from the chain.
             assert org.effective_policy == policy_of(org_levels(org)).to_json()
         assert db.session.get(Organization, "org_2").effective_policy["member_cap"] == 25
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_0008_keys_memberships_by_address_leaving_earlier_duplicates_to_merge(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    app = create_app(_settings(fresh_database, str(tmp_path / "instance")))
+    with app.app_context():
+        upgrade(revision="0007")
+        now = datetime.now(UTC)
+        later = now + timedelta(seconds=1)
+        with db.engine.begin() as conn:
+            run = conn.execute
+            run(
+                text(
+                    "INSERT INTO workspaces (id, slug, name, baseline_policy, created_at,"
+                    " updated_at) VALUES ('ws_1', 'default', 'Default', '{}', :now, :now)"
+                ),
+                {"now": now},
+            )
+            run(
+                text(
+                    "INSERT INTO organizations (id, workspace_id, slug, name, member_cap,"
+                    " policy_overrides, effective_policy, created_at, updated_at) VALUES"
+                    " ('org_1', 'ws_1', 'acme', 'Acme', 500, '{}', '{}', :now, :now)"
+                ),
+                {"now": now},
+            )
+            # An earlier release's split person: one linked user, one unlinked, same address.
+            for user_id, normalized, name in (
+                ("usr_1", "ann@acme.example", "Ann"),
+                ("usr_2", None, "Ann (SSO)"),
+            ):
+                run(
+                    text(
+                        "INSERT INTO users (id, workspace_id, email, email_normalized, name,"
+                        " email_verified, status, created_at, updated_at) VALUES (:id, 'ws_1',"
+                        " 'Ann@acme.example', :normalized, :name, false, 'active', :now, :now)"
+                    ),
+                    {"id": user_id, "normalized": normalized, "name": name, "now": now},
+                )
+            for membership_id, user_id, role, at in (
+                ("mem_1", "usr_1", "owner", now),
+                ("mem_2", "usr_2", "member", later),
+            ):
+                run(
+                    text(
+                        "INSERT INTO memberships (id, org_id, user_id, role, assigned_role,"
+                        " source, status, created_at, updated_at) VALUES (:id, 'org_1', :user,"
+                        " :role, :role, 'invite', 'active', :at, :at)"
+                    ),
+                    {"id": membership_id, "user": user_id, "role": role, "at": at},
+                )
+        upgrade()
+        rows = {
+            row.id: row
+            for row in db.session.execute(
+                text("SELECT id, email, email_key, name FROM memberships ORDER BY id")
+            )
+        }
+        # What the org showed is kept; the oldest holds the address, the other awaits a merge.
+        assert (rows["mem_1"].email_key, rows["mem_1"].name) == ("ann@acme.example", "Ann")
+        assert (rows["mem_2"].email_key, rows["mem_2"].name) == (None, "Ann (SSO)")
+        assert rows["mem_2"].email == "Ann@acme.example"
+
+        [duplicate] = list_duplicates("ws_1")
+        assert [m["user_id"] for m in duplicate["members"]] == ["usr_1", "usr_2"]
         db.session.remove()
         db.engine.dispose()

@@ -41,6 +41,7 @@ from idp.orgs.models import (
     TeamMember,
 )
 from idp.orgs.roles import Role
+from idp.people import services as people_services
 from idp.sso.saml import new_sp_keypair
 from idp.sso.setup import add_saml_connection
 from tests.builders import auth, make_key, make_org, workspace
@@ -294,7 +295,7 @@ def build_world(slug: str, name: str) -> World:
     org = make_org(slug, name)
     actor = system_actor()
     people = {
-        label: services.add_member(actor, org, email=f"{label}@{slug}.example", role=role)
+        label: people_services.add_member(actor, org, email=f"{label}@{slug}.example", role=role)
         for label, role in [
             ("owner", Role.OWNER),
             ("coowner", Role.OWNER),

@@ -29,9 +29,9 @@ from idp.login.forward_auth import _STATEMENTS
 from idp.orgs.models import Membership, MembershipStatus, Organization
 from idp.orgs.roles import Role
 from idp.orgs.services import delete_org
+from idp.people.signin import IdpAssertion, admission, sign_in
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import revoke_session, start_session
-from idp.sso.signin import IdpAssertion, admission, sign_in
 from idp.users.models import User
 from tests.builders import auth, make_key, make_member, make_org, make_verified_domain
 from tests.proxies import (
@@ -67,8 +67,12 @@ def make_connection(org: Organization, name: str = "idp") -> Connection:
     return connection
 
 
-def sso_session(connection: Connection, **claims: Any) -> tuple[Session, str]:
-    session, token = sign_in(connection, IdpAssertion(**claims), lifetime=HOUR)
+def sso_session(
+    connection: Connection, *, address_proven: bool = False, **claims: Any
+) -> tuple[Session, str]:
+    session, token = sign_in(
+        connection, IdpAssertion(**claims), lifetime=HOUR, address_proven=address_proven
+    )
     db.session.commit()
     return session, token
 

@@ -18,9 +18,10 @@ from idp.connections.services import create_connection
 from idp.db import db, utcnow
 from idp.login.cookies import signed_session_cookie
 from idp.orgs import invitations
+from idp.orgs.models import Membership
 from idp.orgs.roles import Role
+from idp.people.signin import IdpAssertion, sign_in
 from idp.sessions.models import EmailLink, Session, SessionMethod
-from idp.sso.signin import IdpAssertion, sign_in
 from tests.builders import make_member, make_org, make_verified_domain
 from tests.test_mail import Inbox, start_smtp
 
@@ -190,5 +191,9 @@ def test_a_link_invitation_does_not_carry_another_orgs_sso_session_in(
     with client.application.test_request_context():
         client.set_cookie("gatehouse_session", signed_session_cookie(token))
     joined = client.post("/invitations/accept", data={"token": invite, "answer": "accept"})
-    assert joined.status_code == 303 and joined.headers["Location"] == "/login?org=acme"
+    # Home's IdP did not prove the address (home verified no domain): the link asks the
+    # person to sign in by email first, and joins no one meanwhile.
+    assert joined.status_code == 403
+    assert joined.headers["X-Gatehouse-Error"] == "email_proof_required"
     assert client.get("/api/v1/me").json["org"]["slug"] == "home"  # the session stayed home
+    assert not db.session.scalar(select(Membership.id).where(Membership.org_id == other.id))

@@ -16,7 +16,7 @@ from idp.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from idp.orgs import invitations, services, teams
 from idp.orgs.models import Invitation, InvitationStatus, MembershipSource
 from idp.orgs.roles import Role
-from tests.builders import make_member, make_org
+from tests.builders import invite_mailed, make_member, make_org
 
 
 def admin_of(org_id: str) -> Actor:
@@ -57,11 +57,39 @@ def test_accept_with_a_different_email_is_refused(app: Flask) -> None:
     assert invitations.accept_invitation(token, email="A@X.example").user.email == "a@x.example"
 
 
-def test_existing_user_accepts_into_another_org(app: Flask) -> None:
+def test_an_invitation_accepted_by_its_token_alone_gives_the_org_a_person_of_its_own(
+    app: Flask,
+) -> None:
     first = make_member(make_org("a"), "p@x.example")
     org = make_org("b")
     _, token = invitations.invite_by_email(system_actor(), org, email="p@x.example")
-    assert invitations.accept_invitation(token).user_id == first.user_id
+    joined = invitations.accept_invitation(token)  # the inviter saw this token: b's word
+    assert joined.user_id != first.user_id
+    assert joined.user.email_normalized is None and not joined.user.email_verified
+
+
+def test_an_invitation_opened_from_its_mail_joins_the_workspace_identity(app: Flask) -> None:
+    a, b = make_org("a"), make_org("b")
+    first = make_member(a, "p@x.example")  # a's own person, whom no IdP of a signs in
+    token, proof = invite_mailed(b, "p@x.example", Role.ADMIN)
+    joined = invitations.accept_invitation(token, proof=proof)
+    db.session.commit()
+    person = joined.user
+    assert person.email_normalized == "p@x.example" and person.email_verified
+    assert joined.role is Role.ADMIN
+    # a's person of its own became this identity (the address is proven), audited in a.
+    assert services.get_membership(a.id, person.id).id == first.id
+    [linked] = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.org_id == a.id, AuditEvent.action == "member.linked")
+    ).all()
+    assert linked.after["user_id"] == person.id
+
+
+def test_a_forged_proof_proves_nothing(app: Flask) -> None:
+    org = make_org("b")
+    token, proof = invite_mailed(org, "p@x.example")
+    joined = invitations.accept_invitation(token, proof=proof[:-2] + "xx")
+    assert joined.user.email_normalized is None
 
 
 def test_unknown_token_is_not_found(app: Flask) -> None:

@@ -43,12 +43,12 @@ from idp.orgs.models import (
 )
 from idp.orgs.roles import Role
 from idp.orgs.services import (
-    add_member,
     change_role,
     count_active_owners,
     remove_member,
     set_member_status,
 )
+from idp.people.services import add_member
 from tests.builders import make_member, make_org
 
 ROUNDS = 10

@@ -13,8 +13,10 @@ from idp.errors import BadRequest, Conflict, Forbidden, NotFound
 from idp.orgs import services
 from idp.orgs.models import MembershipSource, MembershipStatus
 from idp.orgs.roles import Role
+from idp.people import services as people
+from idp.people.services import prove_address
 from idp.users.services import find_user_by_email
-from tests.builders import make_member, make_org, workspace
+from tests.builders import make_member, make_org, make_verified_domain, workspace
 
 
 def person(org_id: str, user_id: str, role: Role) -> Actor:
@@ -101,24 +103,36 @@ def test_member_cap_cannot_drop_below_members(app: Flask) -> None:
 # --- members ---------------------------------------------------------------------------
 
 
-def test_add_member_links_workspace_user_case_insensitively(app: Flask) -> None:
+def test_add_member_matches_within_the_org_case_insensitively_never_across(app: Flask) -> None:
     a, b = make_org("a"), make_org("b")
-    first = make_member(a, "Ann@Example.com", Role.ADMIN)
-    second = make_member(b, "ann@EXAMPLE.com")
-    assert first.user_id == second.user_id
-    assert first.user.email == "Ann@Example.com"
-    assert find_user_by_email(workspace().id, "ANN@example.COM").id == first.user_id
+    first = make_member(a, "Ann@Example.com", Role.ADMIN, proven=False)
+    second = make_member(b, "ann@EXAMPLE.com", proven=False)
+    # Each org's word gives it a person of its own: b learns nothing of a's.
+    assert first.user_id != second.user_id
+    assert (first.email, first.email_key) == ("Ann@Example.com", "ann@example.com")
+    assert find_user_by_email(workspace().id, "ANN@example.COM") is None
     assert first.source is MembershipSource.ADMIN
     with pytest.raises(Conflict) as info:
         make_member(a, "ann@example.com")
     assert info.value.code == "already_member"
 
 
+def test_add_member_in_the_org_that_verified_the_domain_links_the_workspace_identity(
+    app: Flask,
+) -> None:
+    a, b = make_org("a"), make_org("b")
+    make_verified_domain(b, "example.com")
+    theirs = make_member(a, "ann@example.com", proven=False)
+    ours = make_member(b, "ann@example.com", proven=False)
+    assert ours.user.email_normalized == "ann@example.com" and ours.user.email_verified
+    assert ours.user_id != theirs.user_id  # a's own person stays a's
+
+
 def test_invalid_email_is_refused(app: Flask) -> None:
     org = make_org("acme")
     for bad in ["", "nobody", "a@b", "a b@example.com", "a@@example.com"]:
         with pytest.raises(BadRequest):
-            services.add_member(system_actor(), org, email=bad)
+            people.add_member(system_actor(), org, email=bad)
 
 
 def test_member_cap_refuses_the_next_join(app: Flask) -> None:
@@ -186,7 +200,7 @@ def test_admin_cannot_grant_owner_or_touch_owners(app: Flask) -> None:
         lambda: services.change_role(admin, org, owner.user_id, Role.ADMIN),
         lambda: services.remove_member(admin, org, owner.user_id),
         lambda: services.set_member_status(admin, org, owner.user_id, MembershipStatus.SUSPENDED),
-        lambda: services.add_member(admin, org, email="new@x.example", role=Role.OWNER),
+        lambda: people.add_member(admin, org, email="new@x.example", role=Role.OWNER),
     ):
         with pytest.raises(Forbidden) as info:
             attempt()
@@ -200,7 +214,7 @@ def test_members_cannot_manage_members(app: Flask) -> None:
     other = make_member(org, "o@x.example")
     member = person(org.id, "usr_m", Role.MEMBER)
     with pytest.raises(Forbidden):
-        services.add_member(member, org, email="n@x.example")
+        people.add_member(member, org, email="n@x.example")
     with pytest.raises(Forbidden):
         services.remove_member(member, org, other.user_id)
     with pytest.raises(Forbidden):
@@ -209,8 +223,11 @@ def test_members_cannot_manage_members(app: Flask) -> None:
 
 def test_remove_member_keeps_the_workspace_user(app: Flask) -> None:
     a, b = make_org("a"), make_org("b")
-    ma = make_member(a, "x@x.example")
+    make_member(a, "x@x.example")
     make_member(b, "x@x.example")
+    person = prove_address(lambda _org: system_actor(), workspace().id, "x@x.example")
+    db.session.commit()
+    ma = services.get_membership(a.id, person.id)
     services.remove_member(system_actor(), a, ma.user_id)
     db.session.commit()
     with pytest.raises(NotFound):
@@ -224,7 +241,7 @@ def test_remove_member_keeps_the_workspace_user(app: Flask) -> None:
 def test_leave_org(app: Flask) -> None:
     org = make_org("acme")
     make_member(org, "owner@x.example", Role.OWNER)
-    m = make_member(org, "m@x.example")
+    m = make_member(org, "m@x.example", proven=False)
     services.leave_org(person(org.id, m.user_id, Role.MEMBER), org)
     db.session.commit()
     assert [e.action for e in events(org.id)][-1] == "member.left"
@@ -272,7 +289,7 @@ def test_transfer_needs_an_active_member_and_an_owner_giver(app: Flask) -> None:
 
 def test_every_change_writes_exactly_one_event(app: Flask) -> None:
     org = make_org("acme")
-    m = make_member(org, "m@x.example")
+    m = make_member(org, "m@x.example", proven=False)
     services.change_role(system_actor(), org, m.user_id, Role.ADMIN)
     services.change_role(system_actor(), org, m.user_id, Role.ADMIN)  # no change, no event
     services.set_member_status(system_actor(), org, m.user_id, MembershipStatus.SUSPENDED)

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from idp.connections.mfa import asserts_mfa
 from idp.connections.models import Connection, ConnectionKind
 from idp.db import utcnow
 from idp.orgs.roles import Role
 from idp.policies.enforcement import RULES, Action, Attempt, PolicyViolation, enforce, violation
 from idp.policies.registry import KEYS, Policy
-from idp.sso.mfa import asserts_mfa
 
 NOW = utcnow()
 OLD = NOW - timedelta(hours=3)

@@ -18,11 +18,11 @@ from idp.actors import system_actor
 from idp.db import db, utcnow
 from idp.orgs.invitations import invite_by_email
 from idp.orgs.models import Membership, Organization
+from idp.people.signin import admission
 from idp.policies.enforcement import PolicyViolation
 from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import issue_email_link, session_violation, start_session
-from idp.sso.signin import admission
 from tests.builders import make_member, make_org, make_verified_domain, workspace
 from tests.login.test_forward_auth import check, cookie, make_connection, sso_session
 from tests.oauth.conftest import (
@@ -152,7 +152,11 @@ def test_sso_required_admits_only_the_orgs_own_connection(app: Flask, client: Fl
     assert check(client).status_code == 200
     policy(org, sso_required=True)
     assert check(client).status_code == 401  # an email link is not the org's IdP
-    _session, token = sso_session(connection, subject="ann-1", email="ann@acme.example")
+    # The org did not verify acme.example: its IdP links to the member once the person
+    # proved the address in the same browser (idp.people).
+    _session, token = sso_session(
+        connection, subject="ann-1", email="ann@acme.example", address_proven=True
+    )
     cookie(client, token)
     assert check(client).status_code == 200
 
@@ -278,7 +282,7 @@ def test_me_is_401_for_a_session_the_policy_no_longer_admits(
 
 
 def _use_email_link(client: FlaskClient, membership: Membership) -> Any:
-    _link, token = issue_email_link(membership.user)
+    _link, token = issue_email_link(membership.user.email)
     db.session.commit()
     return client.post("/login/email", query_string={"token": token})
 

@@ -12,8 +12,9 @@ from idp.credentials.services import create_scim_token, revoke_scim_token
 from idp.db import db
 from idp.directory.models import DirectoryUser
 from idp.orgs import services
-from idp.orgs.models import MembershipSource, MembershipStatus
+from idp.orgs.models import Membership, MembershipSource, MembershipStatus
 from idp.orgs.roles import Role
+from idp.people.services import prove_address
 from idp.users.services import find_user_by_email
 from tests.builders import make_member, make_org, workspace
 from tests.scim.conftest import Scim, make_scim, user_body
@@ -68,13 +69,16 @@ def test_create_returns_the_resource_as_sent(scim: Scim) -> None:
     assert got == user
 
 
-def test_provisioning_links_the_workspace_user_and_joins_the_org(scim: Scim) -> None:
+def test_provisioning_joins_the_org_with_a_person_of_its_own(scim: Scim) -> None:
     user = created(scim, "ada@example.com")
-    person = find_user_by_email(workspace().id, "ADA@example.com")
     org = services.get_org(workspace().id, "acme")
-    membership = services.get_membership(org.id, person.id)
-    assert membership.id == user["id"] and membership.source is MembershipSource.SCIM
-    assert membership.role is Role.MEMBER and person.name == "Ada Lovelace"
+    membership = db.session.get(Membership, user["id"])
+    assert membership.org_id == org.id and membership.source is MembershipSource.SCIM
+    assert membership.role is Role.MEMBER and membership.name == "Ada Lovelace"
+    assert membership.email == "ada@example.com"
+    # The directory's word alone does not prove the address: no workspace identity for it.
+    assert find_user_by_email(workspace().id, "ADA@example.com") is None
+    assert membership.user.email == "ada@example.com" and not membership.user.email_verified
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.provisioned"))
     assert event.actor_type == "scim_token" and event.actor_label == "scim_token:idp"
 
@@ -115,10 +119,8 @@ def test_deactivation_suspends_and_reactivation_restores(scim: Scim) -> None:
     }
     response = scim("PATCH", f"/Users/{user['id']}", patch)
     assert response.status_code == 200 and response.json["active"] is False
-    membership = services.get_membership(
-        org.id, find_user_by_email(workspace().id, "ada@example.com").id
-    )
-    assert membership.status is MembershipStatus.SUSPENDED
+    membership = db.session.get(Membership, user["id"])
+    assert membership.org_id == org.id and membership.status is MembershipStatus.SUSPENDED
     # inactive users still appear in GET and in filters
     assert scim("GET", f"/Users/{user['id']}").json["active"] is False
     found = scim("GET", "/Users", filter="active eq false").json
@@ -134,18 +136,21 @@ def test_delete_removes_the_membership_and_keeps_the_person(
     elsewhere = make_org("globex")
     make_member(elsewhere, "ada@example.com")
     user = created(scim, "ada@example.com")
+    person = prove_address(lambda _org: system_actor(), workspace().id, "ada@example.com")
+    db.session.commit()
     assert scim("DELETE", f"/Users/{user['id']}").status_code == 204
     error(scim("GET", f"/Users/{user['id']}"), 404)
     error(scim("DELETE", f"/Users/{user['id']}"), 404)
-    person = find_user_by_email(workspace().id, "ada@example.com")
+    db.session.rollback()
     assert services.get_membership(elsewhere.id, person.id)
+    assert find_user_by_email(workspace().id, "ada@example.com").id == person.id
 
 
 def test_the_last_owner_cannot_be_deprovisioned(scim: Scim) -> None:
     user = created(scim, "owner@example.com")
     org = services.get_org(workspace().id, "acme")
     services.change_role(
-        system_actor(), org, find_user_by_email(workspace().id, "owner@example.com").id, Role.OWNER
+        system_actor(), org, db.session.get(Membership, user["id"]).user_id, Role.OWNER
     )
     db.session.commit()
     error(scim("DELETE", f"/Users/{user['id']}"), 409)

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from idp.actors import system_actor
+from idp.connections.mfa import REFEDS_MFA, asserts_mfa
 from idp.connections.models import Connection, ExternalIdentity
 from idp.db import db
 from idp.orgs.models import Membership, MembershipSource, Organization
@@ -26,9 +27,15 @@ from idp.orgs.roles import Role
 from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session
 from idp.sso import saml
-from idp.sso.mfa import REFEDS_MFA, asserts_mfa
 from idp.users.models import User
-from tests.builders import auth, make_key, make_member, make_org, workspace
+from tests.builders import (
+    auth,
+    make_key,
+    make_member,
+    make_org,
+    make_verified_domain,
+    workspace,
+)
 from tests.peers import Browser, OidcIdp, SamlIdp
 from tests.sso import saml_fixtures as sf
 from tests.sso.test_oidc import (
@@ -226,6 +233,8 @@ def test_oidc_jit_refused_by_workspace_baseline_but_members_sign_in(
     assert count(Session) == 0
     assert count(User) == 0
 
+    # The org vouches for its IdP's addresses (its verified domain): the member signs in.
+    make_verified_domain(org_of(oidc_connection), "example.com")
     member = make_member(org_of(oidc_connection), "otto@example.com")
     response = oidc_login(client, oidc_idp, "otto")
     assert response.status_code == 303, response.text

@@ -23,8 +23,9 @@ from idp.orgs.models import Membership, MembershipSource, MembershipStatus, Orga
 from idp.orgs.role_mappings import delete_role_mapping, set_role_mapping
 from idp.orgs.roles import Role
 from idp.orgs.services import set_member_status
+from idp.people.services import EmailProofRequired
+from idp.people.signin import IdpAssertion, LoginRefused, admission, sign_in
 from idp.sessions.models import Session
-from idp.sso.signin import IdpAssertion, LoginRefused, admission, sign_in
 from tests.builders import make_member, make_org
 from tests.dns_server import DnsServer
 from tests.scim.conftest import DEACTIVATE, scim_for
@@ -45,8 +46,15 @@ def make_connection(org: Organization, name: str = "idp", **settings: object) ->
     return connection
 
 
-def login(connection: Connection, **claims: object) -> tuple[Session, str]:
-    session, token = sign_in(connection, IdpAssertion(**claims), lifetime=HOUR)  # type: ignore[arg-type]
+def login(
+    connection: Connection, *, address_proven: bool = False, **claims: object
+) -> tuple[Session, str]:
+    session, token = sign_in(
+        connection,
+        IdpAssertion(**claims),  # type: ignore[arg-type]
+        lifetime=HOUR,
+        address_proven=address_proven,
+    )
     db.session.commit()
     return session, token
 
@@ -132,9 +140,15 @@ def test_takeover_org_b_idp_asserting_a_members_email_cannot_enter_org_a(app: Fl
     assert session.user.email_normalized is None
     assert admission(session, org_a.id) == "needs_org_sso"
     assert admission(session, org_b.id) is None
-    # A's own connection is accepted by A.
-    own, _ = login(connection_a, subject="ceo", email="ceo@a.example")
+    # A's own IdP names its member's address, which A did not verify: the person proves it
+    # once (the email link of the same browser), then A's connection signs them in.
+    with pytest.raises(EmailProofRequired):
+        login(connection_a, subject="ceo", email="ceo@a.example")
+    db.session.rollback()
+    own, _ = login(connection_a, subject="ceo", email="ceo@a.example", address_proven=True)
     assert own.user_id == ceo.user_id and admission(own, org_a.id) is None
+    again, _ = login(connection_a, subject="ceo", email="ceo@a.example")  # the subject is linked
+    assert again.user_id == ceo.user_id
 
 
 def test_takeover_through_scim_linking_still_cannot_enter_org_a(
@@ -144,7 +158,7 @@ def test_takeover_through_scim_linking_still_cannot_enter_org_a(
     ceo = make_member(org_a, "ceo@a.example", Role.OWNER)
     _, token = create_scim_token(system_actor(), org_b, name="idp")
     db.session.commit()
-    # B's SCIM feed provisions A's CEO's address: the workspace user is linked by email...
+    # B's SCIM feed provisions A's CEO's address: B gets a person of its own...
     created = client.post(
         "/scim/v2/beta/Users",
         data=json.dumps({"userName": "ceo@a.example"}),
@@ -153,8 +167,9 @@ def test_takeover_through_scim_linking_still_cannot_enter_org_a(
     )
     assert created.status_code == 201
     session, _ = login(make_connection(org_b, "b-idp"), subject="x", email="ceo@a.example")
-    assert session.user_id == ceo.user_id
-    # ...but a session authenticated by B's IdP is not accepted by A.
+    assert session.user_id != ceo.user_id
+    assert session.user_id == db.session.get(Membership, created.json["id"]).user_id
+    # ...and a session authenticated by B's IdP is not accepted by A.
     assert admission(session, org_a.id) == "needs_org_sso"
 
 
