@@ -68,6 +68,7 @@ def seed() -> Browser:
     from idp.login.cookies import SESSION_COOKIE, signed_session_cookie
     from idp.orgs import services
     from idp.orgs.models import Membership, Organization, Workspace
+    from idp.people import services as people
     from idp.policies.services import set_org_policy
     from idp.sessions.models import Session, SessionMethod
     from idp.sessions.services import SESSION_TOKEN_PREFIX, start_session
@@ -102,7 +103,7 @@ def seed() -> Browser:
     # The same person in a second org, whose policy the check then applies on every request.
     workspace = db.session.get(Workspace, org.workspace_id)
     strict = services.create_org(system_actor("bench"), workspace, slug=STRICT_SLUG, name="Strict")
-    services.add_member(system_actor("bench"), strict, email=user.email)
+    people.add_member(system_actor("bench"), strict, email=user.email)
     set_org_policy(system_actor("bench"), strict, STRICT_POLICY)
     db.session.commit()
     analyze()
