@@ -363,15 +363,21 @@ def link_member(actor: Actor, org: Organization, membership: Membership, email: 
     return target
 
 
-def _move_person(org: Organization, membership: Membership, local: User, target: User) -> None:
-    """Give ``local``'s membership of ``org`` (their only one) to ``target``."""
-    cut_member_access(org.id, local.id, "person_linked")
+def _hand_over(org: Organization, from_user_id: str, to_user_id: str, reason: str) -> None:
+    """End ``from_user_id``'s access to ``org`` and give their IdP subjects to ``to_user_id``
+    (a link or a merge of one person's memberships)."""
+    cut_member_access(org.id, from_user_id, reason)
     db.session.execute(
         update(ExternalIdentity)
-        .where(ExternalIdentity.user_id == local.id)
-        .values(user_id=target.id)
+        .where(ExternalIdentity.user_id == from_user_id)
+        .values(user_id=to_user_id)
         .execution_options(synchronize_session=False)
     )
+
+
+def _move_person(org: Organization, membership: Membership, local: User, target: User) -> None:
+    """Give ``local``'s membership of ``org`` (their only one) to ``target``."""
+    _hand_over(org, local.id, target.id, "person_linked")
     membership.user_id = target.id
     membership.user = target
     db.session.flush()
@@ -536,13 +542,7 @@ def merge_members(actor: Actor, org: Organization, user_ids: list[str]) -> Membe
             db.session.flush()
             kept_record = DirectoryUser(membership_id=kept.id, org_id=org.id, **attributes)
             db.session.add(kept_record)
-        cut_member_access(org.id, other.user_id, "member_merged")
-        db.session.execute(
-            update(ExternalIdentity)
-            .where(ExternalIdentity.user_id == other.user_id)
-            .values(user_id=kept.user_id)
-            .execution_options(synchronize_session=False)
-        )
+        _hand_over(org, other.user_id, kept.user_id, "member_merged")
         db.session.delete(other)
         db.session.flush()
     kept.role = kept.assigned_role = role

@@ -21,11 +21,12 @@ from idp.orgs.models import Invitation, InvitationStatus, Membership, Membership
 from idp.orgs.roles import Role
 from idp.orgs.services import set_member_status
 from idp.sso import oidc
+from tests import test_mail
 from tests.builders import make_key, make_member, make_org
 from tests.conftest import ISSUER
 from tests.oauth.conftest import exchange, get_code, make_app, refresh
 from tests.peers import Browser, OidcIdp
-from tests.test_mail import Inbox, start_smtp
+from tests.test_mail import Inbox
 
 FIRST, SECOND = new_id("con"), new_id("con")
 CLIENTS = {
@@ -57,13 +58,7 @@ def idp() -> Iterator[OidcIdp]:
         yield server
 
 
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    controller, inbox = start_smtp()
-    try:
-        yield inbox
-    finally:
-        controller.stop()
+inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 
 
 @pytest.fixture
