@@ -4,11 +4,8 @@ over HTTP by werkzeug in a thread."""
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -22,6 +19,8 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
+from tests.debian import PackageUnavailable, ensure_deb
+
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "proxies"
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
@@ -31,42 +30,12 @@ class ProxyUnavailable(RuntimeError):
     """The proxy cannot be installed or started here; the message says why."""
 
 
-def _nginx_binary() -> str | None:
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
-    )
-
-
 def install_nginx() -> str:
-    """The nginx binary, installed with apt-get (Debian's ``nginx``) if it is missing.
-
-    Parallel test processes may call this at once: a lock file lets one install at a time.
-    """
-    found = _nginx_binary()
-    if found:
-        return found
-    with open("/tmp/gatehouse-tests-nginx.lock", "w") as lock:  # noqa: S108 - a lock, no data
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = _nginx_binary()
-        if found:
-            return found
-        if not shutil.which("apt-get"):
-            raise ProxyUnavailable("apt-get not found; install nginx yourself")
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (
-            [*sudo, "apt-get", "update"],
-            [*sudo, "apt-get", "install", "-y", "--no-install-recommends", "nginx"],
-        ):
-            done = subprocess.run(  # noqa: S603 - fixed arguments
-                command, env=env, capture_output=True, text=True, timeout=600, check=False
-            )
-            if done.returncode != 0:
-                raise ProxyUnavailable(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    found = _nginx_binary()
-    if not found:
-        raise ProxyUnavailable("nginx was installed but is not on the PATH")
-    return found
+    """The nginx binary, installed with apt-get (Debian's ``nginx``) if it is missing."""
+    try:
+        return ensure_deb("nginx", ("nginx", "/usr/sbin/nginx"))
+    except PackageUnavailable as exc:
+        raise ProxyUnavailable(str(exc)) from exc
 
 
 def free_port() -> int:
@@ -121,9 +90,9 @@ def echo_upstream() -> Iterator[int]:
 
 
 @contextmanager
-def serve_app(app: Any) -> Iterator[int]:
+def serve_app(app: Any, port: int = 0) -> Iterator[int]:
     """Gatehouse itself over HTTP on loopback (werkzeug, threaded); yields its port."""
-    server = make_server(HOST, 0, app, threaded=True)
+    server = make_server(HOST, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

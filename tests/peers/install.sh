@@ -43,8 +43,12 @@ if ((${#missing[@]})); then
     sudo=(sudo -n)
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # The lock the tests' other Debian installs take (tests/debian.py): one apt-get at a time.
+  exec 8>/tmp/gatehouse-tests-apt.lock
+  flock 8
   run "${sudo[@]}" apt-get update
   run "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+  flock -u 8
 fi
 
 oidc="$here/oidc"
