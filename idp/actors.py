@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from idp.orgs.roles import Decision, Permission, Role, decide
+from idp.orgs.roles import BUILTIN_ROLES, OWNER, Decision, Role, RoleDef, decide
 
 
 class ActorKind(StrEnum):
@@ -29,11 +29,15 @@ class Actor:
     kind: ActorKind
     id: str | None
     label: str
-    role: Role | None = None
+    role: RoleDef | None = None  # a built-in Role given here is read as its RoleDef
     user_id: str | None = None
     org_id: str | None = None
     request_id: str | None = None
     workspace_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.role, Role):  # a built-in role named by its key
+            object.__setattr__(self, "role", BUILTIN_ROLES[self.role.value])
 
     @property
     def is_workspace(self) -> bool:
@@ -41,24 +45,28 @@ class Actor:
             self.kind is ActorKind.API_KEY and self.org_id is None
         )
 
-    def authority_in(self, org_id: str) -> Role | None:
+    def authority_in(self, org_id: str) -> RoleDef | None:
         """The role a credential acts with in ``org_id``: owner for workspace-wide ones."""
         if self.is_workspace:
-            return Role.OWNER
+            return OWNER
         if self.kind in (ActorKind.API_KEY, ActorKind.SCIM_TOKEN) and self.org_id == org_id:
             return self.role
         return None
 
-    def can(self, permission: Permission) -> Decision:
+    def can(self, permission: str) -> Decision:
         return decide(self.role, permission)
 
-    def in_org(self, role: Role | None) -> Actor:
+    @property
+    def permissions(self) -> frozenset[str]:
+        return self.role.permissions if self.role else frozenset()
+
+    def in_org(self, role: RoleDef | Role | None) -> Actor:
         return replace(self, role=role)
 
 
 def system_actor(label: str = "cli", request_id: str | None = None) -> Actor:
     """The operator at the console: workspace authority."""
-    return Actor(ActorKind.SYSTEM, None, label, role=Role.OWNER, request_id=request_id)
+    return Actor(ActorKind.SYSTEM, None, label, role=OWNER, request_id=request_id)
 
 
 def anonymous_actor(request_id: str | None = None) -> Actor:

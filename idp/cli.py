@@ -34,7 +34,8 @@ from idp.policies import registry as policy_registry
 from idp.policies import services as policy_services
 from idp.sso.setup import add_oidc_connection, add_saml_connection
 
-ROLES = click.Choice([r.value for r in Role])
+# A role key: built-in (owner, admin, member) or a custom role of the org or workspace.
+ROLES = click.STRING
 
 
 def transactional(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,13 +130,17 @@ def org_list() -> None:
 @api_key_cli.command("create")
 @click.option("--name", required=True)
 @click.option("--org", "org_slug", default=None, help="Scope the key to one organization.")
-@click.option("--role", type=ROLES, default="admin", show_default=True, help="Role of an org key.")
+@click.option("--role", type=ROLES, default=None, help="Role of an org key (default: admin).")
 @transactional
-def api_key_create(name: str, org_slug: str | None, role: str) -> None:
+def api_key_create(name: str, org_slug: str | None, role: str | None) -> None:
     """Create an API key; prints only the key."""
+    if role is not None and org_slug is None:
+        raise click.UsageError(f"--role {role!r} is for org keys: a workspace key acts as owner")
     workspace = _workspace()
     org = services.get_org(workspace.id, org_slug) if org_slug else None
-    _, token = create_api_key(system_actor(), workspace.id, name=name, org=org, role=Role(role))
+    _, token = create_api_key(
+        system_actor(), workspace.id, name=name, org=org, role=role or Role.ADMIN.value
+    )
     click.echo(token)
 
 
@@ -147,7 +152,7 @@ def api_key_create(name: str, org_slug: str | None, role: str) -> None:
 def invite_create(slug: str, email: str, role: str) -> None:
     """Invite EMAIL to the organization SLUG; prints the accept URL."""
     org = services.get_org(_workspace().id, slug)
-    _, token = invitations.invite_by_email(system_actor(), org, email=email, role=Role(role))
+    _, token = invitations.invite_by_email(system_actor(), org, email=email, role=role)
     click.echo(invitations.accept_url(token))
 
 
@@ -167,7 +172,7 @@ def member_list(slug: str) -> None:
     while True:
         page = services.list_members(org.id, cursor=cursor, limit=200)
         for m in page.items:
-            click.echo(f"{m.user_id}\t{m.email or m.user.email}\t{m.role.value}\t{m.status.value}")
+            click.echo(f"{m.user_id}\t{m.email or m.user.email}\t{m.role}\t{m.status.value}")
         if not (cursor := page.next_cursor):
             break
 
@@ -217,7 +222,7 @@ def scim_token_revoke(slug: str, token_id: str) -> None:
 def role_mapping_set(slug: str, group: str, role: str) -> None:
     """Map an IdP group to a role in SLUG; members' roles follow at once."""
     org = services.get_org(_workspace().id, slug)
-    role_mappings.set_role_mapping(system_actor(), org, group=group, role=Role(role))
+    role_mappings.set_role_mapping(system_actor(), org, group=group, role=role)
 
 
 @role_mapping_cli.command("list")
@@ -227,7 +232,7 @@ def role_mapping_list(slug: str) -> None:
     """List SLUG's mappings: group, role."""
     org = services.get_org(_workspace().id, slug)
     for mapping in role_mappings.list_role_mappings(org.id):
-        click.echo(f"{mapping.group}\t{mapping.role.value}")
+        click.echo(f"{mapping.group}\t{mapping.role}")
 
 
 @role_mapping_cli.command("delete")
@@ -541,7 +546,7 @@ def people_merge(slug: str, user_ids: tuple[str, ...]) -> None:
     role set by hand, their teams and IdP links; the others are removed with their access."""
     org = services.get_org(_workspace().id, slug)
     kept = people.merge_members(system_actor(), org, list(user_ids))
-    click.echo(f"{kept.user_id}\t{kept.role.value}\t{kept.status.value}")
+    click.echo(f"{kept.user_id}\t{kept.role}\t{kept.status.value}")
 
 
 COMMANDS = (

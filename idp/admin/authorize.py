@@ -18,24 +18,29 @@ from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.db import db
 from idp.orgs.models import Membership, MembershipStatus, Organization
-from idp.orgs.roles import Permission, Role, decide
+from idp.orgs.role_book import cached_role_book, roles_version
+from idp.orgs.roles import decide
 
-PERMISSIONS = {p.value: p for p in Permission}
 
-
-def _answer(allowed: bool, role: Role | None, reason: str) -> dict[str, Any]:
-    return {"allowed": allowed, "role": role.value if role else None, "reason": reason}
+def _answer(allowed: bool, role: str | None, reason: str) -> dict[str, Any]:
+    return {"allowed": allowed, "role": role, "reason": reason}
 
 
 def _memberships(
-    ctx: Ctx, checks: Sequence[dict[str, Any]]
-) -> dict[tuple[str, str], tuple[Role, MembershipStatus]]:
-    """(org slug, user id) → (role, status) for every check, in one query."""
-    pairs = {(c["org"], c["user_id"]) for c in checks if c["permission"] in PERMISSIONS}
+    ctx: Ctx, checks: Sequence[dict[str, Any]], known: frozenset[str]
+) -> dict[tuple[str, str], tuple[str, str, MembershipStatus]]:
+    """(org slug, user id) → (org id, role key, status) for every check, in one query."""
+    pairs = {(c["org"], c["user_id"]) for c in checks if c["permission"] in known}
     if not pairs:
         return {}
     query = (
-        select(Organization.slug, Membership.user_id, Membership.role, Membership.status)
+        select(
+            Organization.slug,
+            Membership.user_id,
+            Organization.id,
+            Membership.role,
+            Membership.status,
+        )
         .join(Membership, Membership.org_id == Organization.id)
         .where(
             Organization.workspace_id == ctx.workspace_id,
@@ -45,29 +50,37 @@ def _memberships(
     )
     if not ctx.actor.is_workspace:  # an org key sees its own org only
         query = query.where(Organization.id == ctx.actor.org_id)
-    return {(slug, user): (role, status) for slug, user, role, status in db.session.execute(query)}
+    return {
+        (slug, user): (org_id, role, status)
+        for slug, user, org_id, role, status in db.session.execute(query)
+    }
 
 
 def authorize_checks(ctx: Ctx, checks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The decision of each check, in order, through ``roles.decide``."""
-    found = _memberships(ctx, checks)
+    """The decision of each check, in order, through ``roles.decide`` with the org's roles
+    (built-in, templates, its own) and the app's permissions."""
+    version = roles_version(ctx.workspace_id) or 0
+    known = cached_role_book(ctx.workspace_id, None, version).known_permissions()
+    found = _memberships(ctx, checks, known)
     results = []
     for check in checks:
-        permission = PERMISSIONS.get(check["permission"])
-        if permission is None:
+        if check["permission"] not in known:
             results.append(_answer(False, None, "unknown_permission"))
             continue
-        role, status = found.get((check["org"], check["user_id"]), (None, None))
+        org_id, key, status = found.get((check["org"], check["user_id"]), (None, None, None))
         if status is MembershipStatus.SUSPENDED:
             results.append(_answer(False, None, "member_suspended"))
             continue
-        decision = decide(role, permission)
+        role = None
+        if org_id is not None:
+            role = cached_role_book(ctx.workspace_id, org_id, version).find(key)
+        decision = decide(role, check["permission"])
         if decision.allowed:
-            results.append(_answer(True, decision.role, "granted"))
+            results.append(_answer(True, key, "granted"))
         elif decision.role is None:
             results.append(_answer(False, None, "not_a_member"))
         else:
-            results.append(_answer(False, decision.role, "permission_not_in_role"))
+            results.append(_answer(False, key, "permission_not_in_role"))
     return results
 
 

@@ -40,7 +40,7 @@ def create_invitation(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], i
             ctx.actor,
             ctx.org,
             email=data["email"],
-            role=data["role"] or Role.MEMBER,
+            role=data["role"] or Role.MEMBER.value,
             team_ids=data["team_ids"],
             ttl=_ttl(data["expires_in"]),
         )

@@ -8,7 +8,8 @@ from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.orgs import role_mappings, services
 from idp.orgs.models import Membership, RoleMapping
-from idp.orgs.roles import Permission, Role
+from idp.orgs.role_book import org_roles
+from idp.orgs.roles import Permission
 from idp.people import services as people
 
 
@@ -21,7 +22,8 @@ from idp.people import services as people
 )
 def list_members(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
     """List members, filtered by ``role`` and ``q`` (email or name), with counts per role."""
-    roles = [Role(r) for r in (args.pop("role") or "").split(",") if r]
+    book = org_roles(ctx.org)
+    roles = [book.get(r).key for r in (args.pop("role") or "").split(",") if r]
     page = services.list_members(ctx.org.id, roles=roles, **args)
     return {
         "data": s.MemberOut(many=True).dump(page.items),

@@ -11,11 +11,18 @@ from idp.connections.domains import verification_record
 from idp.connections.models import ConnectionKind, DomainStatus
 from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
-from idp.orgs.roles import Role
+from idp.orgs.roles import PERMISSION_KEY, ROLE_KEY, Role
 from idp.policies.registry import KEYS
 from idp.sso.setup import public_settings
 
-ROLE = fields.Enum(Role, by_value=True)
+
+def role_key(**kwargs: Any) -> fields.String:
+    """A role's key: built-in (owner, admin, member) or a custom role of the org."""
+    return fields.String(
+        validate=validate.Regexp(ROLE_KEY, error="not a role key"),
+        metadata={"description": "a role key: owner, admin, member or a custom role's"},
+        **kwargs,
+    )
 
 
 class PageQuery(Schema):
@@ -64,18 +71,18 @@ class MemberQuery(PageQuery):
     @validates_schema
     def check_roles(self, data: dict[str, Any], **_: Any) -> None:
         for value in filter(None, (data.get("role") or "").split(",")):
-            if value not in {r.value for r in Role}:
-                raise ValidationError(f"unknown role {value!r}", "role")
+            if not ROLE_KEY.match(value):
+                raise ValidationError(f"not a role key: {value!r}", "role")
 
 
 class MemberAdd(Schema):
     email = fields.String(required=True)
-    role = fields.Enum(Role, by_value=True, load_default=Role.MEMBER)
+    role = role_key(load_default=Role.MEMBER.value)
     name = fields.String(load_default=None)
 
 
 class MemberUpdate(Schema):
-    role = fields.Enum(Role, by_value=True)
+    role = role_key()
     status = fields.Enum(MembershipStatus, by_value=True)
 
 
@@ -84,7 +91,7 @@ class MemberOut(Schema):
     # What this org set (idp.people): never another org's name for the person.
     email = fields.Function(lambda m: m.email or m.user.email)
     name = fields.String(allow_none=True)
-    role = fields.Enum(Role, by_value=True)
+    role = role_key()
     status = fields.Enum(MembershipStatus, by_value=True)
     source = fields.Function(lambda m: m.source.value)
     joined_at = fields.DateTime(attribute="created_at")
@@ -96,7 +103,7 @@ class MemberOut(Schema):
 class InvitationCreate(Schema):
     kind = fields.Enum(InvitationKind, by_value=True, load_default=InvitationKind.EMAIL)
     email = fields.String(load_default=None)
-    role = fields.Enum(Role, by_value=True, load_default=None)
+    role = role_key(load_default=None)
     team_ids = fields.List(fields.String(), load_default=list)
     expires_in = fields.Integer(
         strict=True, load_default=None, metadata={"description": "seconds (default 7 days)"}
@@ -127,7 +134,7 @@ class InvitationOut(Schema):
     id = fields.String()
     kind = fields.Enum(InvitationKind, by_value=True)
     email = fields.String(allow_none=True)
-    role = fields.Enum(Role, by_value=True)
+    role = role_key()
     status = fields.Function(lambda inv: current_status(inv).value)
     team_ids = fields.List(fields.String())
     expires_at = fields.DateTime()
@@ -211,14 +218,14 @@ class AuditEventOut(Schema):
 
 class ApiKeyCreate(Schema):
     name = fields.String(required=True)
-    role = fields.Enum(Role, by_value=True, load_default=Role.ADMIN)
+    role = role_key(load_default=Role.ADMIN.value)
 
 
 class ApiKeyOut(Schema):
     id = fields.String()
     name = fields.String()
     org_id = fields.String(allow_none=True)
-    role = fields.Enum(Role, by_value=True, allow_none=True)
+    role = role_key(allow_none=True)
     hint = fields.String()
     created_by = fields.String()
     created_at = fields.DateTime()
@@ -242,14 +249,82 @@ class ScimTokenOut(Schema):
 
 class RoleMappingSet(Schema):
     group = fields.String(required=True, metadata={"description": "displayName or externalId"})
-    role = fields.Enum(Role, by_value=True, required=True)
+    role = role_key(required=True)
 
 
 class RoleMappingOut(Schema):
     id = fields.String()
     group = fields.String()
-    role = fields.Enum(Role, by_value=True)
+    role = role_key()
     created_at = fields.DateTime()
+
+
+# --- roles and the app's permissions --------------------------------------------------
+
+
+def permission_list(**kwargs: Any) -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.Length(min=1, max=127)),
+        validate=validate.Length(max=200),
+        **kwargs,
+    )
+
+
+class RoleCreate(Schema):
+    key = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True)
+    description = fields.String(load_default=None)
+    permissions = permission_list(required=True)
+    rank = fields.Integer(
+        strict=True,
+        load_default=None,
+        metadata={
+            "description": "where the role stands among the org's roles (1 to 299; Member is "
+            "100, Admin 200, Owner 300; default 150): the higher of a member's hand-set and "
+            "mapped roles wins"
+        },
+    )
+
+
+class RoleUpdate(Schema):
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    permissions = permission_list()
+    rank = fields.Integer(strict=True)
+
+
+class RoleOut(Schema):
+    key = fields.String()
+    name = fields.String()
+    description = fields.String()
+    rank = fields.Integer()
+    permissions = fields.Function(lambda r: sorted(r.permissions))
+    builtin = fields.Function(lambda r: getattr(r, "is_builtin", False))
+    org_id = fields.String(allow_none=True, metadata={"description": "null: workspace-wide"})
+    holders = fields.Integer(
+        metadata={"description": "members holding it (in the org, or in every org)"}
+    )
+
+
+class PermissionCreate(Schema):
+    key = fields.String(
+        required=True,
+        validate=validate.Regexp(PERMISSION_KEY, error="a permission is <resource>:<action>"),
+    )
+    description = fields.String(load_default=None)
+    granted_from = fields.Enum(
+        Role,
+        by_value=True,
+        load_default=Role.OWNER,
+        metadata={"description": "the lowest built-in role holding it (Owner holds all)"},
+    )
+
+
+class PermissionOut(Schema):
+    key = fields.String()
+    description = fields.String()
+    source = fields.String(metadata={"description": "gatehouse or app"})
+    granted_from = fields.String(allow_none=True)
 
 
 # --- domains ---------------------------------------------------------------------------

@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from idp.db import UTCDateTime, created_column, db, enum_column, id_column
-from idp.orgs.roles import Role
+from idp.db import UTCDateTime, created_column, db, id_column
 
 
 class SecretCredential:
@@ -38,7 +37,7 @@ class ApiKey(SecretCredential, db.Model):
     org_id: Mapped[str | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
-    role: Mapped[Role | None] = mapped_column(enum_column(Role, "api_key_role"))
+    role: Mapped[str | None] = mapped_column(String(64))  # a role key, as memberships hold
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -14,7 +14,8 @@ from idp.crypto import new_token, token_digest
 from idp.db import db, utcnow
 from idp.errors import Conflict, Forbidden, NotFound
 from idp.orgs.models import Organization, Workspace
-from idp.orgs.roles import Permission, Role
+from idp.orgs.role_book import hold_role, org_roles, role_def
+from idp.orgs.roles import BUILTIN_ROLES, OWNER, Permission, Role, RoleDef
 from idp.orgs.services import check_permission, validate_name
 from idp.pagination import Page, paginate
 
@@ -46,7 +47,7 @@ def key_snapshot(key: ApiKey) -> dict[str, Any]:
     return {
         "name": key.name,
         "org_id": key.org_id,
-        "role": key.role.value if key.role else None,
+        "role": key.role,
         "hint": key.hint,
         "revoked": key.revoked_at is not None,
     }
@@ -58,7 +59,7 @@ def create_api_key(
     *,
     name: str,
     org: Organization | None = None,
-    role: Role = Role.ADMIN,
+    role: str = Role.ADMIN,
 ) -> tuple[ApiKey, str]:
     """A workspace key (``org`` None: owner authority everywhere) or a key for one org.
 
@@ -69,7 +70,8 @@ def create_api_key(
             raise Forbidden("forbidden", "Workspace keys need workspace authority")
     else:
         check_permission(actor, Permission.API_KEYS_WRITE)
-        if actor.role is None or role.rank > actor.role.rank:
+        book = org_roles(org)
+        if not _holds(actor, book, hold_role(book, role)):
             raise Forbidden("role_above_creator", "A key cannot hold more than its creator")
     token = new_token(TOKEN_PREFIX)
     key = ApiKey(
@@ -118,12 +120,28 @@ def _touch(credential: SecretCredential, now: datetime) -> None:
         credential.last_used_at = now
 
 
+def _holds(actor: Actor, book: Any, role: RoleDef) -> bool:
+    """Whether the actor holds every permission of ``role`` (in the org's ``book``)."""
+    if actor.is_workspace:
+        return True
+    mine = book.find(actor.role.key) if actor.role else None
+    return mine is not None and mine.holds(role.permissions)
+
+
+def _key_role(key: ApiKey) -> RoleDef | None:
+    """An org key's role: a built-in one without a query (Gatehouse's permissions are all
+    the admin API asks), a custom one from the org's roles."""
+    if key.role in BUILTIN_ROLES:
+        return BUILTIN_ROLES[key.role]
+    return role_def(key.workspace_id, key.org_id or "", key.role)
+
+
 def actor_for_key(key: ApiKey, request_id: str | None = None) -> Actor:
     return Actor(
         ActorKind.API_KEY,
         key.id,
         f"api_key:{key.name}",
-        role=Role.OWNER if key.org_id is None else key.role,
+        role=OWNER if key.org_id is None else _key_role(key),
         org_id=key.org_id,
         request_id=request_id,
         workspace_id=key.workspace_id,
@@ -160,8 +178,11 @@ def revoke_api_key(
         raise NotFound("api_key_not_found", "No such API key")
     if key.revoked_at is not None:
         raise Conflict("already_revoked", "This key is already revoked")
-    if org is not None and key.role and (actor.role is None or key.role.rank > actor.role.rank):
-        raise Forbidden("role_above_actor", "Only an owner can revoke an owner key")
+    if org is not None and key.role:
+        book = org_roles(org)
+        held = book.find(key.role)
+        if held is not None and not _holds(actor, book, held):
+            raise Forbidden("role_above_actor", "Only one holding all of a key's role revokes it")
     before = key_snapshot(key)
     key.revoked_at = utcnow()
     db.session.flush()
@@ -235,7 +256,7 @@ def actor_for_scim_token(credential: ScimToken, workspace_id: str, request_id: s
         ActorKind.SCIM_TOKEN,
         credential.id,
         f"scim_token:{credential.name}",
-        role=Role.OWNER,
+        role=OWNER,
         org_id=credential.org_id,
         request_id=request_id,
         workspace_id=workspace_id,

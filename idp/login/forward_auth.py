@@ -39,7 +39,8 @@ from idp.crypto import token_digest
 from idp.db import db, utcnow
 from idp.login.cookies import session_token
 from idp.login.redirects import safe_return_to
-from idp.orgs.models import Membership, Organization
+from idp.orgs.models import Membership, Organization, Workspace
+from idp.orgs.role_book import cached_role_book
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import violation
 from idp.policies.registry import Policy
@@ -77,6 +78,7 @@ def check_statement(dialect: str, *, by_slug: bool) -> Select:
     """
     s, u, m = Session.__table__.c, User.__table__.c, Membership.__table__.c
     o, c, d = Organization.__table__.c, Connection.__table__.c, Domain.__table__.c
+    w = Workspace.__table__.c
     connection_org = Organization.__table__.alias("connection_org")
     org_match = (
         and_(o.slug == bindparam("slug"), o.workspace_id == s.workspace_id)
@@ -99,6 +101,8 @@ def check_statement(dialect: str, *, by_slug: bool) -> Select:
             # What the org's policy asks of a session (idp.policies.enforcement).
             o.id.label("org_id"),
             o.effective_policy,
+            o.workspace_id,
+            w.roles_version,
             c.org_id.label("connection_org_id"),
             s.id.label("session_id"),
             s.mfa,
@@ -108,6 +112,7 @@ def check_statement(dialect: str, *, by_slug: bool) -> Select:
         .select_from(Session.__table__)
         .join(User.__table__, u.id == s.user_id)
         .join(Organization.__table__, org_match)
+        .join(Workspace.__table__, w.id == o.workspace_id)
         .join(
             Membership.__table__,
             and_(m.org_id == o.id, m.user_id == u.id, m.status == _inline("active")),
@@ -258,8 +263,18 @@ def check() -> Response:
             "X-Gatehouse-User": row.id,
             "X-Gatehouse-Email": _header_value(row.email or ""),
             "X-Gatehouse-Org": row.slug,
-            "X-Gatehouse-Role": row.role.value,
+            "X-Gatehouse-Role": row.role,
+            # Space-separated, as OAuth scopes: Gatehouse's and the app's (roles_version
+            # keeps the org's roles per process until one of them changes).
+            "X-Gatehouse-Permissions": " ".join(
+                sorted(_role_permissions(row.workspace_id, row.org_id, row.role, row.roles_version))
+            ),
             "Cache-Control": "no-store",
         }
     )
     return response
+
+
+def _role_permissions(workspace_id: str, org_id: str, key: str, version: int) -> frozenset[str]:
+    role = cached_role_book(workspace_id, org_id, version or 0).find(key)
+    return role.permissions if role else frozenset()

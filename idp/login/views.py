@@ -77,14 +77,14 @@ def me() -> Response:
     body: dict[str, Any] = {
         "user": {"id": user.id, "email": user.email, "name": user.name},
         "org": {"id": current.id, "slug": current.slug, "name": current.name},
-        "role": membership.role.value,
+        "role": membership.role,
         "session": session.as_dict(),
         "orgs": [
             {
                 "id": org.id,
                 "slug": org.slug,
                 "name": org.name,
-                "role": their.role.value,
+                "role": their.role,
                 # Whether switching there needs no new sign-in (the org accepts this one).
                 "signed_in": admission(session, org.id) is None,
             }
@@ -258,7 +258,7 @@ def _workspace_id() -> str:
 # --- invitations ----------------------------------------------------------------------
 
 _INVITATION = """<p>You are invited to join <strong>{{ org.name }}</strong>
-as {{ invitation.role.value }}.</p>
+as {{ invitation.role }}.</p>
 <form method="post"><input type="hidden" name="token" value="{{ token }}">
 <input type="hidden" name="proof" value="{{ proof }}">
 <button name="answer" value="accept">Accept</button>

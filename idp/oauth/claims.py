@@ -10,7 +10,7 @@ from sqlalchemy import select
 from idp.connections.domains import verified_org_for_email
 from idp.db import db
 from idp.orgs.models import Membership, Organization, Team, TeamMember
-from idp.orgs.roles import role_permissions
+from idp.orgs.role_book import permissions_for
 from idp.sessions.models import Session
 from idp.users.models import User
 
@@ -70,9 +70,9 @@ def user_claims(principal: Principal, scope: str) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "sub": user.id,
         "org": {"id": org.id, "slug": org.slug, "name": org.name},
-        "role": membership.role.value,
+        "role": membership.role,
         "groups": team_names(membership),
-        "permissions": role_permissions(membership.role),
+        "permissions": permissions_for(org, membership.role),
         "sid": session.id,
         "amr": list(session.amr),
         "auth_time": int(session.auth_time.timestamp()),

@@ -58,7 +58,7 @@ def _access_token(client: OAuthClient, grant_type: str, user: Principal, scope: 
             "scope": scope,
             "org_id": user.org.id,
             "org": user.org.slug,
-            "role": user.membership.role.value,
+            "role": user.membership.role,
             "sid": user.session.id,
         }
     )
@@ -190,7 +190,7 @@ class Introspection(IntrospectionEndpoint):
             "exp": int(expires.timestamp()) if expires else None,
             "sid": row.session_id,
             "org": {"id": principal.org.id, "slug": principal.org.slug},
-            "role": principal.membership.role.value,
+            "role": principal.membership.role,
         }
 
 

@@ -29,7 +29,8 @@ from idp.orgs.models import (
     MembershipSource,
     Organization,
 )
-from idp.orgs.roles import Permission, Role
+from idp.orgs.role_book import org_roles
+from idp.orgs.roles import BUILTIN_ROLES, Permission, Role, RoleDef
 from idp.orgs.services import (
     check_permission,
     check_role_authority,
@@ -73,7 +74,7 @@ def _audit(actor: Actor, org: Organization, action: str, inv: Invitation, **chan
     record_org_event(actor, org, action, "invitation", inv.id, **change)
 
 
-def _enforce_invite(org: Organization, email: str, role: Role | None) -> None:
+def _enforce_invite(org: Organization, email: str, role: RoleDef | None) -> None:
     """The org's policy on who may invite whom (domains, external invites, inviter's role)."""
     enforce_invitation_policy(org, Attempt(Action.INVITE, email=email, role=role))
 
@@ -87,7 +88,7 @@ def _invitation_mail(org: Organization, invitation: Invitation, token: str) -> M
         to=invitation.email or "",
         subject=f"You are invited to join {org.name}",
         body=(
-            f"You have been invited to join {org.name} as {invitation.role.value}.\n\n"
+            f"You have been invited to join {org.name} as {invitation.role}.\n\n"
             f"Accept or decline here (the link works once, until "
             f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n{accept_url(token)}&proof={proof}\n\n"
             "If you did not expect this, ignore this message.\n"
@@ -134,7 +135,7 @@ def _issue(actor: Actor, org: Organization, invitation: Invitation, ttl: timedel
     invitation.token_digest = token_digest(token)
     invitation.expires_at = utcnow() + _ttl(ttl)
     invitation.invited_by = actor.label
-    invitation.inviter_role = actor.role
+    invitation.inviter_role = actor.role.key if actor.role else None
     db.session.add(invitation)
     db.session.flush()
     _audit(actor, org, "invitation.created", invitation, after=invitation.snapshot())
@@ -146,13 +147,14 @@ def invite_by_email(
     org: Organization,
     *,
     email: str,
-    role: Role = Role.MEMBER,
+    role: str = Role.MEMBER,
     team_ids: list[str] | None = None,
     ttl: timedelta | None = None,
 ) -> tuple[Invitation, str]:
     """Invite one person by email; returns the invitation and its token (shown once)."""
     check_permission(actor, Permission.MEMBERS_INVITE)
-    check_role_authority(actor, None, role)
+    org_roles(org).get(role)  # a role this org has
+    check_role_authority(actor, org, None, role)
     email = validate_email(email)
     _enforce_invite(org, email, actor.role)
     team_ids = list(dict.fromkeys(team_ids or []))
@@ -200,7 +202,7 @@ def resend_invitation(
     """A new token and expiry for an email invitation; the old token stops working."""
     check_permission(actor, Permission.MEMBERS_INVITE)
     invitation = get_invitation(org.id, invitation_id)
-    check_role_authority(actor, None, invitation.role)
+    check_role_authority(actor, org, None, invitation.role)
     if invitation.kind is not InvitationKind.EMAIL:
         raise Conflict("not_resendable", "Only email invitations can be resent")
     _enforce_invite(org, invitation.email or "", actor.role)
@@ -211,7 +213,8 @@ def resend_invitation(
     invitation.token_digest = token_digest(token)
     invitation.status = InvitationStatus.PENDING
     invitation.expires_at = utcnow() + _ttl(ttl)
-    invitation.inviter_role = actor.role  # the one who sent it again now vouches for it
+    # The one who sent it again now vouches for it.
+    invitation.inviter_role = actor.role.key if actor.role else None
     db.session.flush()
     _audit(
         actor,
@@ -228,7 +231,7 @@ def resend_invitation(
 def revoke_invitation(actor: Actor, org: Organization, invitation_id: str) -> Invitation:
     check_permission(actor, Permission.MEMBERS_INVITE)
     invitation = get_invitation(org.id, invitation_id)
-    check_role_authority(actor, None, invitation.role)
+    check_role_authority(actor, org, None, invitation.role)
     if current_status(invitation) is not InvitationStatus.PENDING:
         raise Conflict(
             "invitation_not_pending", f"This invitation is {current_status(invitation).value}"
@@ -273,11 +276,12 @@ def _refuse_unless_pending(invitation: Invitation) -> None:
         raise Gone("invitation_not_pending", f"This invitation is {status.value}")
 
 
-def _acceptance(invitation: Invitation, email: str) -> Attempt:
+def _acceptance(org: Organization, invitation: Invitation, email: str) -> Attempt:
     """What accepting asks of the org's policy as it is now, on the word of whoever sent the
     invitation or made the link: an email invitation is checked as if sent again; a link, by
     its own rules (allowed, its age) and whether its maker may invite the one who joins."""
-    role = invitation.inviter_role or UNRECORDED_INVITER
+    key = invitation.inviter_role or UNRECORDED_INVITER
+    role = BUILTIN_ROLES.get(key) or org_roles(org).find(key)  # a role since deleted: none
     if invitation.kind is InvitationKind.EMAIL:
         return Attempt(Action.INVITE, email=email, role=role)
     return Attempt(
@@ -348,7 +352,7 @@ def accept_invitation(
         raise BadRequest("email_required", "Say which email joins through this link", field="email")
     else:
         email = validate_email(email)
-    enforce_invitation_policy(org, _acceptance(invitation, email or ""))
+    enforce_invitation_policy(org, _acceptance(org, invitation, email or ""))
     joiner = replace(actor or anonymous_actor(), label=email or "")
     if invitation.kind is InvitationKind.EMAIL:
         claim = people.Claim(email, people.address_proof(org, email, vouched), name)

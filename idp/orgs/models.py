@@ -16,6 +16,11 @@ from idp.users.models import User
 DEFAULT_MEMBER_CAP = 500
 
 
+def role_key_column() -> String:
+    """A role's key: a built-in (``Role``) or a custom role of the org or workspace."""
+    return String(64)
+
+
 class Workspace(db.Model):
     """The deployment's top container; holds the baseline policy every org inherits."""
 
@@ -25,6 +30,9 @@ class Workspace(db.Model):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     baseline_policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Bumped by every change to custom roles or the app's permissions: a process keeps the
+    # roles it read for as long as the number it reads with each request is the same.
+    roles_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
 
@@ -85,9 +93,9 @@ class Membership(db.Model):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     # The effective role: the highest of the hand-set one and those mapped from IdP groups.
-    role: Mapped[Role] = mapped_column(enum_column(Role, "role"))
+    role: Mapped[str] = mapped_column(role_key_column())
     # The role set by hand (invitation, admin, CLI); null on rows older than role mappings.
-    assigned_role: Mapped[Role | None] = mapped_column(enum_column(Role, "assigned_role"))
+    assigned_role: Mapped[str | None] = mapped_column(role_key_column())
     source: Mapped[MembershipSource] = mapped_column(
         enum_column(MembershipSource, "membership_source")
     )
@@ -181,7 +189,7 @@ class Invitation(db.Model):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     kind: Mapped[InvitationKind] = mapped_column(enum_column(InvitationKind, "invitation_kind"))
     email: Mapped[str | None] = mapped_column(String(320))
-    role: Mapped[Role] = mapped_column(enum_column(Role, "invitation_role"))
+    role: Mapped[str] = mapped_column(role_key_column())
     team_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[InvitationStatus] = mapped_column(
@@ -197,7 +205,7 @@ class Invitation(db.Model):
     # the inviter's current role. A key revoked since does not void what it sent: revoking a
     # credential is not a verdict on the people it invited, and the invitation can be revoked.
     # Null: sent before this was kept (``invitations.UNRECORDED_INVITER``).
-    inviter_role: Mapped[Role | None] = mapped_column(enum_column(Role, "inviter_role"))
+    inviter_role: Mapped[str | None] = mapped_column(role_key_column())
     # The digest of a second secret that only the invitation mail carries (never the API's
     # answer): accepting with it proves the address, not just possession of the token.
     proof_digest: Mapped[str | None] = mapped_column(String(64))
@@ -218,7 +226,7 @@ class Invitation(db.Model):
         return {
             "kind": self.kind.value,
             "email": self.email,
-            "role": self.role.value,
+            "role": self.role,
             "status": self.status.value,
             "expires_at": self.expires_at.isoformat(),
             "max_uses": self.max_uses,
@@ -240,5 +248,45 @@ class RoleMapping(db.Model):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     group: Mapped[str] = mapped_column(String(255))
     group_key: Mapped[str] = mapped_column(String(255))
-    role: Mapped[Role] = mapped_column(enum_column(Role, "mapped_role"))
+    role: Mapped[str] = mapped_column(role_key_column())
+    created_at: Mapped[datetime] = created_column()
+
+
+class CustomRole(db.Model):
+    """A role defined as data: a workspace template (``org_id`` null, offered to every org) or
+    an org's own. ``scope`` is the org id or ``""`` (one unique key per scope, on both
+    databases); ``permissions`` are Gatehouse's and the app's permission keys."""
+
+    __tablename__ = "custom_roles"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "scope", "key", name="uq_custom_roles_scope_key"),
+    )
+
+    id: Mapped[str] = id_column("role")
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    org_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    rank: Mapped[int]
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()
+
+
+class AppPermission(db.Model):
+    """A permission of the app's own (``tunnels:use``), registered by the workspace.
+    ``granted_from``: the lowest built-in role that holds it (and every role above)."""
+
+    __tablename__ = "app_permissions"
+    __table_args__ = (UniqueConstraint("workspace_id", "key", name="uq_app_permissions_key"),)
+
+    id: Mapped[str] = id_column("perm")
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(127))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    granted_from: Mapped[Role] = mapped_column(enum_column(Role, "app_permission_granted_from"))
     created_at: Mapped[datetime] = created_column()

@@ -11,12 +11,13 @@ from idp.audit.services import record_org_event
 from idp.db import db
 from idp.errors import NotFound
 from idp.orgs.models import Membership, Organization, RoleMapping, Team, TeamMember, TeamSource
-from idp.orgs.roles import Permission, Role
+from idp.orgs.role_book import org_roles
+from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, check_role_authority, recompute_roles, validate_name
 
 
 def mapping_snapshot(mapping: RoleMapping) -> dict[str, Any]:
-    return {"group": mapping.group, "role": mapping.role.value}
+    return {"group": mapping.group, "role": mapping.role}
 
 
 def list_role_mappings(org_id: str) -> list[RoleMapping]:
@@ -55,10 +56,12 @@ def _members_of_group(org_id: str, group_key: str) -> list[str]:
     return sorted(provisioned)
 
 
-def set_role_mapping(actor: Actor, org: Organization, *, group: str, role: Role) -> RoleMapping:
-    """Map an IdP group to a role (replacing its earlier mapping) and apply it at once."""
+def set_role_mapping(actor: Actor, org: Organization, *, group: str, role: str) -> RoleMapping:
+    """Map an IdP group to a role of the org (replacing its earlier mapping) and apply it at
+    once."""
     check_permission(actor, Permission.MEMBERS_UPDATE)
-    check_role_authority(actor, None, role)
+    org_roles(org).get(role)  # a role this org has
+    check_role_authority(actor, org, None, role)
     group = validate_name(group)
     key = group.lower()
     mapping = db.session.scalar(
@@ -69,7 +72,7 @@ def set_role_mapping(actor: Actor, org: Organization, *, group: str, role: Role)
         mapping = RoleMapping(org_id=org.id, group=group, group_key=key, role=role)
         db.session.add(mapping)
     else:
-        check_role_authority(actor, mapping.role)
+        check_role_authority(actor, org, mapping.role)
         mapping.group, mapping.role = group, role
     db.session.flush()
     record_org_event(
@@ -100,7 +103,7 @@ def get_role_mapping(org_id: str, *, mapping_id: str | None = None, group: str =
 
 def delete_role_mapping(actor: Actor, org: Organization, mapping: RoleMapping) -> None:
     check_permission(actor, Permission.MEMBERS_UPDATE)
-    check_role_authority(actor, mapping.role)
+    check_role_authority(actor, org, mapping.role)
     key = mapping.group_key
     before = mapping_snapshot(mapping)
     db.session.delete(mapping)

@@ -1,12 +1,23 @@
-"""Roles and permissions as data: one table, one decision function."""
+"""Roles and permissions as data: one table, one decision function.
+
+A role is a key, a name, a rank and a set of permissions (:class:`RoleDef`). The three built-in
+roles are defined here and never change; custom roles (workspace templates, an org's own) are
+rows that ``idp.orgs.role_book`` reads into the same shape. A membership holds one role key;
+the rank orders roles where one must win (the hand-set role against those mapped from IdP
+groups) and where one may act on another.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
 class Role(StrEnum):
+    """The built-in roles' keys."""
+
     MEMBER = "member"
     ADMIN = "admin"
     OWNER = "owner"
@@ -16,7 +27,13 @@ class Role(StrEnum):
         return _RANK[self]
 
 
-_RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+# Gaps between the built-ins leave room for custom roles (Finance between Member and Admin).
+_RANK = {Role.MEMBER: 100, Role.ADMIN: 200, Role.OWNER: 300}
+MIN_CUSTOM_RANK, MAX_CUSTOM_RANK = 1, 299  # a custom role never outranks Owner
+DEFAULT_CUSTOM_RANK = 150
+# Role keys and permission keys: lowercase words; permissions are ``<resource>:<action>``.
+ROLE_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+PERMISSION_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}:[a-z][a-z0-9_.-]{0,62}$")
 
 
 class Permission(StrEnum):
@@ -43,8 +60,10 @@ class Permission(StrEnum):
     ORG_UPDATE = "org:update"
     ORG_DELETE = "org:delete"
     ORG_TRANSFER = "org:transfer_ownership"
+    BILLING_READ = "billing:read"
     BILLING_MANAGE = "billing:manage"
     OWNERS_MANAGE = "owners:manage"
+    ROLES_WRITE = "roles:write"
 
 
 # What each role adds to the role below it; ROLE_PERMISSIONS accumulates them.
@@ -78,8 +97,10 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.ORG_UPDATE,
             Permission.ORG_DELETE,
             Permission.ORG_TRANSFER,
+            Permission.BILLING_READ,
             Permission.BILLING_MANAGE,
             Permission.OWNERS_MANAGE,
+            Permission.ROLES_WRITE,
         }
     ),
 }
@@ -89,25 +110,71 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
+GATEHOUSE_PERMISSIONS = frozenset(p.value for p in Permission)
+
+
+@dataclass(frozen=True)
+class RoleDef:
+    """A role as decisions see it: built-in, a workspace template, or an org's own."""
+
+    key: str
+    name: str
+    rank: int
+    permissions: frozenset[str]
+    description: str = ""
+    org_id: str | None = None  # an org's own role; None: built-in or workspace-wide
+    id: str | None = None  # the row of a custom role
+    holders: int = field(default=0, compare=False)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.id is None
+
+    def holds(self, permissions: Iterable[str]) -> bool:
+        return set(permissions) <= self.permissions
+
+
+_NAMES = {Role.MEMBER: "Member", Role.ADMIN: "Admin", Role.OWNER: "Owner"}
+
+
+def builtin_role(role: Role, app_permissions: Iterable[tuple[str, Role]] = ()) -> RoleDef:
+    """A built-in role, with the app's permissions granted from its rank up (Owner holds
+    every permission of the app)."""
+    granted = {key for key, lowest in app_permissions if lowest.rank <= role.rank}
+    return RoleDef(
+        role.value,
+        _NAMES[role],
+        role.rank,
+        frozenset(p.value for p in ROLE_PERMISSIONS[role]) | granted,
+        description=f"Built-in {_NAMES[role]} role",
+    )
+
+
+BUILTIN_ROLES: dict[str, RoleDef] = {role.value: builtin_role(role) for role in Role}
+OWNER, ADMIN, MEMBER = (BUILTIN_ROLES[r.value] for r in (Role.OWNER, Role.ADMIN, Role.MEMBER))
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    role: Role | None
+    role: RoleDef | None
     reason: str
 
 
-def decide(role: Role | None, permission: Permission) -> Decision:
+def decide(role: RoleDef | None, permission: str) -> Decision:
     """The one permission decision: may a principal holding ``role`` in an org do this?"""
     if role is None:
         return Decision(False, None, "not_a_member")
-    if permission in ROLE_PERMISSIONS[role]:
-        return Decision(True, role, f"granted_to_{role.value}")
-    return Decision(False, role, f"requires_{_lowest_role_with(permission).value}")
+    if permission in role.permissions:
+        return Decision(True, role, f"granted_to_{role.key}")
+    return Decision(False, role, _missing(permission))
 
 
-def _lowest_role_with(permission: Permission) -> Role:
-    return min((r for r in Role if permission in ROLE_PERMISSIONS[r]), key=lambda r: r.rank)
+def _missing(permission: str) -> str:
+    lowest = next((r for r in Role if permission in BUILTIN_ROLES[r.value].permissions), None)
+    return f"requires_{lowest.value}" if lowest else "permission_not_in_role"
 
 
-def role_permissions(role: Role) -> list[str]:
-    return sorted(p.value for p in ROLE_PERMISSIONS[role])
+def highest(roles: Iterable[RoleDef]) -> RoleDef:
+    """The role that wins among several (rank, then the built-in, then the key)."""
+    return max(roles, key=lambda r: (r.rank, r.is_builtin, r.key))

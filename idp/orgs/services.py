@@ -33,7 +33,8 @@ from idp.orgs.models import (
     TeamSource,
     Workspace,
 )
-from idp.orgs.roles import Permission, Role
+from idp.orgs.role_book import RoleBook, hold_role, org_roles
+from idp.orgs.roles import BUILTIN_ROLES, Permission, Role, RoleDef
 from idp.pagination import Page, paginate
 from idp.policies.chain import lock_policies, org_policy, refresh_effective_policies
 from idp.policies.enforcement import Action, Attempt, enforce
@@ -295,7 +296,7 @@ def member_snapshot(membership: Membership) -> dict[str, Any]:
     return {
         "user_id": membership.user_id,
         "email": membership.email or membership.user.email,
-        "role": membership.role.value,
+        "role": membership.role,
         "status": membership.status.value,
         "source": membership.source.value,
     }
@@ -315,12 +316,35 @@ def check_workspace_authority(actor: Actor, message: str) -> None:
         raise Forbidden("forbidden", message)
 
 
-def check_role_authority(actor: Actor, current: Role | None, new: Role | None = None) -> None:
-    """Granting owner, or changing anything about an owner, needs ``owners:manage``."""
+def check_role_authority(
+    actor: Actor, org: Organization, current: str | None, new: str | None = None
+) -> RoleBook | None:
+    """May the actor act on a holder of ``current``, or grant ``new``? Granting owner, or
+    changing anything about an owner, needs ``owners:manage``; any other role needs every
+    permission it holds (nobody hands out, or takes from another, more than they hold).
+
+    Built-in roles nest, so between them the rank decides without a query; a custom role
+    reads the org's roles (returned, for the caller's further use).
+    """
     if Role.OWNER in (current, new) and not actor.can(Permission.OWNERS_MANAGE).allowed:
         raise Forbidden(
             "owner_protected", "Only an owner can grant the owner role or manage owners"
         )
+    if actor.is_workspace:
+        return None
+    keys = [k for k in (current, new) if k is not None]
+    mine = actor.role
+    if mine is not None and mine.is_builtin and all(k in BUILTIN_ROLES for k in keys):
+        if all(BUILTIN_ROLES[k].rank <= mine.rank for k in keys):
+            return None
+        raise Forbidden("role_above_actor", "That role holds more than you do")
+    book = org_roles(org)
+    held = book.find(mine.key) if mine else None
+    for key in keys:
+        role = book.find(key)
+        if role is not None and (held is None or not held.holds(role.permissions)):
+            raise Forbidden("role_above_actor", f"The {key} role holds permissions you do not hold")
+    return book
 
 
 def active_memberships(user_id: str) -> list[tuple[Organization, Membership]]:
@@ -368,7 +392,7 @@ def count_members_by_role(org_id: str) -> dict[str, int]:
         .group_by(Membership.role)
     ).all()
     counts = {role.value: 0 for role in reversed(Role)}
-    counts.update({role.value: n for role, n in rows})
+    counts.update({role: n for role, n in rows})
     return counts
 
 
@@ -384,7 +408,7 @@ def count_active_owners(org_id: str) -> int:
     )
 
 
-def mapped_roles(org_id: str, membership_ids: list[str]) -> dict[str, Role]:
+def mapped_roles(org_id: str, membership_ids: list[str], book: RoleBook) -> dict[str, RoleDef]:
     """The highest role each membership's IdP groups map it to (only mapped ones appear).
 
     A group counts when it is a team the IdP provisions (source ``scim``) whose name or
@@ -411,10 +435,11 @@ def mapped_roles(org_id: str, membership_ids: list[str]) -> dict[str, Role]:
             TeamMember.membership_id.in_(membership_ids),
         )
     )
-    best: dict[str, Role] = {}
+    best: dict[str, RoleDef] = {}
 
-    def keep(membership_id: str, role: Role) -> None:
-        if membership_id not in best or role.rank > best[membership_id].rank:
+    def keep(membership_id: str, key: str) -> None:
+        role = book.find(key)
+        if role is not None and (membership_id not in best or role.rank > best[membership_id].rank):
             best[membership_id] = role
 
     for membership_id, role in rows:
@@ -457,7 +482,8 @@ def recompute_roles(actor: Actor, org: Organization, membership_ids: list[str]) 
 
 
 def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str]) -> None:
-    mapped = mapped_roles(org.id, membership_ids)
+    book = org_roles(org)
+    mapped = mapped_roles(org.id, membership_ids, book)
     # Only members with a mapped role, or raised above their hand-set role, can change.
     raised = db.session.scalars(
         select(Membership.id).where(
@@ -477,11 +503,14 @@ def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str])
     )
     for membership in memberships:
         # Null: written by code that predates mappings, when every role was set by hand.
-        assigned = membership.assigned_role or membership.role
-        role = max((assigned, mapped.get(membership.id, Role.MEMBER)), key=lambda r: r.rank)
-        if role is membership.role:
+        assigned = book.find(membership.assigned_role or membership.role)
+        chosen = mapped.get(membership.id)
+        if assigned is not None and (chosen is None or assigned.rank >= chosen.rank):
+            chosen = assigned
+        role = chosen.key if chosen else Role.MEMBER.value
+        if role == membership.role:
             continue
-        if membership.role is Role.OWNER:
+        if membership.role == Role.OWNER:
             _refuse_if_last_owner(membership)
         before = member_snapshot(membership)
         membership.role = role
@@ -518,7 +547,7 @@ def _admit(org: Organization, email: str, *, takes_seat: bool) -> None:
 def _refuse_if_last_owner(membership: Membership) -> None:
     """Called under ``lock_org``: refuse to take away the org's last active owner."""
     if (
-        membership.role is Role.OWNER
+        membership.role == Role.OWNER
         and membership.status is MembershipStatus.ACTIVE
         and count_active_owners(membership.org_id) <= 1
     ):
@@ -529,7 +558,7 @@ def join_org(
     org: Organization,
     user: User,
     *,
-    role: Role,
+    role: str,
     source: MembershipSource,
     status: MembershipStatus = MembershipStatus.ACTIVE,
     email: str | None = None,
@@ -564,12 +593,12 @@ def join_org(
     return membership
 
 
-def raise_assigned_role(membership: Membership, role: Role) -> None:
+def raise_assigned_role(membership: Membership, role: str, book: RoleBook) -> None:
     """Raise the role set by hand (an invitation taken up by a member); never lowers it."""
-    assigned = membership.assigned_role or membership.role
-    if role.rank > assigned.rank:
+    rank = book.rank(role)
+    if rank > book.rank(membership.assigned_role or membership.role):
         membership.assigned_role = role
-    if role.rank > membership.role.rank:
+    if rank > book.rank(membership.role):
         membership.role = role
     db.session.flush()
 
@@ -594,20 +623,23 @@ def enforce_invitation_policy(org: Organization, attempt: Attempt) -> None:
     enforce(policy, replace(attempt, org_domains=domains))
 
 
-def change_role(actor: Actor, org: Organization, user_id: str, role: Role) -> Membership:
-    """Set a member's role by hand; groups mapped to a higher role keep them higher."""
+def change_role(actor: Actor, org: Organization, user_id: str, role: str) -> Membership:
+    """Set a member's role (a key of the org's roles) by hand; groups mapped to a higher
+    role keep them higher."""
     check_permission(actor, Permission.MEMBERS_UPDATE)
+    book = org_roles(org)
     lock_org(org.id)
+    wanted = hold_role(book, role)  # not deleted while this change is made
     membership = get_membership(org.id, user_id, fresh=True)
-    if membership.role is role:
+    if membership.role == role:
         membership.assigned_role = role
         return membership
-    check_role_authority(actor, membership.role, role)
-    mapped = mapped_roles(org.id, [membership.id]).get(membership.id)
-    if mapped is not None and mapped.rank > role.rank:
+    check_role_authority(actor, org, membership.role, role)
+    mapped = mapped_roles(org.id, [membership.id], book).get(membership.id)
+    if mapped is not None and mapped.rank > wanted.rank:
         raise Conflict(
             "role_from_group_mapping",
-            f"This member's IdP groups map them to {mapped.value}; change the groups or mapping",
+            f"This member's IdP groups map them to {mapped.key}; change the groups or mapping",
         )
     _refuse_if_last_owner(membership)
     before = member_snapshot(membership)
@@ -634,7 +666,7 @@ def set_member_status(
     membership = get_membership(org.id, user_id, fresh=True)
     if membership.status is status:
         return membership
-    check_role_authority(actor, membership.role)
+    check_role_authority(actor, org, membership.role)
     if status is MembershipStatus.SUSPENDED:
         _refuse_if_last_owner(membership)
     else:  # becoming active again is joining again, as far as the policy goes
@@ -661,7 +693,7 @@ def remove_member(actor: Actor, org: Organization, user_id: str) -> None:
     check_permission(actor, Permission.MEMBERS_REMOVE)
     lock_org(org.id)
     membership = get_membership(org.id, user_id, fresh=True)
-    check_role_authority(actor, membership.role)
+    check_role_authority(actor, org, membership.role)
     _delete_membership(actor, org, membership, "member.removed")
 
 
@@ -717,7 +749,7 @@ def transfer_ownership(
     lock_org(org.id)
     giver = get_membership(org.id, from_user_id, fresh=True)
     receiver = get_membership(org.id, to_user_id, fresh=True)
-    if giver.role is not Role.OWNER or giver.status is not MembershipStatus.ACTIVE:
+    if giver.role != Role.OWNER or giver.status is not MembershipStatus.ACTIVE:
         raise Conflict("not_an_owner", "Only an active owner can hand over ownership")
     if receiver.status is not MembershipStatus.ACTIVE:
         raise Conflict("member_suspended", "Ownership can only go to an active member")
@@ -740,7 +772,7 @@ def transfer_ownership(
 def list_members(
     org_id: str,
     *,
-    roles: Iterable[Role] = (),
+    roles: Iterable[str] = (),
     q: str | None = None,
     cursor: str | None = None,
     limit: int = 50,

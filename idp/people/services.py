@@ -48,6 +48,7 @@ from idp.orgs.models import (
     Team,
     TeamMember,
 )
+from idp.orgs.role_book import org_roles
 from idp.orgs.roles import Permission, Role
 from idp.policies.enforcement import Action, Attempt
 from idp.sessions.services import cut_member_access
@@ -235,8 +236,10 @@ def admit(
         invitation = pending_invitation(org.id, claim.email)
         if invitation is not None and claim.proof is Proof.ASSERTED:
             raise EmailProofRequired(claim.email)
-    if invitation is not None and invitation.role.rank > role.rank:
-        role = invitation.role
+    if invitation is not None:
+        book = org_roles(org)
+        if book.rank(invitation.role) > book.rank(role):
+            role = invitation.role
     user = person or person_for(org, claim)
     membership = orgs.join_org(
         org, user, role=role, source=source, status=status, email=claim.email, name=claim.name
@@ -250,8 +253,8 @@ def take_up_invitation(
     actor: Actor, org: Organization, invitation: Invitation, membership: Membership
 ) -> None:
     """Mark the invitation used by this member: its teams joined, its role if higher."""
-    if invitation.role.rank > membership.role.rank:
-        orgs.raise_assigned_role(membership, invitation.role)
+    if invitation.role != membership.role:
+        orgs.raise_assigned_role(membership, invitation.role, org_roles(org))
     present = set(
         db.session.scalars(
             select(TeamMember.team_id).where(TeamMember.membership_id == membership.id)
@@ -279,7 +282,7 @@ def take_up_invitation(
         after={
             **invitation.snapshot(),
             "user_id": membership.user_id,
-            "role": membership.role.value,
+            "role": membership.role,
         },
     )
 
@@ -289,14 +292,15 @@ def add_member(
     org: Organization,
     *,
     email: str,
-    role: Role = Role.MEMBER,
+    role: str = Role.MEMBER,
     name: str | None = None,
 ) -> Membership:
     """Add a person directly: an invitation accepted at once, so the rules on inviting
     (external invites, the inviter's role) hold as well as those on joining. The org's word
     alone: a person of its own unless the org verified the address's domain."""
     orgs.check_permission(actor, Permission.MEMBERS_ADD)
-    orgs.check_role_authority(actor, None, role)
+    org_roles(org).get(role)  # a role this org has
+    orgs.check_role_authority(actor, org, None, role)
     email = validate_email(email)
     name = validate_person_name(name)
     orgs.lock_org(org.id)
@@ -477,7 +481,7 @@ def list_duplicates(workspace_id: str, org_id: str | None = None) -> list[dict[s
                 "members": [
                     {
                         "user_id": m.user_id,
-                        "role": m.role.value,
+                        "role": m.role,
                         "status": m.status.value,
                         "source": m.source.value,
                         "joined_at": m.created_at.isoformat(),
@@ -508,13 +512,13 @@ def merge_members(actor: Actor, org: Organization, user_ids: list[str]) -> Membe
         raise Conflict("different_people", "Only memberships of one address can be merged")
     everyone = [kept, *others]
     for membership in everyone:
-        orgs.check_role_authority(actor, membership.role)
+        orgs.check_role_authority(actor, org, membership.role)
     before = {
         "kept": orgs.member_snapshot(kept),
         "merged": [orgs.member_snapshot(m) for m in others],
     }
-    hand_roles = [m.assigned_role or m.role for m in everyone]
-    role = max(hand_roles, key=lambda r: r.rank)
+    book = org_roles(org)
+    role = max((m.assigned_role or m.role for m in everyone), key=book.rank)
     active = any(m.status is MembershipStatus.ACTIVE for m in everyone)
     teams = set(
         db.session.scalars(select(TeamMember.team_id).where(TeamMember.membership_id == kept.id))

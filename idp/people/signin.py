@@ -28,7 +28,7 @@ from idp.directory.models import DirectoryUser
 from idp.errors import Forbidden, GatehouseError
 from idp.orgs import services as orgs
 from idp.orgs.models import Membership, MembershipSource, MembershipStatus, Organization
-from idp.orgs.roles import Role
+from idp.orgs.roles import OWNER, Role
 from idp.people import services as people
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce
@@ -92,7 +92,7 @@ def actor_for_connection(connection: Connection, request_id: str | None = None) 
         ActorKind.CONNECTION,
         connection.id,
         f"connection:{connection.name}",
-        role=Role.OWNER,
+        role=OWNER,
         org_id=connection.org_id,
         request_id=request_id,
         workspace_id=connection.workspace_id,
@@ -177,7 +177,7 @@ def sign_in(
     if membership.sso_groups != groups:
         membership.sso_groups = groups
         db.session.flush()
-    if membership.role is not membership.assigned_role or orgs.has_role_mappings(org.id):
+    if membership.role != membership.assigned_role or orgs.has_role_mappings(org.id):
         orgs.recompute_roles(actor, org, [membership.id])
     session, token = start_session(
         user,

@@ -19,7 +19,7 @@ from typing import Any
 
 from idp.connections.names import email_domain
 from idp.errors import Forbidden
-from idp.orgs.roles import Role
+from idp.orgs.roles import Role, RoleDef
 from idp.policies.registry import Policy
 
 
@@ -42,7 +42,7 @@ class Attempt:
     now: datetime | None = None
     email: str | None = None
     # Who invites (at acceptance: who invited, or made the link): the role they act with.
-    role: Role | None = None
+    role: RoleDef | None = None
     # For external invitations: the org's verified email domains.
     org_domains: frozenset[str] = frozenset()
     # Invitation links: the lifetime asked for (seconds), or the link's creation time.

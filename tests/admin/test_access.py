@@ -30,8 +30,9 @@ from idp.connections.models import Connection, Domain
 from idp.credentials.models import ApiKey
 from idp.credentials.services import create_api_key, create_scim_token, revoke_api_key
 from idp.db import db, utcnow
-from idp.orgs import invitations, role_mappings, services, teams
+from idp.orgs import custom_roles, invitations, role_mappings, services, teams
 from idp.orgs.models import (
+    CustomRole,
     Invitation,
     InvitationStatus,
     Membership,
@@ -114,6 +115,38 @@ def saml_body(slug: str) -> dict[str, Any]:
     }
 
 
+# Roles as data: a workspace template and an org's own role, each held by a key in the
+# permission matrix, beside the built-ins; and a spare of each that operations change.
+CUSTOM_ROLES: dict[str, set[str]] = {
+    # Finance (a template): views and manages billing and nothing else.
+    "finance": {"org:read", "profile:read", "teams:read", "membership:leave", "billing:read",
+                "billing:manage"},
+    # Auditor (each org's own): reads members, connections and the audit log.
+    "auditor": {"org:read", "members:read", "connections:read", "audit:read"},
+}  # fmt: skip
+SPARE_ROLE, SPARE_TEMPLATE, SPARE_PERMISSION = "reviewer", "spare", "tunnels:spare"
+
+
+def ensure_templates() -> None:
+    """The workspace's templates and app permission (once, for every world)."""
+    if not any(r.key == "finance" for r in custom_roles.list_roles(workspace().id, None)):
+        for key in ("finance", SPARE_TEMPLATE):
+            custom_roles.create_role(
+                system_actor(),
+                workspace().id,
+                None,
+                key=key,
+                name=key.title(),
+                permissions=sorted(CUSTOM_ROLES["finance"]),
+            )
+        custom_roles.register_permission(system_actor(), workspace().id, key=SPARE_PERMISSION)
+
+
+def grants(role: str, permission: str) -> bool:
+    """The matrix's answer for a built-in role (the product rule) or a custom one (its set)."""
+    return permission in CUSTOM_ROLES[role] if role in CUSTOM_ROLES else holds(role, permission)
+
+
 @dataclass(frozen=True)
 class Spec:
     scope: str
@@ -167,6 +200,21 @@ SPECS: dict[str, Spec] = {
     "api_keys_revoke_org_key": Spec("org", "api_keys:write"),
     "api_keys_list_workspace_keys": Spec("workspace"),
     "api_keys_create_workspace_key": Spec("workspace", body=lambda w: {"name": "deploy"}),
+    "roles_list_workspace_roles": Spec("workspace"),
+    "roles_create_workspace_role": Spec(
+        "workspace", body=lambda w: {"key": "support", "name": "Support", "permissions": []}
+    ),
+    "roles_update_workspace_role": Spec("workspace", body=lambda w: {"name": "Spare Role"}),
+    "roles_delete_workspace_role": Spec("workspace"),
+    "roles_list_org_roles": Spec("org", "org:read"),
+    "roles_create_org_role": Spec(
+        "org", "roles:write", lambda w: {"key": "helper", "name": "Helper", "permissions": []}
+    ),
+    "roles_update_org_role": Spec("org", "roles:write", lambda w: {"name": "Reviewers"}),
+    "roles_delete_org_role": Spec("org", "roles:write"),
+    "roles_list_permissions": Spec("key"),
+    "roles_create_permission": Spec("workspace", body=lambda w: {"key": "tunnels:use"}),
+    "roles_delete_permission": Spec("workspace"),
     "api_keys_revoke_workspace_key": Spec("workspace"),
     # SCIM tokens and role mappings
     "api_keys_list_scim_tokens": Spec("org", "scim_tokens:write"),
@@ -256,6 +304,9 @@ def path(op: Operation, w: World, **override: str) -> str:
         "domain_id": w.domain_id,
         "connection_id": w.connection_id,
         "client_id": "unknown-client",  # no client exists: workspace operations only
+        "role": SPARE_ROLE,
+        "template": SPARE_TEMPLATE,
+        "permission": SPARE_PERMISSION,
         **override,
     }
     return "/api/v1" + _PARAM.sub(lambda m: values[m.group(1)], op.rule)
@@ -316,6 +367,16 @@ def build_world(slug: str, name: str) -> World:
     owner_key, _ = create_api_key(actor, ws.id, name=f"{slug} root", org=org, role=Role.OWNER)
     scim_token, _ = create_scim_token(actor, org, name=f"{slug} idp")
     mapping = role_mappings.set_role_mapping(actor, org, group="Staff", role=Role.MEMBER)
+    ensure_templates()
+    for own in ("auditor", SPARE_ROLE):
+        custom_roles.create_role(
+            actor,
+            workspace().id,
+            org,
+            key=own,
+            name=own.title(),
+            permissions=sorted(CUSTOM_ROLES["auditor"]),
+        )
     domain = domains.claim_domain(actor, org, f"{slug}.example")
     body = saml_body(slug)
     del body["kind"]
@@ -366,6 +427,11 @@ def org_state(org_id: str) -> dict[str, Any]:
         "members": rows(
             select(Membership.user_id, Membership.role, Membership.status).where(
                 Membership.org_id == org_id
+            )
+        ),
+        "roles": rows(
+            select(CustomRole.key, CustomRole.name, CustomRole.permissions).where(
+                CustomRole.org_id == org_id
             )
         ),
         "teams": rows(select(Team.id, Team.name, Team.parent_id).where(Team.org_id == org_id)),
@@ -473,9 +539,9 @@ def test_every_route_under_an_org_is_gated() -> None:
 # --- a. the permission gate -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", list(Role), ids=str)
+@pytest.mark.parametrize("role", [*(r.value for r in Role), *CUSTOM_ROLES], ids=str)
 @pytest.mark.parametrize("op", ORG_OPS, ids=endpoint)
-def test_permission_gate(client: FlaskClient, world: World, op: Operation, role: Role) -> None:
+def test_permission_gate(client: FlaskClient, world: World, op: Operation, role: str) -> None:
     token = make_key(world.org, role)
     permission = SPECS[op.endpoint].permission
     assert permission is not None
@@ -483,13 +549,14 @@ def test_permission_gate(client: FlaskClient, world: World, op: Operation, role:
 
     response = call(client, op, world, token)
 
-    if holds(role.value, permission):
+    if grants(role, permission):
         assert is_success(response), (response.status_code, response.json)
     else:
         assert response.status_code == 403, (response.status_code, response.json)
         assert response.json["error"] == "forbidden"
         assert response.json["reason"].startswith("requires_")
-        assert RANK[response.json["reason"].removeprefix("requires_")] > RANK[role.value]
+        if role in RANK:
+            assert RANK[response.json["reason"].removeprefix("requires_")] > RANK[role]
         assert org_state(world.org_id) == before
 
 
@@ -602,7 +669,7 @@ OWNER_CASES: dict[str, Case] = {
         lambda w: {"role": "admin"},
         "owner_protected",
         200,
-        lambda w, r: _membership(w, w.co_owner_id).role is Role.ADMIN,
+        lambda w, r: _membership(w, w.co_owner_id).role == Role.ADMIN,
     ),
     "suspend-owner": Case(
         "PATCH",
@@ -626,7 +693,7 @@ OWNER_CASES: dict[str, Case] = {
         lambda w: {"role": "owner"},
         "owner_protected",
         200,
-        lambda w, r: _membership(w, w.member_id).role is Role.OWNER,
+        lambda w, r: _membership(w, w.member_id).role == Role.OWNER,
     ),
     "add-owner": Case(
         "POST",
@@ -634,7 +701,7 @@ OWNER_CASES: dict[str, Case] = {
         lambda w: {"email": f"boss@{w.slug}.example", "role": "owner"},
         "owner_protected",
         201,
-        lambda w, r: _membership(w, r.json["user_id"]).role is Role.OWNER,
+        lambda w, r: _membership(w, r.json["user_id"]).role == Role.OWNER,
     ),
     "invite-owner": Case(
         "POST",
@@ -642,7 +709,7 @@ OWNER_CASES: dict[str, Case] = {
         lambda w: {"email": f"boss@{w.slug}.example", "role": "owner"},
         "owner_protected",
         201,
-        lambda w, r: _invitation(r.json["id"]).role is Role.OWNER,
+        lambda w, r: _invitation(r.json["id"]).role == Role.OWNER,
     ),
     "resend-owner-invitation": Case(
         "POST",
@@ -666,7 +733,7 @@ OWNER_CASES: dict[str, Case] = {
         lambda w: {"name": "escalate", "role": "owner"},
         "role_above_creator",
         201,
-        lambda w, r: db.session.get(ApiKey, r.json["id"]).role is Role.OWNER,
+        lambda w, r: db.session.get(ApiKey, r.json["id"]).role == Role.OWNER,
     ),
     "revoke-owner-key": Case(
         "DELETE",
@@ -723,7 +790,7 @@ def test_admin_key_changes_roles_below_owner(
         headers=auth(make_key(world.org, Role.ADMIN)),
     )
     assert response.status_code == 200, response.json
-    assert _membership(world, user_id).role is Role(role)
+    assert _membership(world, user_id).role == Role(role)
 
 
 @pytest.mark.parametrize("role", ["member", "admin"])

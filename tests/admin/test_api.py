@@ -76,7 +76,7 @@ def test_members_list_with_counts_filters_and_cursor(client: FlaskClient, root_k
     assert len(both) == 6
     found = ok(api("GET", "/orgs/acme/members", q="MEMBER3"))["data"]
     assert [m["email"] for m in found] == ["member3@x.example"]
-    assert ok(api("GET", "/orgs/acme/members", role="boss"), 400)["error"] == "validation_error"
+    assert ok(api("GET", "/orgs/acme/members", role="boss"), 400)["error"] == "unknown_role"
     assert ok(api("GET", "/orgs/acme/members", cursor="garbage!"), 400)["error"] == (
         "invalid_cursor"
     )
@@ -95,7 +95,7 @@ def test_member_changes(client: FlaskClient, root_key: str) -> None:
     last = ok(api("PATCH", f"/orgs/acme/members/{owner.user_id}", {"role": "admin"}), 409)
     assert last["error"] == "last_owner"
     assert ok(api("PATCH", f"/orgs/acme/members/{uid}", {"role": "god"}), 400)["error"] == (
-        "validation_error"
+        "unknown_role"
     )
     assert api("DELETE", f"/orgs/acme/members/{uid}").status_code == 204
     assert ok(api("GET", f"/orgs/acme/members/{uid}"), 404)["error"] == "member_not_found"

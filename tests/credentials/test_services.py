@@ -53,7 +53,7 @@ def test_org_keys_never_exceed_their_creator(app: Flask) -> None:
     with pytest.raises(Forbidden):
         create_api_key(admin, workspace().id, name="x")  # a workspace key
     key, _ = create_api_key(admin, workspace().id, name="x", org=org, role=Role.MEMBER)
-    assert key.role is Role.MEMBER and key.org_id == org.id
+    assert key.role == Role.MEMBER and key.org_id == org.id
 
 
 def test_revoking_needs_the_right_scope(app: Flask) -> None:

@@ -38,7 +38,7 @@ def test_email_invitation_round_trip(app: Flask) -> None:
 
     membership = invitations.accept_invitation(token)
     db.session.commit()
-    assert membership.role is Role.ADMIN and membership.source is MembershipSource.INVITE
+    assert membership.role == Role.ADMIN and membership.source is MembershipSource.INVITE
     assert membership.user.email == "new@example.com"
     assert [m.membership_id for m in teams.list_team_members(org.id, team.id).items] == [
         membership.id
@@ -76,7 +76,7 @@ def test_an_invitation_opened_from_its_mail_joins_the_workspace_identity(app: Fl
     db.session.commit()
     person = joined.user
     assert person.email_normalized == "p@x.example" and person.email_verified
-    assert joined.role is Role.ADMIN
+    assert joined.role == Role.ADMIN
     # a's person of its own became this identity (the address is proven), audited in a.
     assert services.get_membership(a.id, person.id).id == first.id
     [linked] = db.session.scalars(
@@ -188,7 +188,7 @@ def test_link_invitation(app: Flask) -> None:
         invitations.accept_invitation(token)
     assert info.value.code == "email_required"
     first = invitations.accept_invitation(token, email="a@x.example", name="A")
-    assert first.role is Role.MEMBER and first.user.name == "A"
+    assert first.role == Role.MEMBER and first.user.name == "A"
     invitations.accept_invitation(token, email="b@x.example")
     db.session.commit()
     assert db.session.get(Invitation, link.id).status is InvitationStatus.ACCEPTED

@@ -153,7 +153,7 @@ def events(org_id: str, action: str) -> int:
 
 
 def demote(user_id: str) -> Callable[[Organization], str]:
-    return lambda org: change_role(system_actor(), org, user_id, Role.ADMIN).role.value
+    return lambda org: change_role(system_actor(), org, user_id, Role.ADMIN).role
 
 
 def remove(user_id: str) -> Callable[[Organization], None]:
@@ -197,7 +197,7 @@ def test_concurrent_changes_to_the_last_two_owners_leave_one(
                     Membership.org_id == org_id, Membership.user_id == survivor
                 )
             )
-            is Role.OWNER
+            == Role.OWNER
         )
         # The loser's audit event went with its rollback: one event, for the one change.
         assert sum(events(org_id, action) for action in audit_actions) == 1

@@ -46,11 +46,11 @@ def test_mapping_raises_and_removal_lowers_roles(app: Flask) -> None:
     admins = group(org, "IT Admins", [ada, bob], external_id="00gADM")
     role_mappings.set_role_mapping(SYSTEM, org, group="it admins", role=Role.ADMIN)
     db.session.commit()
-    assert role_of(org, ada) is Role.ADMIN and role_of(org, bob) is Role.ADMIN
+    assert role_of(org, ada) == Role.ADMIN and role_of(org, bob) == Role.ADMIN
     directory.change_group_members(idp_actor(org), org, admins, remove=[ada.id, bob.id])
     db.session.commit()
-    assert role_of(org, ada) is Role.MEMBER  # back to the hand-set role
-    assert role_of(org, bob) is Role.ADMIN  # set by hand, kept
+    assert role_of(org, ada) == Role.MEMBER  # back to the hand-set role
+    assert role_of(org, bob) == Role.ADMIN  # set by hand, kept
 
 
 def test_mapping_by_external_id_and_highest_wins(app: Flask) -> None:
@@ -62,11 +62,11 @@ def test_mapping_by_external_id_and_highest_wins(app: Flask) -> None:
     role_mappings.set_role_mapping(SYSTEM, org, group="00gSTAFF", role=Role.MEMBER)
     role_mappings.set_role_mapping(SYSTEM, org, group="00gLEADS", role=Role.OWNER)
     db.session.commit()
-    assert role_of(org, ada) is Role.OWNER
+    assert role_of(org, ada) == Role.OWNER
     mapping = role_mappings.get_role_mapping(org.id, group="00gleads")
     role_mappings.delete_role_mapping(SYSTEM, org, mapping)
     db.session.commit()
-    assert role_of(org, ada) is Role.MEMBER
+    assert role_of(org, ada) == Role.MEMBER
 
 
 def test_renaming_or_deleting_a_group_reapplies_mappings(app: Flask) -> None:
@@ -75,15 +75,15 @@ def test_renaming_or_deleting_a_group_reapplies_mappings(app: Flask) -> None:
     ada = make_member(org, "ada@x.example")
     role_mappings.set_role_mapping(SYSTEM, org, group="Admins", role=Role.ADMIN)
     eng = group(org, "Engineering", [ada])
-    assert role_of(org, ada) is Role.MEMBER
+    assert role_of(org, ada) == Role.MEMBER
     directory.update_group(
         idp_actor(org), org, eng, display_name="Admins", external_id=None, attributes={}
     )
     db.session.commit()
-    assert role_of(org, ada) is Role.ADMIN
+    assert role_of(org, ada) == Role.ADMIN
     directory.delete_group(idp_actor(org), org, eng)
     db.session.commit()
-    assert role_of(org, ada) is Role.MEMBER
+    assert role_of(org, ada) == Role.MEMBER
 
 
 def test_the_last_owner_cannot_lose_ownership_through_a_group(app: Flask) -> None:
@@ -92,7 +92,7 @@ def test_the_last_owner_cannot_lose_ownership_through_a_group(app: Flask) -> Non
     owners = group(org, "Owners", [ada])
     role_mappings.set_role_mapping(SYSTEM, org, group="Owners", role=Role.OWNER)
     db.session.commit()
-    assert role_of(org, ada) is Role.OWNER
+    assert role_of(org, ada) == Role.OWNER
     with pytest.raises(Conflict) as info:
         directory.change_group_members(idp_actor(org), org, owners, remove=[ada.id])
     assert info.value.code == "last_owner"
@@ -119,7 +119,7 @@ def test_only_groups_the_idp_provisions_count(app: Flask) -> None:
     teams.add_team_member(SYSTEM, org, handmade.id, ada.user_id)
     services.recompute_roles(SYSTEM, org, [ada.id])
     db.session.commit()
-    assert role_of(org, ada) is Role.MEMBER
+    assert role_of(org, ada) == Role.MEMBER
 
 
 def test_provisioned_teams_change_only_through_the_idp(app: Flask) -> None:

@@ -167,7 +167,7 @@ def test_last_owner_cannot_be_demoted_removed_suspended_or_leave(app: Flask) -> 
             attempt()
         assert info.value.code == "last_owner"
         db.session.rollback()
-    assert services.get_membership(org.id, owner.user_id).role is Role.OWNER
+    assert services.get_membership(org.id, owner.user_id).role == Role.OWNER
 
 
 def test_a_suspended_owner_does_not_count_as_the_remaining_owner(app: Flask) -> None:
@@ -206,7 +206,7 @@ def test_admin_cannot_grant_owner_or_touch_owners(app: Flask) -> None:
             attempt()
         assert info.value.code == "owner_protected"
     services.change_role(admin, org, member.user_id, Role.ADMIN)
-    assert services.get_membership(org.id, member.user_id).role is Role.ADMIN
+    assert services.get_membership(org.id, member.user_id).role == Role.ADMIN
 
 
 def test_members_cannot_manage_members(app: Flask) -> None:
@@ -263,8 +263,8 @@ def test_transfer_ownership(app: Flask) -> None:
         )
     services.transfer_ownership(as_owner, org, to_user_id=heir.user_id, confirm="acme")
     db.session.commit()
-    assert services.get_membership(org.id, heir.user_id).role is Role.OWNER
-    assert services.get_membership(org.id, owner.user_id).role is Role.ADMIN
+    assert services.get_membership(org.id, heir.user_id).role == Role.OWNER
+    assert services.get_membership(org.id, owner.user_id).role == Role.ADMIN
     [event] = events(org.id, "org.ownership_transferred")
     assert event.after["to"]["role"] == "owner" and event.after["from"]["role"] == "admin"
 

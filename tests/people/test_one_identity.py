@@ -130,7 +130,7 @@ def test_three_routes_one_membership_and_suspension_stops_every_route(
     signed_in = confirm(client, inbox)
     assert signed_in.status_code == 303, signed_in.text
     rows = [m for m in memberships(org) if m.email_key == "ann@acme.example"]
-    assert len(rows) == 1 and rows[0].role is Role.OWNER
+    assert len(rows) == 1 and rows[0].role == Role.OWNER
     ann = rows[0]
     invitation = db.session.scalars(select(Invitation)).one()
     assert (invitation.status, invitation.accepted_by_user_id) == (

@@ -188,7 +188,7 @@ def test_the_pending_invitation_role_is_applied_at_the_first_sso_login(app: Flas
     db.session.commit()
     session, _ = sso(connection_of(org), "ann-1", "ann@acme.example", "Ann")
     membership = get_membership(org.id, session.user_id)
-    assert membership.role is Role.ADMIN and membership.name == "Ann"
+    assert membership.role == Role.ADMIN and membership.name == "Ann"
     assert session.user.email_normalized == "ann@acme.example"
 
 
@@ -309,7 +309,7 @@ def test_people_duplicates_lists_and_merge_joins_them_never_above_the_highest_ro
             Membership.org_id == org.id, Membership.email == "ann@acme.example"
         )
     ).all()
-    assert kept.user_id == first.user_id and kept.role is Role.ADMIN
+    assert kept.user_id == first.user_id and kept.role == Role.ADMIN
     assert kept.email_key == "ann@acme.example"
     assert runner.invoke(args=["people", "duplicates"]).exit_code == 0
     events = db.session.scalars(select(AuditEvent.action).where(AuditEvent.org_id == org.id)).all()

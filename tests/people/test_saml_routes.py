@@ -132,7 +132,7 @@ def test_two_saml_connections_and_an_invitation_make_one_membership_until_suspen
     assert client.get_cookie("gatehouse_session") is None
     assert confirm(client, inbox).status_code == 303
     (ann,) = rows_for(org, "ann@acme.example")
-    assert ann.role is Role.OWNER and ann.name == "Ann Example"
+    assert ann.role == Role.OWNER and ann.name == "Ann Example"
     invitation = db.session.scalars(select(Invitation)).one()
     assert invitation.status is InvitationStatus.ACCEPTED
 

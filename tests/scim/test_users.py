@@ -74,7 +74,7 @@ def test_provisioning_joins_the_org_with_a_person_of_its_own(scim: Scim) -> None
     org = services.get_org(workspace().id, "acme")
     membership = db.session.get(Membership, user["id"])
     assert membership.org_id == org.id and membership.source is MembershipSource.SCIM
-    assert membership.role is Role.MEMBER and membership.name == "Ada Lovelace"
+    assert membership.role == Role.MEMBER and membership.name == "Ada Lovelace"
     assert membership.email == "ada@example.com"
     # The directory's word alone does not prove the address: no workspace identity for it.
     assert find_user_by_email(workspace().id, "ADA@example.com") is None

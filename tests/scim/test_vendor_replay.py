@@ -582,7 +582,7 @@ def test_a_mapped_group_sets_the_role_of_its_members(scim: Scim, runner: FlaskCl
     assert result.exit_code == 0, (result.stdout, result.stderr)
     ada = entra_user(scim, "ada")
     bob = entra_user(scim, "bob")
-    assert membership(ada).role is Role.MEMBER
+    assert membership(ada).role == Role.MEMBER
 
     # The IdP creates the group with ada in it: ada becomes an admin at once.
     group = ok(
@@ -593,13 +593,13 @@ def test_a_mapped_group_sets_the_role_of_its_members(scim: Scim, runner: FlaskCl
         ),
         201,
     )
-    assert membership(ada).role is Role.ADMIN
-    assert membership(bob).role is Role.MEMBER
+    assert membership(ada).role == Role.ADMIN
+    assert membership(bob).role == Role.MEMBER
 
     # The IdP removes ada from the group: a member again.
     remove = patch({"op": "remove", "path": f'members[value eq "{ada}"]'})
     ok(scim("PATCH", f"/Groups/{group['id']}", remove), 204)
-    assert membership(ada).role is Role.MEMBER
+    assert membership(ada).role == Role.MEMBER
 
     # Added back, then the group is deleted: the role follows both ways.
     ok(
@@ -610,10 +610,10 @@ def test_a_mapped_group_sets_the_role_of_its_members(scim: Scim, runner: FlaskCl
         ),
         204,
     )
-    assert membership(ada).role is Role.ADMIN
+    assert membership(ada).role == Role.ADMIN
     ok(scim("DELETE", f"/Groups/{group['id']}"), 204)
-    assert membership(ada).role is Role.MEMBER
-    assert membership(ada).assigned_role is Role.MEMBER  # the mapping never set it by hand
+    assert membership(ada).role == Role.MEMBER
+    assert membership(ada).assigned_role == Role.MEMBER  # the mapping never set it by hand
 
     person = membership(ada).user_id
     changes = events("member.role_changed", person)

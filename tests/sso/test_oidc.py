@@ -181,7 +181,7 @@ def test_login_through_real_idp_signs_in_and_provisions_member(
     assert session_count() == 1
     membership = db.session.scalars(select(Membership)).one()
     assert membership.source is MembershipSource.JIT
-    assert membership.role is Role.MEMBER
+    assert membership.role == Role.MEMBER
     assert sorted(membership.sso_groups) == ["admins", "engineering"]
     user = db.session.get(User, membership.user_id)
     assert user is not None and user.email == "alice@example.com"
@@ -210,7 +210,7 @@ def test_groups_claim_with_role_mapping_gives_mapped_role(
 
     assert full_login(client, idp).status_code == 303
     membership = db.session.scalars(select(Membership)).one()
-    assert membership.role is Role.ADMIN
+    assert membership.role == Role.ADMIN
 
 
 def test_connection_settings_hold_discovered_metadata(idp: OidcIdp, connection: Connection) -> None:

@@ -130,7 +130,7 @@ def test_sp_initiated_login_signs_in_jit_member_with_mapped_role(
     assert user is not None and user.name == "Bob Builder"
     membership = orgs.find_membership(env.org.id, user.id)
     assert membership is not None
-    assert membership.role is Role.ADMIN
+    assert membership.role == Role.ADMIN
     assert sorted(membership.sso_groups) == ["engineering", "on-call"]
     me = client.get("/api/v1/me")
     assert me.status_code == 200

@@ -77,7 +77,7 @@ def test_first_login_provisions_just_in_time_and_the_next_reuses_the_person(app:
     again, _ = login(connection, subject="sub-1", email="ann@beta.example")
     assert first.user_id == again.user_id
     membership = db.session.scalar(select(Membership).where(Membership.user_id == first.user_id))
-    assert membership.source is MembershipSource.JIT and membership.role is Role.MEMBER
+    assert membership.source is MembershipSource.JIT and membership.role == Role.MEMBER
     assert first.connection_id == connection.id and first.org_id == org.id
 
 
@@ -97,9 +97,9 @@ def test_groups_of_each_login_drive_the_mapped_role(app: Flask) -> None:
     set_role_mapping(system_actor(), org, group="Admins", role=Role.ADMIN)
     db.session.commit()
     session, _ = login(connection, subject="s", email="a@beta.example", groups=["admins"])
-    assert _role(org, session.user_id) is Role.ADMIN
+    assert _role(org, session.user_id) == Role.ADMIN
     session, _ = login(connection, subject="s", email="a@beta.example", groups=["staff"])
-    assert _role(org, session.user_id) is Role.MEMBER
+    assert _role(org, session.user_id) == Role.MEMBER
 
 
 def _role(org: Organization, user_id: str) -> Role:
@@ -245,10 +245,10 @@ def test_a_mapping_set_later_applies_to_groups_asserted_at_the_last_login(app: F
     org = make_org("beta")
     make_member(org, "owner@beta.example", Role.OWNER)
     session, _ = login(make_connection(org), subject="s", email="a@beta.example", groups=["Ops"])
-    assert _role(org, session.user_id) is Role.MEMBER
+    assert _role(org, session.user_id) == Role.MEMBER
     mapping = set_role_mapping(system_actor(), org, group="ops", role=Role.ADMIN)
     db.session.commit()
-    assert _role(org, session.user_id) is Role.ADMIN
+    assert _role(org, session.user_id) == Role.ADMIN
     delete_role_mapping(system_actor(), org, mapping)
     db.session.commit()
-    assert _role(org, session.user_id) is Role.MEMBER
+    assert _role(org, session.user_id) == Role.MEMBER
