@@ -27,7 +27,7 @@ from idp.credentials.services import (
 from idp.crypto import ENCRYPTED_COLUMNS, current_key_ring, reencrypt_column
 from idp.db import db
 from idp.errors import GatehouseError
-from idp.orgs import invitations, role_mappings, services
+from idp.orgs import custom_roles, invitations, role_mappings, services
 from idp.orgs.roles import Role
 from idp.people import services as people
 from idp.policies import registry as policy_registry
@@ -66,6 +66,8 @@ invite_cli = AppGroup("invite", help="Invitations.")
 member_cli = AppGroup("member", help="Members of an organization.")
 scim_token_cli = AppGroup("scim-token", help="SCIM bearer tokens of an organization.")
 role_mapping_cli = AppGroup("role-mapping", help="IdP group to role mappings of an organization.")
+role_cli = AppGroup("role", help="Roles: built-in, workspace templates and an org's own.")
+permission_cli = AppGroup("permission", help="The app's own permissions.")
 keys_cli = AppGroup("keys", help="Encryption and signing keys.")
 domain_cli = AppGroup("domain", help="Email domains of an organization, verified by DNS TXT.")
 connection_cli = AppGroup("connection", help="SSO connections (OIDC, SAML) of an organization.")
@@ -212,6 +214,87 @@ def scim_token_revoke(slug: str, token_id: str) -> None:
     """Revoke one of SLUG's SCIM tokens by id."""
     org = services.get_org(_workspace().id, slug)
     revoke_scim_token(system_actor(), org, token_id)
+
+
+def _role_scope(org_slug: str | None) -> Any:
+    return services.get_org(_workspace().id, org_slug) if org_slug else None
+
+
+@role_cli.command("list")
+@click.option("--org", "org_slug", default=None, help="The roles this org can use.")
+@transactional
+def role_list(org_slug: str | None) -> None:
+    """List roles, highest first: key, rank, holders, permissions."""
+    for role in custom_roles.list_roles(_workspace().id, _role_scope(org_slug)):
+        click.echo(f"{role.key}\t{role.rank}\t{role.holders}\t{' '.join(sorted(role.permissions))}")
+
+
+@role_cli.command("create")
+@click.argument("key")
+@click.option("--name", required=True)
+@click.option("--permission", "permissions", multiple=True, help="Repeat for each permission.")
+@click.option("--rank", type=int, default=None, help="1 to 299 (Member 100, Admin 200).")
+@click.option("--description", default=None)
+@click.option("--org", "org_slug", default=None, help="An org's own role (default: a template).")
+@transactional
+def role_create(
+    key: str,
+    name: str,
+    permissions: tuple[str, ...],
+    rank: int | None,
+    description: str | None,
+    org_slug: str | None,
+) -> None:
+    """Create a workspace template (or, with --org, an org's own role)."""
+    custom_roles.create_role(
+        system_actor(),
+        _workspace().id,
+        _role_scope(org_slug),
+        key=key,
+        name=name,
+        permissions=list(permissions),
+        rank=rank,
+        description=description,
+    )
+
+
+@role_cli.command("delete")
+@click.argument("key")
+@click.option("--org", "org_slug", default=None)
+@transactional
+def role_delete(key: str, org_slug: str | None) -> None:
+    """Delete a custom role nobody holds."""
+    custom_roles.delete_role(system_actor(), _workspace().id, _role_scope(org_slug), key)
+
+
+@permission_cli.command("create")
+@click.argument("key")
+@click.option("--description", default=None)
+@click.option(
+    "--granted-from",
+    type=click.Choice([r.value for r in Role]),
+    default="owner",
+    show_default=True,
+    help="The lowest built-in role holding it.",
+)
+@transactional
+def permission_create(key: str, description: str | None, granted_from: str) -> None:
+    """Register a permission of the app's own (``tunnels:use``)."""
+    custom_roles.register_permission(
+        system_actor(),
+        _workspace().id,
+        key=key,
+        description=description,
+        granted_from=Role(granted_from),
+    )
+
+
+@permission_cli.command("list")
+@transactional
+def permission_list() -> None:
+    """List the app's permissions: key, lowest built-in role holding it, description."""
+    for row in custom_roles.list_permissions(_workspace().id):
+        click.echo(f"{row.key}\t{row.granted_from.value}\t{row.description}")
 
 
 @role_mapping_cli.command("set")
@@ -557,6 +640,8 @@ COMMANDS = (
     member_cli,
     scim_token_cli,
     role_mapping_cli,
+    role_cli,
+    permission_cli,
     keys_cli,
     domain_cli,
     connection_cli,

@@ -406,7 +406,7 @@ def test_the_traefik_example_names_the_check_and_its_headers() -> None:
         return
     middleware = yaml.safe_load(text)["http"]["middlewares"]["gatehouse"]["forwardAuth"]
     assert middleware["address"].endswith("/auth/check")
-    assert len(middleware["authResponseHeaders"]) == 4
+    assert len(middleware["authResponseHeaders"]) == 5
 
 
 # --- nginx, for real ------------------------------------------------------------------------------
@@ -455,7 +455,12 @@ def test_nginx_lets_a_session_through_and_sends_others_to_sign_in(
     assert parse_qs(location.query) == {"org": ["acme"], "next": [f"{APP_ORIGIN}/reports?q=1"]}
 
     browser = {**host, "Cookie": f"{SESSION_COOKIE}={signed_session_cookie(token)}"}
-    forged = {**browser, "X-Gatehouse-Role": "owner", "X-Gatehouse-Org": "evil"}
+    forged = {
+        **browser,
+        "X-Gatehouse-Role": "owner",
+        "X-Gatehouse-Org": "evil",
+        "X-Gatehouse-Permissions": "org:delete",
+    }
     passed = nginx.get("/reports", forged)
     assert passed.status == 200, nginx.error_log()
     assert json.loads(passed.body)["headers"] == {
@@ -463,6 +468,7 @@ def test_nginx_lets_a_session_through_and_sends_others_to_sign_in(
         "X-Gatehouse-Email": "ann@acme.example",
         "X-Gatehouse-Org": "acme",
         "X-Gatehouse-Role": "member",
+        "X-Gatehouse-Permissions": "membership:leave org:read profile:read teams:read",
     }
 
     patch = {

@@ -10,10 +10,12 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from idp.actors import system_actor
 from idp.db import db
 from idp.login.cookies import SESSION_COOKIE, signed_session_cookie
 from idp.orgs.models import CustomRole, Organization
 from idp.orgs.roles import Role
+from idp.orgs.services import change_role
 from idp.sessions.models import SessionMethod
 from idp.sessions.services import start_session
 from tests.builders import auth, make_key, make_member, make_org
@@ -189,3 +191,41 @@ def test_another_orgs_roles_are_never_visible_nor_usable(client: FlaskClient) ->
         {"email": "x@beta.example", "role": "alpha-secret"},
     )
     assert invited.status_code == 400 and invited.json["error"] == "unknown_role"
+
+
+def test_roles_and_permissions_through_the_cli(runner: Any, client: FlaskClient) -> None:
+    org = make_org("acme")
+    member = make_member(org, "fin@acme.example")
+    assert runner.invoke(args=["permission", "create", "invoices:export"]).exit_code == 0
+    made = runner.invoke(
+        args=[
+            "role",
+            "create",
+            "finance",
+            "--name",
+            "Finance",
+            "--rank",
+            "150",
+            "--permission",
+            "billing:manage",
+            "--permission",
+            "invoices:export",
+        ]
+    )
+    assert made.exit_code == 0, made.output
+    changed = runner.invoke(args=["member", "list", "acme"])
+    assert changed.exit_code == 0
+
+    change_role(system_actor(), org, member.user_id, "finance")
+    db.session.commit()
+    listed = runner.invoke(args=["role", "list", "--org", "acme"]).output.splitlines()
+    assert [line.split("\t")[:3] for line in listed][:3] == [
+        ["owner", "300", "0"],
+        ["admin", "200", "0"],
+        ["finance", "150", "1"],
+    ]
+    in_use = runner.invoke(args=["role", "delete", "finance"])
+    assert in_use.exit_code == 1 and "role_in_use" in in_use.stderr
+    unknown = runner.invoke(args=["role", "create", "x", "--name", "X", "--permission", "no:pe"])
+    assert unknown.exit_code == 1 and "unknown_permission" in unknown.stderr
+    assert "invoices:export\towner" in runner.invoke(args=["permission", "list"]).output
