@@ -12,6 +12,7 @@ from idp.admin import (  # noqa: F401
     openapi,
     orgs,
     policies,
+    resources,
     roles,
     teams,
 )

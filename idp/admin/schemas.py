@@ -9,10 +9,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from idp.connections.domains import verification_record
 from idp.connections.models import ConnectionKind, DomainStatus
+from idp.db import db
 from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
 from idp.orgs.roles import PERMISSION_KEY, ROLE_KEY, Role
 from idp.policies.registry import KEYS
+from idp.resources.models import Resource, ResourceType
+from idp.resources.services import type_roles
 from idp.sso.setup import public_settings
 
 
@@ -327,6 +330,94 @@ class PermissionOut(Schema):
     granted_from = fields.String(allow_none=True)
 
 
+# --- scopes below the org: resource types, resources, grants --------------------------
+
+
+class ResourceTypeRole(Schema):
+    key = fields.String(required=True)
+    name = fields.String(load_default=None)
+    permissions = permission_list(required=True)
+
+
+class ResourceTypeCreate(Schema):
+    key = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(load_default=None)
+    parent = fields.String(load_default=None, metadata={"description": "the parent type's key"})
+    roles = fields.List(fields.Nested(ResourceTypeRole), required=True)
+
+
+class ResourceRef(Schema):
+    type = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class ResourceCreate(Schema):
+    type = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    name = fields.String(load_default=None)
+    parent = fields.Nested(ResourceRef, load_default=None)
+
+
+class ResourceUpdate(Schema):
+    name = fields.String(allow_none=True)
+    parent = fields.Nested(ResourceRef, allow_none=True)
+
+
+class ResourceQuery(PageQuery):
+    type = fields.String(load_default=None)
+
+
+class ResourceGrantSet(Schema):
+    user_id = fields.String(load_default=None)
+    team_id = fields.String(load_default=None)
+    role = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class ResourceOut(Schema):
+    type = fields.Function(lambda r: _type_key(r.type_id))
+    id = fields.String(attribute="external_id")
+    name = fields.String(allow_none=True)
+    parent = fields.Function(lambda r: _parent_ref(r.parent_id))
+    created_at = fields.DateTime()
+
+
+def _type_key(type_id: str) -> str:
+    kind = db.session.get(ResourceType, type_id)  # identity-mapped after the first
+    return kind.key if kind else ""
+
+
+def _parent_ref(parent_id: str | None) -> dict[str, str] | None:
+    if parent_id is None:
+        return None
+    parent = db.session.get(Resource, parent_id)
+    return {"type": _type_key(parent.type_id), "id": parent.external_id} if parent else None
+
+
+class ResourceTypeOut(Schema):
+    key = fields.String()
+    name = fields.String()
+    parent = fields.Function(lambda t: _type_key(t.parent_id) if t.parent_id else None)
+    roles = fields.Function(
+        lambda t: [
+            {"key": r.key, "name": r.name, "permissions": sorted(r.permissions)}
+            for r in type_roles(t.id)
+        ]
+    )
+
+
+class ResourceGrantOut(Schema):
+    user_id = fields.String(allow_none=True)
+    team_id = fields.String(allow_none=True)
+    role = fields.String()
+
+
+class ResourceLookup(PageQuery):
+    user_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    org = fields.String(required=True, validate=validate.Length(min=1, max=63))
+    permission = fields.String(required=True, validate=validate.Length(min=1, max=127))
+    type = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
 # --- domains ---------------------------------------------------------------------------
 
 
@@ -428,6 +519,11 @@ class AuthorizeCheck(Schema):
         validate=validate.Length(min=1, max=100),
         metadata={"description": "`<resource>:<action>`; an unknown one is denied"},
     )
+    resource = fields.Nested(
+        ResourceRef,
+        load_default=None,
+        metadata={"description": "decide on this resource of the org (and what holds it)"},
+    )
 
 
 class AuthorizeBatch(Schema):
@@ -441,10 +537,14 @@ class AuthorizeBatch(Schema):
 class AuthorizeOut(Schema):
     allowed = fields.Boolean()
     role = fields.String(allow_none=True)
+    scope = fields.Dict(
+        allow_none=True,
+        metadata={"description": "the resource whose role granted it (null: the org role)"},
+    )
     reason = fields.String(
         metadata={
-            "description": "granted, not_a_member, member_suspended, permission_not_in_role "
-            "or unknown_permission"
+            "description": "granted, not_a_member, member_suspended, permission_not_in_role, "
+            "unknown_permission or unknown_resource"
         }
     )
 

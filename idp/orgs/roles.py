@@ -56,6 +56,8 @@ class Permission(StrEnum):
     API_KEYS_WRITE = "api_keys:write"
     SCIM_TOKENS_WRITE = "scim_tokens:write"
     AUDIT_READ = "audit:read"
+    RESOURCES_READ = "resources:read"
+    RESOURCES_WRITE = "resources:write"
 
     ORG_UPDATE = "org:update"
     ORG_DELETE = "org:delete"
@@ -90,6 +92,8 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.API_KEYS_WRITE,
             Permission.SCIM_TOKENS_WRITE,
             Permission.AUDIT_READ,
+            Permission.RESOURCES_READ,
+            Permission.RESOURCES_WRITE,
         }
     ),
     Role.OWNER: frozenset(

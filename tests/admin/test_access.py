@@ -43,6 +43,8 @@ from idp.orgs.models import (
 )
 from idp.orgs.roles import Role
 from idp.people import services as people_services
+from idp.resources import services as resources
+from idp.resources.models import Resource, ResourceGrant
 from idp.sso.saml import new_sp_keypair
 from idp.sso.setup import add_saml_connection
 from tests.builders import auth, make_key, make_org, workspace
@@ -140,6 +142,12 @@ def ensure_templates() -> None:
                 permissions=sorted(CUSTOM_ROLES["finance"]),
             )
         custom_roles.register_permission(system_actor(), workspace().id, key=SPARE_PERMISSION)
+        resources.create_resource_type(
+            system_actor(),
+            workspace().id,
+            key="tenant",
+            roles=[{"key": "tenant_member", "permissions": ["org:read"]}],
+        )
 
 
 def grants(role: str, permission: str) -> bool:
@@ -215,6 +223,31 @@ SPECS: dict[str, Spec] = {
     "roles_list_permissions": Spec("key"),
     "roles_create_permission": Spec("workspace", body=lambda w: {"key": "tunnels:use"}),
     "roles_delete_permission": Spec("workspace"),
+    "resources_list_resource_types": Spec("key"),
+    "resources_create_resource_type": Spec(
+        "workspace", body=lambda w: {"key": "site", "roles": [{"key": "x", "permissions": []}]}
+    ),
+    "resources_list_resources": Spec("org", "resources:read"),
+    "resources_create_resource": Spec(
+        "org", "resources:write", lambda w: {"type": "tenant", "id": "t9"}
+    ),
+    "resources_get_resource": Spec("org", "resources:read"),
+    "resources_update_resource": Spec("org", "resources:write", lambda w: {"name": "Tenant One"}),
+    "resources_delete_resource": Spec("org", "resources:write"),
+    "resources_list_resource_members": Spec("org", "resources:read"),
+    "resources_grant_resource_role": Spec(
+        "org", "resources:write", lambda w: {"user_id": w.spare_id, "role": "tenant_member"}
+    ),
+    "resources_revoke_resource_role": Spec("org", "resources:write"),
+    "authorize_authorize_resources": Spec(
+        "key",
+        body=lambda w: {
+            "user_id": w.member_id,
+            "org": w.slug,
+            "permission": "org:read",
+            "type": "tenant",
+        },
+    ),
     "api_keys_revoke_workspace_key": Spec("workspace"),
     # SCIM tokens and role mappings
     "api_keys_list_scim_tokens": Spec("org", "scim_tokens:write"),
@@ -307,6 +340,9 @@ def path(op: Operation, w: World, **override: str) -> str:
         "role": SPARE_ROLE,
         "template": SPARE_TEMPLATE,
         "permission": SPARE_PERMISSION,
+        "rtype": "tenant",
+        "rid": "t1",
+        "principal_id": w.member_id,  # holds tenant_member on t1
         **override,
     }
     return "/api/v1" + _PARAM.sub(lambda m: values[m.group(1)], op.rule)
@@ -368,6 +404,8 @@ def build_world(slug: str, name: str) -> World:
     scim_token, _ = create_scim_token(actor, org, name=f"{slug} idp")
     mapping = role_mappings.set_role_mapping(actor, org, group="Staff", role=Role.MEMBER)
     ensure_templates()
+    tenant = resources.create_resource(actor, org, type="tenant", id="t1")
+    resources.grant_role(actor, org, tenant, role="tenant_member", user_id=people["member"].user_id)
     for own in ("auditor", SPARE_ROLE):
         custom_roles.create_role(
             actor,
@@ -433,6 +471,16 @@ def org_state(org_id: str) -> dict[str, Any]:
             select(CustomRole.key, CustomRole.name, CustomRole.permissions).where(
                 CustomRole.org_id == org_id
             )
+        ),
+        "resources": rows(
+            select(Resource.external_id, Resource.name, Resource.parent_id).where(
+                Resource.org_id == org_id
+            )
+        ),
+        "resource_grants": rows(
+            select(
+                ResourceGrant.resource_id, ResourceGrant.membership_id, ResourceGrant.role_id
+            ).where(ResourceGrant.org_id == org_id)
         ),
         "teams": rows(select(Team.id, Team.name, Team.parent_id).where(Team.org_id == org_id)),
         "team_members": rows(

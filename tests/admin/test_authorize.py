@@ -82,7 +82,7 @@ def test_decisions(
     reason: str,
 ) -> None:
     answer = ask(client, root_key, getattr(people, who), "alpha", permission)
-    assert answer == {"allowed": allowed, "role": role, "reason": reason}
+    assert answer == {"allowed": allowed, "role": role, "reason": reason, "scope": None}
 
 
 def test_every_permission_follows_the_role_table(
@@ -123,7 +123,11 @@ def test_an_org_key_sees_only_its_own_org(client: FlaskClient, people: People) -
     assert ask(client, alpha_key, people.admin, "alpha", "members:invite")["allowed"] is True
     elsewhere = ask(client, alpha_key, people.outsider, "beta", "org:read")
     missing = ask(client, alpha_key, people.outsider, "no-such-org", "org:read")
-    assert elsewhere == missing == {"allowed": False, "role": None, "reason": "not_a_member"}
+    assert (
+        elsewhere
+        == missing
+        == {"allowed": False, "role": None, "reason": "not_a_member", "scope": None}
+    )
 
 
 def test_a_batch_answers_in_order(client: FlaskClient, people: People, root_key: str) -> None:

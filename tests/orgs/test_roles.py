@@ -29,6 +29,8 @@ LOWEST_ROLE: dict[str, str] = {
     "api_keys:write": "admin",
     "scim_tokens:write": "admin",
     "audit:read": "admin",
+    "resources:read": "admin",
+    "resources:write": "admin",
     # Owner: the org itself, its money and its owners.
     "org:update": "owner",
     "org:delete": "owner",

@@ -1,0 +1,508 @@
+"""Scopes below the org, one function per action, and the decision that walks up them.
+
+The app declares resource types and their roles (workspace authority), creates the org's
+resources (``resources:write``) and grants members or teams a role on one. A role on a
+resource holds on everything below it; the org role holds everywhere in the org. A grant
+gives nothing at the org itself, so a person granted a project only gains no org-wide
+access; removing someone from a resource keeps their membership, and removing them from
+the org removes every grant they held there (the grants' foreign key).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import literal, or_, select
+from sqlalchemy.orm import aliased
+
+from idp.actors import Actor
+from idp.audit.services import record_event, record_org_event
+from idp.db import db
+from idp.errors import BadRequest, Conflict, NotFound
+from idp.orgs.models import Membership, MembershipStatus, Organization, TeamMember
+from idp.orgs.role_book import role_book
+from idp.orgs.roles import ROLE_KEY, Permission
+from idp.orgs.services import (
+    check_permission,
+    check_workspace_authority,
+    get_membership,
+    validate_name,
+)
+from idp.orgs.teams import get_team
+from idp.pagination import Page, paginate
+from idp.resources.models import Resource, ResourceGrant, ResourceRole, ResourceType
+
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$")
+MAX_DEPTH = 16  # how deep types may nest (tenant → project → environment ...)
+MAX_ROLES = 50
+
+
+# --- types ---------------------------------------------------------------------------------
+
+
+def list_resource_types(workspace_id: str) -> list[ResourceType]:
+    return list(
+        db.session.scalars(
+            select(ResourceType)
+            .where(ResourceType.workspace_id == workspace_id)
+            .order_by(ResourceType.key)
+        )
+    )
+
+
+def get_resource_type(workspace_id: str, key: str) -> ResourceType:
+    found = db.session.scalar(
+        select(ResourceType).where(
+            ResourceType.workspace_id == workspace_id, ResourceType.key == key
+        )
+    )
+    if found is None:
+        raise BadRequest("unknown_resource_type", f"No resource type {key!r}")
+    return found
+
+
+def type_roles(type_id: str) -> list[ResourceRole]:
+    return list(
+        db.session.scalars(
+            select(ResourceRole).where(ResourceRole.type_id == type_id).order_by(ResourceRole.key)
+        )
+    )
+
+
+def type_snapshot(kind: ResourceType) -> dict[str, Any]:
+    return {
+        "key": kind.key,
+        "parent_id": kind.parent_id,
+        "roles": {r.key: sorted(r.permissions) for r in type_roles(kind.id)},
+    }
+
+
+def _depth(kind: ResourceType) -> int:
+    depth = 1
+    while kind.parent_id is not None:
+        kind = db.session.get(ResourceType, kind.parent_id)
+        depth += 1
+    return depth
+
+
+def create_resource_type(
+    actor: Actor,
+    workspace_id: str,
+    *,
+    key: str,
+    roles: Sequence[dict[str, Any]],
+    name: str | None = None,
+    parent: str | None = None,
+) -> ResourceType:
+    """Declare a type of resource and its roles (each ``{"key", "name"?, "permissions"}``,
+    permissions Gatehouse's or the app's own)."""
+    check_workspace_authority(actor, "Resource types need workspace authority")
+    if not isinstance(key, str) or not ROLE_KEY.match(key):
+        raise BadRequest("invalid_type_key", "A type key is lowercase letters, digits, - and _")
+    if parent == key:
+        raise BadRequest("type_cycle", "A resource type cannot sit in itself")
+    if db.session.scalar(
+        select(ResourceType.id).where(
+            ResourceType.workspace_id == workspace_id, ResourceType.key == key
+        )
+    ):
+        raise Conflict("resource_type_exists", f"A resource type {key!r} already exists")
+    parent_type = get_resource_type(workspace_id, parent) if parent else None
+    if parent_type is not None and _depth(parent_type) >= MAX_DEPTH:
+        raise BadRequest("too_deep", f"Resource types nest at most {MAX_DEPTH} deep")
+    if not roles or len(roles) > MAX_ROLES:
+        raise BadRequest("invalid_roles", f"A type has 1 to {MAX_ROLES} roles")
+    known = role_book(workspace_id, None).known_permissions()
+    kind = ResourceType(
+        workspace_id=workspace_id,
+        key=key,
+        name=validate_name(name or key.replace("_", " ").title()),
+        parent_id=parent_type.id if parent_type else None,
+    )
+    db.session.add(kind)
+    db.session.flush()
+    seen: set[str] = set()
+    for role in roles:
+        role_key = role.get("key")
+        if not isinstance(role_key, str) or not ROLE_KEY.match(role_key) or role_key in seen:
+            raise BadRequest("invalid_role_key", f"Bad or repeated role key {role_key!r}")
+        seen.add(role_key)
+        permissions = sorted(set(role.get("permissions") or []))
+        unknown = [p for p in permissions if p not in known]
+        if unknown:
+            raise BadRequest(
+                "unknown_permission", f"Unknown permission {unknown[0]!r}", permissions=unknown
+            )
+        db.session.add(
+            ResourceRole(
+                type_id=kind.id,
+                key=role_key,
+                name=validate_name(role.get("name") or role_key.replace("_", " ").title()),
+                permissions=permissions,
+            )
+        )
+    db.session.flush()
+    record_event(
+        actor,
+        "resource_type.created",
+        workspace_id=workspace_id,
+        org_id=None,
+        target_type="resource_type",
+        target_id=kind.id,
+        after=type_snapshot(kind),
+    )
+    return kind
+
+
+# --- resources -----------------------------------------------------------------------------
+
+
+def resource_snapshot(resource: Resource) -> dict[str, Any]:
+    return {
+        "type_id": resource.type_id,
+        "id": resource.external_id,
+        "name": resource.name,
+        "parent_id": resource.parent_id,
+    }
+
+
+def find_resource(org_id: str, type_id: str, external_id: str) -> Resource | None:
+    return db.session.scalar(
+        select(Resource).where(
+            Resource.org_id == org_id,
+            Resource.type_id == type_id,
+            Resource.external_id == external_id,
+        )
+    )
+
+
+def get_resource(org: Organization, type_key: str, external_id: str) -> Resource:
+    """One of the org's resources; another org's is as unknown as one that never was."""
+    kind = db.session.scalar(
+        select(ResourceType).where(
+            ResourceType.workspace_id == org.workspace_id, ResourceType.key == type_key
+        )
+    )
+    found = find_resource(org.id, kind.id, external_id) if kind else None
+    if found is None:
+        raise NotFound("resource_not_found", "No such resource in this organization")
+    return found
+
+
+def _parent(org: Organization, kind: ResourceType, parent: dict[str, Any] | None) -> str | None:
+    """The id of the resource's parent: required, and of the parent type, when the type has
+    one; refused when it has none."""
+    if kind.parent_id is None:
+        if parent:
+            raise BadRequest("unexpected_parent", f"A {kind.key} sits directly in the org")
+        return None
+    if not parent:
+        raise BadRequest("parent_required", f"A {kind.key} needs its parent")
+    parent_type = db.session.get(ResourceType, kind.parent_id)
+    if parent.get("type") != parent_type.key:
+        raise BadRequest("wrong_parent_type", f"A {kind.key} sits in a {parent_type.key}")
+    found = find_resource(org.id, parent_type.id, str(parent.get("id", "")))
+    if found is None:  # another org's resource is unknown here
+        raise BadRequest("unknown_parent", "No such parent resource in this organization")
+    return found.id
+
+
+def create_resource(
+    actor: Actor,
+    org: Organization,
+    *,
+    type: str,
+    id: str,
+    name: str | None = None,
+    parent: dict[str, Any] | None = None,
+) -> Resource:
+    check_permission(actor, Permission.RESOURCES_WRITE)
+    kind = get_resource_type(org.workspace_id, type)
+    if not isinstance(id, str) or not EXTERNAL_ID.match(id):
+        raise BadRequest("invalid_resource_id", "A resource id is 1 to 255 of A-Z a-z 0-9 . _ : -")
+    if find_resource(org.id, kind.id, id) is not None:
+        raise Conflict("resource_exists", f"This organization already has {type} {id!r}")
+    resource = Resource(
+        org_id=org.id,
+        type_id=kind.id,
+        external_id=id,
+        name=validate_name(name) if name is not None else None,
+        parent_id=_parent(org, kind, parent),
+    )
+    db.session.add(resource)
+    db.session.flush()
+    record_org_event(
+        actor, org, "resource.created", "resource", resource.id, after=resource_snapshot(resource)
+    )
+    return resource
+
+
+def update_resource(
+    actor: Actor, org: Organization, resource: Resource, changes: dict[str, Any]
+) -> Resource:
+    """Rename a resource, or move it to another parent of its parent type."""
+    check_permission(actor, Permission.RESOURCES_WRITE)
+    before = resource_snapshot(resource)
+    if "name" in changes:
+        resource.name = validate_name(changes["name"]) if changes["name"] is not None else None
+    if "parent" in changes:
+        kind = db.session.get(ResourceType, resource.type_id)
+        parent_id = _parent(org, kind, changes["parent"])
+        if parent_id is not None and resource.id in ancestors(parent_id) | {parent_id}:
+            raise BadRequest("resource_cycle", "A resource cannot sit inside itself")
+        resource.parent_id = parent_id
+    db.session.flush()
+    record_org_event(
+        actor,
+        org,
+        "resource.updated",
+        "resource",
+        resource.id,
+        before=before,
+        after=resource_snapshot(resource),
+    )
+    return resource
+
+
+def delete_resource(actor: Actor, org: Organization, resource: Resource) -> None:
+    check_permission(actor, Permission.RESOURCES_WRITE)
+    if db.session.scalar(select(Resource.id).where(Resource.parent_id == resource.id).limit(1)):
+        raise Conflict("resource_has_children", "Delete or move what is inside it first")
+    before = resource_snapshot(resource)
+    db.session.delete(resource)
+    db.session.flush()
+    record_org_event(actor, org, "resource.deleted", "resource", resource.id, before=before)
+
+
+def list_resources(
+    org: Organization,
+    *,
+    type: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Resource]:
+    query = select(Resource).where(Resource.org_id == org.id)
+    if type:
+        query = query.where(Resource.type_id == get_resource_type(org.workspace_id, type).id)
+    return paginate(query, Resource.id, cursor=cursor, limit=limit)
+
+
+def ancestors(resource_id: str) -> set[str]:
+    """The resource's ancestors' ids (not itself), by a recursive query."""
+    return set(_chain(resource_id)) - {resource_id}
+
+
+def _chain(resource_id: str) -> list[str]:
+    up = (
+        select(Resource.id, Resource.parent_id)
+        .where(Resource.id == resource_id)
+        .cte("chain", recursive=True)
+    )
+    parent = aliased(Resource)
+    up = up.union_all(select(parent.id, parent.parent_id).where(parent.id == up.c.parent_id))
+    return list(db.session.scalars(select(up.c.id)))
+
+
+# --- grants --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    membership_id: str | None = None
+    team_id: str | None = None
+
+
+def _principal(org: Organization, user_id: str | None, team_id: str | None) -> Principal:
+    if (user_id is None) == (team_id is None):
+        raise BadRequest("one_principal", "Name either user_id or team_id")
+    if user_id is not None:
+        return Principal(membership_id=get_membership(org.id, user_id).id)
+    return Principal(team_id=get_team(org.id, team_id or "").id)
+
+
+def _grant_of(resource: Resource, principal: Principal) -> ResourceGrant | None:
+    return db.session.scalar(
+        select(ResourceGrant).where(
+            ResourceGrant.resource_id == resource.id,
+            ResourceGrant.membership_id == principal.membership_id
+            if principal.membership_id
+            else ResourceGrant.team_id == principal.team_id,
+        )
+    )
+
+
+def grant_role(
+    actor: Actor,
+    org: Organization,
+    resource: Resource,
+    *,
+    role: str,
+    user_id: str | None = None,
+    team_id: str | None = None,
+) -> ResourceGrant:
+    """Give a member (already in the org) or a team a role of the resource's type there;
+    replaces the role they held on it."""
+    check_permission(actor, Permission.RESOURCES_WRITE)
+    principal = _principal(org, user_id, team_id)
+    held = db.session.scalar(
+        select(ResourceRole).where(
+            ResourceRole.type_id == resource.type_id, ResourceRole.key == role
+        )
+    )
+    if held is None:
+        raise BadRequest("unknown_role", f"Resources of this type have no role {role!r}")
+    grant = _grant_of(resource, principal)
+    before = None if grant is None else {"role_id": grant.role_id}
+    if grant is None:
+        grant = ResourceGrant(
+            org_id=org.id,
+            resource_id=resource.id,
+            membership_id=principal.membership_id,
+            team_id=principal.team_id,
+            role_id=held.id,
+        )
+        db.session.add(grant)
+    grant.role_id = held.id
+    db.session.flush()
+    record_org_event(
+        actor,
+        org,
+        "resource.role_granted",
+        "resource",
+        resource.id,
+        before=before,
+        after={"user_id": user_id, "team_id": team_id, "role": role},
+    )
+    return grant
+
+
+def revoke_role(
+    actor: Actor,
+    org: Organization,
+    resource: Resource,
+    *,
+    user_id: str | None = None,
+    team_id: str | None = None,
+) -> None:
+    """Take away the role a member or team holds on the resource (the membership stays)."""
+    check_permission(actor, Permission.RESOURCES_WRITE)
+    grant = _grant_of(resource, _principal(org, user_id, team_id))
+    if grant is None:
+        raise NotFound("grant_not_found", "They hold no role on this resource")
+    db.session.delete(grant)
+    db.session.flush()
+    record_org_event(
+        actor,
+        org,
+        "resource.role_revoked",
+        "resource",
+        resource.id,
+        before={"user_id": user_id, "team_id": team_id, "role_id": grant.role_id},
+    )
+
+
+def list_grants(resource: Resource) -> list[tuple[ResourceGrant, str, str | None]]:
+    """The resource's grants: (grant, role key, the member's user id or None for a team)."""
+    rows = db.session.execute(
+        select(ResourceGrant, ResourceRole.key, Membership.user_id)
+        .join(ResourceRole, ResourceRole.id == ResourceGrant.role_id)
+        .outerjoin(Membership, Membership.id == ResourceGrant.membership_id)
+        .where(ResourceGrant.resource_id == resource.id)
+        .order_by(ResourceGrant.id)
+    )
+    return [(grant, key, user_id) for grant, key, user_id in rows]
+
+
+# --- the decision --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScopedDecision:
+    allowed: bool
+    role: str | None  # the role that decided: the org role, or the resource role granting it
+    reason: str
+    scope: dict[str, str] | None = None  # where the granting role is held, below the org
+
+
+def _principals(membership_id: str) -> Any:
+    """The member and their teams, as a filter on grants."""
+    teams = select(TeamMember.team_id).where(TeamMember.membership_id == membership_id)
+    return or_(ResourceGrant.membership_id == membership_id, ResourceGrant.team_id.in_(teams))
+
+
+def decide_on_resource(
+    membership: Membership, org_permissions: Iterable[str], permission: str, resource: Resource
+) -> ScopedDecision:
+    """May the member do ``permission`` on ``resource``: by their org role, or by a role
+    they (or one of their teams) hold on the resource or anything above it."""
+    if membership.status is not MembershipStatus.ACTIVE:
+        return ScopedDecision(False, None, "member_suspended")
+    if permission in set(org_permissions):
+        return ScopedDecision(True, membership.role, "granted", None)
+    chain = select(literal(resource.id).label("id")).cte("scope", recursive=True)
+    parent = aliased(Resource)
+    chain = chain.union_all(
+        select(parent.parent_id)
+        .join(chain, parent.id == chain.c.id)
+        .where(parent.parent_id.is_not(None))
+    )
+    rows = db.session.execute(
+        select(ResourceRole.key, ResourceRole.permissions, Resource.type_id, Resource.external_id)
+        .select_from(ResourceGrant)
+        .join(ResourceRole, ResourceRole.id == ResourceGrant.role_id)
+        .join(Resource, Resource.id == ResourceGrant.resource_id)
+        .where(ResourceGrant.resource_id.in_(select(chain.c.id)), _principals(membership.id))
+    ).all()
+    for key, permissions, type_id, external_id in rows:
+        if permission in (permissions or ()):
+            kind = db.session.get(ResourceType, type_id)
+            return ScopedDecision(
+                True, key, "granted", {"type": kind.key if kind else "", "id": external_id}
+            )
+    return ScopedDecision(False, membership.role, "permission_not_in_role")
+
+
+def resources_allowed(
+    membership: Membership,
+    org_permissions: Iterable[str],
+    permission: str,
+    kind: ResourceType,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Resource]:
+    """The org's resources of ``kind`` the member may do ``permission`` on, paged: all of
+    them when the org role holds it, else those under a grant that holds it."""
+    query = select(Resource).where(
+        Resource.org_id == membership.org_id, Resource.type_id == kind.id
+    )
+    if membership.status is not MembershipStatus.ACTIVE:
+        query = query.where(literal(False))
+    elif permission not in set(org_permissions):
+        # Which roles hold the permission: read and checked here, as JSON containment is
+        # spelled differently by each database (a workspace has a handful of roles).
+        roles = [
+            role_id
+            for role_id, held in db.session.execute(
+                select(ResourceRole.id, ResourceRole.permissions)
+                .join(ResourceType, ResourceType.id == ResourceRole.type_id)
+                .where(ResourceType.workspace_id == kind.workspace_id)
+            )
+            if permission in (held or ())
+        ]
+        granted = (
+            select(ResourceGrant.resource_id.label("id"))
+            .where(
+                ResourceGrant.org_id == membership.org_id,
+                ResourceGrant.role_id.in_(roles),
+                _principals(membership.id),
+            )
+            .cte("granted", recursive=True)
+        )
+        child = aliased(Resource)
+        granted = granted.union_all(select(child.id).join(granted, child.parent_id == granted.c.id))
+        query = query.where(Resource.id.in_(select(granted.c.id)))
+    return paginate(query, Resource.id, cursor=cursor, limit=limit)

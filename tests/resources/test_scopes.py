@@ -1,0 +1,308 @@
+"""Roles at scopes below the org, through the admin API: tenants and projects, members and
+teams granted roles there, the decision walking up, the lookup, and the scope rules one by
+one; another org's resources are never visible nor usable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from idp.db import db
+from idp.orgs.models import Organization
+from idp.orgs.roles import Role
+from idp.resources.models import Resource, ResourceGrant, ResourceType
+from tests.builders import auth, make_key, make_member, make_org
+
+TYPES = [
+    {
+        "key": "tenant",
+        "roles": [
+            {
+                "key": "tenant_admin",
+                "permissions": ["tenants:manage", "projects:deploy", "projects:view"],
+            },
+            {"key": "tenant_member", "permissions": ["projects:view"]},
+        ],
+    },
+    {
+        "key": "project",
+        "parent": "tenant",
+        "roles": [
+            {
+                "key": "project_admin",
+                "permissions": ["projects:deploy", "projects:view", "projects:admin"],
+            },
+            {"key": "project_developer", "permissions": ["projects:deploy", "projects:view"]},
+            {"key": "project_viewer", "permissions": ["projects:view"]},
+        ],
+    },
+]
+
+
+class Api:
+    def __init__(self, client: FlaskClient, key: str) -> None:
+        self.client, self.key = client, key
+
+    def __call__(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        answer = self.client.open(
+            f"/api/v1{path}", method=method, json=body, headers=auth(self.key)
+        )
+        assert answer.status_code == status, (method, path, answer.status_code, answer.json)
+        return answer.json
+
+
+def declare(root: Api) -> None:
+    for key in ("tenants:manage", "projects:deploy", "projects:view", "projects:admin"):
+        root("POST", "/permissions", {"key": key}, 201)
+    for kind in TYPES:
+        root("POST", "/resource-types", kind, 201)
+
+
+def resource(api: Api, slug: str, kind: str, rid: str, parent: str | None = None) -> None:
+    body: dict[str, Any] = {"type": kind, "id": rid, "name": rid.upper()}
+    if parent:
+        body["parent"] = {"type": "tenant", "id": parent}
+    api("POST", f"/orgs/{slug}/resources", body, 201)
+
+
+@pytest.fixture
+def acme(client: FlaskClient, root_key: str) -> dict[str, Any]:
+    """Tenants t1 (projects p1, p2) and t2 (p3); Ann, Bob, and Carl on the Platform team."""
+    root = Api(client, root_key)
+    declare(root)
+    org = make_org("acme")
+    people = {
+        name: make_member(org, f"{name}@acme.example").user_id for name in ("ann", "bob", "carl")
+    }
+    make_member(org, "owner@acme.example", Role.OWNER)
+    for tenant in ("t1", "t2"):
+        resource(root, "acme", "tenant", tenant)
+    for project, tenant in (("p1", "t1"), ("p2", "t1"), ("p3", "t2")):
+        resource(root, "acme", "project", project, tenant)
+    team = root("POST", "/orgs/acme/teams", {"name": "Platform"}, 201)["id"]
+    root("POST", f"/orgs/acme/teams/{team}/members", {"user_id": people["carl"]}, 201)
+    return {"org": org, "root": root, "team": team, **people}
+
+
+def decide(root: Api, user: str, permission: str, target: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"user_id": user, "org": "acme", "permission": permission}
+    if target:
+        kind = "tenant" if target.startswith("t") else "project"
+        body["resource"] = {"type": kind, "id": target}
+    return root("POST", "/authorize", body)
+
+
+def grant(root: Api, target: str, role: str, **principal: str) -> None:
+    kind = "tenant" if target.startswith("t") else "project"
+    root("POST", f"/orgs/acme/resources/{kind}/{target}/members", {"role": role, **principal}, 201)
+
+
+def allowed(root: Api, user: str, permission: str, targets: list[str]) -> list[str]:
+    return [t for t in targets if decide(root, user, permission, t)["allowed"]]
+
+
+ALL = ["t1", "t2", "p1", "p2", "p3"]
+
+
+def test_a_project_role_holds_on_that_project_only_and_never_org_wide(acme: dict[str, Any]) -> None:
+    root, ann = acme["root"], acme["ann"]
+    grant(root, "p1", "project_developer", user_id=ann)
+    assert allowed(root, ann, "projects:deploy", ALL) == ["p1"]
+    assert decide(root, ann, "projects:deploy", "p1") == {
+        "allowed": True,
+        "role": "project_developer",
+        "reason": "granted",
+        "scope": {"type": "project", "id": "p1"},
+    }
+    assert decide(root, ann, "projects:deploy")["allowed"] is False  # not at the org itself
+    assert decide(root, ann, "projects:admin", "p1")["reason"] == "permission_not_in_role"
+
+
+def test_a_tenant_role_holds_on_every_project_in_it(acme: dict[str, Any]) -> None:
+    root, bob = acme["root"], acme["bob"]
+    grant(root, "t1", "tenant_admin", user_id=bob)
+    assert allowed(root, bob, "projects:deploy", ALL) == ["t1", "p1", "p2"]
+    assert decide(root, bob, "projects:deploy", "p2")["scope"] == {"type": "tenant", "id": "t1"}
+    # Removed from the tenant: the org membership stays, the tenant's access goes.
+    root("DELETE", f"/orgs/acme/resources/tenant/t1/members/{bob}", status=204)
+    assert allowed(root, bob, "projects:deploy", ALL) == []
+    assert decide(root, bob, "org:read")["allowed"] is True
+
+
+def test_a_team_granted_a_role_passes_it_to_its_members(acme: dict[str, Any]) -> None:
+    root, carl = acme["root"], acme["carl"]
+    grant(root, "p3", "project_viewer", team_id=acme["team"])
+    assert allowed(root, carl, "projects:view", ALL) == ["p3"]
+    assert allowed(root, carl, "projects:deploy", ALL) == []
+    assert allowed(root, acme["ann"], "projects:view", ALL) == []  # not on the team
+    members = root("GET", "/orgs/acme/resources/project/p3/members")["data"]
+    assert members == [{"user_id": None, "team_id": acme["team"], "role": "project_viewer"}]
+
+
+def test_removing_a_member_from_the_org_removes_every_grant_below_it(
+    acme: dict[str, Any],
+) -> None:
+    root, ann = acme["root"], acme["ann"]
+    grant(root, "t2", "tenant_member", user_id=ann)
+    grant(root, "p1", "project_admin", user_id=ann)
+    root("DELETE", f"/orgs/acme/members/{ann}", status=204)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(ResourceGrant)) == 0
+    assert decide(root, ann, "projects:view", "p1")["reason"] == "not_a_member"
+
+
+def test_grants_go_to_members_of_the_org_only(acme: dict[str, Any]) -> None:
+    root = acme["root"]
+    beta = make_org("beta")
+    outsider = make_member(beta, "out@beta.example").user_id
+    refused = root.client.post(
+        "/api/v1/orgs/acme/resources/tenant/t1/members",
+        json={"user_id": outsider, "role": "tenant_member"},
+        headers=auth(root.key),
+    )
+    assert refused.status_code == 404 and refused.json["error"] == "member_not_found"
+
+
+def test_the_lookup_lists_the_resources_a_person_may_act_on(acme: dict[str, Any]) -> None:
+    root, ann, bob = acme["root"], acme["ann"], acme["bob"]
+    grant(root, "p1", "project_developer", user_id=ann)
+    grant(root, "t1", "tenant_member", user_id=bob)
+
+    def lookup(user: str, permission: str, **extra: Any) -> Any:
+        body = {"user_id": user, "org": "acme", "permission": permission, "type": "project"}
+        return root("POST", "/authorize/resources", {**body, **extra})
+
+    assert [r["id"] for r in lookup(ann, "projects:deploy")["data"]] == ["p1"]
+    assert [r["id"] for r in lookup(bob, "projects:view")["data"]] == ["p1", "p2"]
+    assert lookup(bob, "projects:deploy")["data"] == []
+    owner = next(
+        m["user_id"] for m in root("GET", "/orgs/acme/members")["data"] if m["role"] == "owner"
+    )
+    first = lookup(owner, "projects:deploy", limit=2)  # the org role holds it: every project
+    assert [r["id"] for r in first["data"]] == ["p1", "p2"] and first["next_cursor"]
+    rest = lookup(owner, "projects:deploy", limit=2, cursor=first["next_cursor"])
+    assert [r["id"] for r in rest["data"]] == ["p3"]
+    assert rest["data"][0]["parent"] == {"type": "tenant", "id": "t2"}
+
+
+def test_batch_decisions_take_resources(acme: dict[str, Any]) -> None:
+    root, ann = acme["root"], acme["ann"]
+    grant(root, "p1", "project_viewer", user_id=ann)
+    checks = [
+        {
+            "user_id": ann,
+            "org": "acme",
+            "permission": "projects:view",
+            "resource": {"type": "project", "id": p},
+        }
+        for p in ("p1", "p2", "nope")
+    ]
+    results = root("POST", "/authorize/batch", {"checks": checks})["results"]
+    assert [(r["allowed"], r["reason"]) for r in results] == [
+        (True, "granted"),
+        (False, "permission_not_in_role"),
+        (False, "unknown_resource"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"type": "project", "id": "px"}, "parent_required"),
+        (
+            {"type": "project", "id": "px", "parent": {"type": "project", "id": "p1"}},
+            "wrong_parent_type",
+        ),
+        (
+            {"type": "project", "id": "px", "parent": {"type": "tenant", "id": "nope"}},
+            "unknown_parent",
+        ),
+        (
+            {"type": "tenant", "id": "tx", "parent": {"type": "tenant", "id": "t1"}},
+            "unexpected_parent",
+        ),
+        ({"type": "galaxy", "id": "g1"}, "unknown_resource_type"),
+        ({"type": "tenant", "id": "bad id/"}, "invalid_resource_id"),
+        ({"type": "tenant", "id": "tx", "name": "T\u200bX"}, "invalid_name"),
+    ],
+)
+def test_bad_resources_are_refused_and_nothing_is_stored(
+    acme: dict[str, Any], body: dict[str, Any], code: str
+) -> None:
+    root = acme["root"]
+    before = db.session.scalar(select(func.count()).select_from(Resource))
+    answer = root.client.post("/api/v1/orgs/acme/resources", json=body, headers=auth(root.key))
+    assert answer.status_code == 400 and answer.json["error"] == code, answer.json
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Resource)) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"key": "env", "parent": "env", "roles": [{"key": "x", "permissions": []}]}, "type_cycle"),
+        (
+            {"key": "env", "roles": [{"key": "x", "permissions": ["projects:fly"]}]},
+            "unknown_permission",
+        ),
+        (
+            {"key": "env", "parent": "galaxy", "roles": [{"key": "x", "permissions": []}]},
+            "unknown_resource_type",
+        ),
+        ({"key": "env", "roles": []}, "invalid_roles"),
+    ],
+)
+def test_bad_resource_types_are_refused(
+    acme: dict[str, Any], body: dict[str, Any], code: str
+) -> None:
+    root = acme["root"]
+    answer = root.client.post("/api/v1/resource-types", json=body, headers=auth(root.key))
+    assert answer.status_code == 400 and answer.json["error"] == code, answer.json
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(ResourceType)) == 2
+
+
+def test_another_orgs_resources_are_never_visible_nor_usable(acme: dict[str, Any]) -> None:
+    root = acme["root"]
+    beta: Organization = make_org("beta")
+    bee = make_member(beta, "bee@beta.example").user_id
+    beta_key = Api(root.client, make_key(beta, Role.OWNER))
+    assert (
+        root.client.get("/api/v1/orgs/acme/resources", headers=auth(beta_key.key)).status_code
+        == 404
+    )
+    listed = beta_key("GET", "/orgs/beta/resources")
+    assert listed["data"] == []
+    # Beta cannot see, place under, nor grant on acme's tenant.
+    beta_key("GET", "/orgs/beta/resources/tenant/t1", status=404)
+    refused = beta_key(
+        "POST",
+        "/orgs/beta/resources",
+        {"type": "project", "id": "px", "parent": {"type": "tenant", "id": "t1"}},
+        status=400,
+    )
+    assert refused["error"] == "unknown_parent"
+    beta_key(
+        "POST",
+        "/orgs/beta/resources/tenant/t1/members",
+        {"user_id": bee, "role": "tenant_admin"},
+        status=404,
+    )
+    # Beta's key asking about acme's people and resources learns nothing.
+    body = {
+        "user_id": acme["ann"],
+        "org": "acme",
+        "permission": "projects:view",
+        "resource": {"type": "project", "id": "p1"},
+    }
+    assert beta_key("POST", "/authorize", body)["reason"] == "not_a_member"
+    lookup = {
+        "user_id": acme["ann"],
+        "org": "acme",
+        "permission": "projects:view",
+        "type": "project",
+    }
+    assert beta_key("POST", "/authorize/resources", lookup)["data"] == []
