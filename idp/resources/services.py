@@ -29,6 +29,7 @@ from idp.orgs.services import (
     check_permission,
     check_workspace_authority,
     get_membership,
+    lock_org,
     validate_name,
 )
 from idp.orgs.teams import get_team
@@ -346,6 +347,7 @@ def grant_role(
     """Give a member (already in the org) or a team a role of the resource's type there;
     replaces the role they held on it."""
     check_permission(actor, Permission.RESOURCES_WRITE)
+    lock_org(org.id)  # the member is not removed while the grant is made
     principal = _principal(org, user_id, team_id)
     held = db.session.scalar(
         select(ResourceRole).where(
