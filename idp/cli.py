@@ -32,6 +32,7 @@ from idp.orgs.roles import Role
 from idp.people import services as people
 from idp.policies import registry as policy_registry
 from idp.policies import services as policy_services
+from idp.resources import services as resources
 from idp.sso.setup import add_oidc_connection, add_saml_connection
 
 # A role key: built-in (owner, admin, member) or a custom role of the org or workspace.
@@ -68,6 +69,7 @@ scim_token_cli = AppGroup("scim-token", help="SCIM bearer tokens of an organizat
 role_mapping_cli = AppGroup("role-mapping", help="IdP group to role mappings of an organization.")
 role_cli = AppGroup("role", help="Roles: built-in, workspace templates and an org's own.")
 permission_cli = AppGroup("permission", help="The app's own permissions.")
+resource_cli = AppGroup("resource", help="Scopes below an org: resource types, resources, grants.")
 keys_cli = AppGroup("keys", help="Encryption and signing keys.")
 domain_cli = AppGroup("domain", help="Email domains of an organization, verified by DNS TXT.")
 connection_cli = AppGroup("connection", help="SSO connections (OIDC, SAML) of an organization.")
@@ -295,6 +297,90 @@ def permission_list() -> None:
     """List the app's permissions: key, lowest built-in role holding it, description."""
     for row in custom_roles.list_permissions(_workspace().id):
         click.echo(f"{row.key}\t{row.granted_from.value}\t{row.description}")
+
+
+def _role_option(value: str) -> dict[str, Any]:
+    """``key=perm1,perm2`` → a resource role."""
+    key, sep, permissions = value.partition("=")
+    if not sep:
+        raise click.BadParameter(f"{value!r}: write KEY=PERMISSION[,PERMISSION...]")
+    return {"key": key, "permissions": [p for p in permissions.split(",") if p]}
+
+
+@resource_cli.command("type-create")
+@click.argument("key")
+@click.option("--parent", default=None, help="The type its resources sit in.")
+@click.option("--role", "roles", multiple=True, required=True, help="KEY=PERM,PERM (repeat).")
+@transactional
+def resource_type_create(key: str, parent: str | None, roles: tuple[str, ...]) -> None:
+    """Declare a resource type and its roles."""
+    resources.create_resource_type(
+        system_actor(),
+        _workspace().id,
+        key=key,
+        parent=parent,
+        roles=[_role_option(r) for r in roles],
+    )
+
+
+@resource_cli.command("create")
+@click.argument("slug")
+@click.argument("type_key", metavar="TYPE")
+@click.argument("resource_id", metavar="ID")
+@click.option("--name", default=None)
+@click.option("--parent", default=None, help="TYPE:ID of the parent resource.")
+@transactional
+def resource_create(
+    slug: str, type_key: str, resource_id: str, name: str | None, parent: str | None
+) -> None:
+    """Create a resource of SLUG."""
+    org = services.get_org(_workspace().id, slug)
+    parent_ref = None
+    if parent:
+        parent_type, _, parent_id = parent.partition(":")
+        parent_ref = {"type": parent_type, "id": parent_id}
+    resources.create_resource(
+        system_actor(), org, type=type_key, id=resource_id, name=name, parent=parent_ref
+    )
+
+
+@resource_cli.command("list")
+@click.argument("slug")
+@click.option("--type", "type_key", default=None)
+@transactional
+def resource_list(slug: str, type_key: str | None) -> None:
+    """List SLUG's resources: type, id, name."""
+    org = services.get_org(_workspace().id, slug)
+    kinds = {k.id: k.key for k in resources.list_resource_types(org.workspace_id)}
+    cursor = None
+    while True:
+        page = resources.list_resources(org, type=type_key, cursor=cursor, limit=200)
+        for row in page.items:
+            click.echo(f"{kinds.get(row.type_id, '')}\t{row.external_id}\t{row.name or ''}")
+        if not (cursor := page.next_cursor):
+            break
+
+
+@resource_cli.command("grant")
+@click.argument("slug")
+@click.argument("type_key", metavar="TYPE")
+@click.argument("resource_id", metavar="ID")
+@click.option("--role", required=True)
+@click.option("--user", "user_id", default=None)
+@click.option("--team", "team_id", default=None)
+@transactional
+def resource_grant(
+    slug: str,
+    type_key: str,
+    resource_id: str,
+    role: str,
+    user_id: str | None,
+    team_id: str | None,
+) -> None:
+    """Give a member (--user) or a team (--team) a role on a resource."""
+    org = services.get_org(_workspace().id, slug)
+    resource = resources.get_resource(org, type_key, resource_id)
+    resources.grant_role(system_actor(), org, resource, role=role, user_id=user_id, team_id=team_id)
 
 
 @role_mapping_cli.command("set")
@@ -642,6 +728,7 @@ COMMANDS = (
     role_mapping_cli,
     role_cli,
     permission_cli,
+    resource_cli,
     keys_cli,
     domain_cli,
     connection_cli,

@@ -306,3 +306,31 @@ def test_another_orgs_resources_are_never_visible_nor_usable(acme: dict[str, Any
         "type": "project",
     }
     assert beta_key("POST", "/authorize/resources", lookup)["data"] == []
+
+
+def test_resources_through_the_cli(runner: Any) -> None:
+    org = make_org("acme")
+    ann = make_member(org, "ann@acme.example").user_id
+    assert runner.invoke(args=["permission", "create", "projects:view"]).exit_code == 0
+    for args in (
+        ["resource", "type-create", "tenant", "--role", "tenant_member=projects:view"],
+        [
+            "resource",
+            "type-create",
+            "project",
+            "--parent",
+            "tenant",
+            "--role",
+            "viewer=projects:view",
+        ],
+        ["resource", "create", "acme", "tenant", "t1", "--name", "One"],
+        ["resource", "create", "acme", "project", "p1", "--parent", "tenant:t1"],
+        ["resource", "grant", "acme", "tenant", "t1", "--role", "tenant_member", "--user", ann],
+    ):
+        done = runner.invoke(args=args)
+        assert done.exit_code == 0, (args, done.output)
+    listed = runner.invoke(args=["resource", "list", "acme"]).output.splitlines()
+    assert listed == ["tenant\tt1\tOne", "project\tp1\t"]
+    assert db.session.scalar(select(func.count()).select_from(ResourceGrant)) == 1
+    orphan = runner.invoke(args=["resource", "create", "acme", "project", "p2"])
+    assert orphan.exit_code == 1 and "parent_required" in orphan.stderr
