@@ -124,10 +124,20 @@ class Target:
     path: str
     token: str | None = None
     expect: int = 200
+    method: str = "GET"
+    body: bytes | None = None  # JSON, for a POST
+    name: str | None = None  # how segments are told apart (default: the path)
+
+    @property
+    def key(self) -> str:
+        return self.name or self.path
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if self.body is not None:
+            headers["Content-Type"] = "application/json"
+        return headers
 
 
 @dataclass(frozen=True)
@@ -183,14 +193,14 @@ def _drive(
 
     def hit(target: Target, headers: dict[str, str]) -> tuple[bool, float]:
         nonlocal errors, first_error, sent
-        conn.request("GET", target.path, headers=headers)
+        conn.request(target.method, target.path, body=target.body, headers=headers)
         response = conn.getresponse()
         body = response.read()
         sent += 1
         if response.status == target.expect:
             return True, time.perf_counter()
         errors += 1
-        first_error = first_error or f"{target.path}: HTTP {response.status}: {body[:200]!r}"
+        first_error = first_error or f"{target.key}: HTTP {response.status}: {body[:200]!r}"
         return False, time.perf_counter()
 
     try:
@@ -276,7 +286,7 @@ def generate_load(
                 process.join()
     segments = [
         Segment(
-            path=target.path,
+            path=target.key,
             duration=window,
             requests=sum(o["counts"][k] for o in outcomes),
             per_connection=[o["counts"][k] for o in outcomes],

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "forward_auth": "bench.forward_auth",
     "members_list": "bench.members_list",
     "permission_decisions": "bench.permission_decisions",
+    "resource_decisions": "bench.resource_decisions",
     "scim_provisioning": "bench.scim_provisioning",
     "scim_lookup": "bench.scim_lookup",
     "scim_group_patch": "bench.scim_group_patch",

@@ -17,12 +17,9 @@ from sqlalchemy import select, tuple_
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.db import db
-from idp.errors import NotFound
 from idp.orgs.models import Membership, MembershipStatus, Organization
 from idp.orgs.role_book import cached_role_book, roles_version
 from idp.orgs.roles import decide
-from idp.orgs.services import find_membership
-from idp.pagination import Page
 from idp.resources import services as resources
 
 
@@ -34,8 +31,9 @@ def _answer(
 
 def _memberships(
     ctx: Ctx, checks: Sequence[dict[str, Any]], known: frozenset[str]
-) -> dict[tuple[str, str], tuple[str, str, MembershipStatus]]:
-    """(org slug, user id) → (org id, role key, status) for every check, in one query."""
+) -> dict[tuple[str, str], tuple[str, str, str, MembershipStatus]]:
+    """(org slug, user id) → (org id, membership id, role key, status) for every check, in
+    one query."""
     pairs = {(c["org"], c["user_id"]) for c in checks if c["permission"] in known}
     if not pairs:
         return {}
@@ -44,6 +42,7 @@ def _memberships(
             Organization.slug,
             Membership.user_id,
             Organization.id,
+            Membership.id,
             Membership.role,
             Membership.status,
         )
@@ -57,8 +56,8 @@ def _memberships(
     if not ctx.actor.is_workspace:  # an org key sees its own org only
         query = query.where(Organization.id == ctx.actor.org_id)
     return {
-        (slug, user): (org_id, role, status)
-        for slug, user, org_id, role, status in db.session.execute(query)
+        (slug, user): (org_id, membership_id, role, status)
+        for slug, user, org_id, membership_id, role, status in db.session.execute(query)
     }
 
 
@@ -73,7 +72,9 @@ def authorize_checks(ctx: Ctx, checks: Sequence[dict[str, Any]]) -> list[dict[st
         if check["permission"] not in known:
             results.append(_answer(False, None, "unknown_permission"))
             continue
-        org_id, key, status = found.get((check["org"], check["user_id"]), (None, None, None))
+        org_id, membership_id, key, status = found.get(
+            (check["org"], check["user_id"]), (None, None, None, None)
+        )
         if status is MembershipStatus.SUSPENDED:
             results.append(_answer(False, None, "member_suspended"))
             continue
@@ -81,7 +82,16 @@ def authorize_checks(ctx: Ctx, checks: Sequence[dict[str, Any]]) -> list[dict[st
         if org_id is not None:
             role = cached_role_book(ctx.workspace_id, org_id, version).find(key)
         if role is not None and check.get("resource"):
-            results.append(_on_resource(org_id, check, role.permissions))
+            decided = resources.decide_on_resource(
+                ctx.workspace_id,
+                membership_id,
+                key,
+                role.permissions,
+                check["permission"],
+                org_id,
+                check["resource"],
+            )
+            results.append(_answer(decided.allowed, decided.role, decided.reason, decided.scope))
             continue
         decision = decide(role, check["permission"])
         if decision.allowed:
@@ -91,21 +101,6 @@ def authorize_checks(ctx: Ctx, checks: Sequence[dict[str, Any]]) -> list[dict[st
         else:
             results.append(_answer(False, key, "permission_not_in_role"))
     return results
-
-
-def _on_resource(org_id: str, check: dict[str, Any], org_permissions: frozenset[str]) -> Any:
-    """A member's check on one of the org's resources: their org role, or a role on it or
-    above it (``idp.resources``)."""
-    org = db.session.get(Organization, org_id)
-    membership = find_membership(org_id, check["user_id"])
-    try:
-        resource = resources.get_resource(org, check["resource"]["type"], check["resource"]["id"])
-    except NotFound:
-        return _answer(False, None, "unknown_resource")
-    decision = resources.decide_on_resource(
-        membership, org_permissions, check["permission"], resource
-    )
-    return _answer(decision.allowed, decision.role, decision.reason, decision.scope)
 
 
 @operation(
@@ -147,20 +142,26 @@ def authorize_resources(ctx: Ctx, data: dict[str, Any]) -> Any:
 
 def lookup_resources(
     ctx: Ctx, *, user_id: str, org: str, permission: str, type: str, cursor: Any, limit: int
-) -> Any:
-    """Shown nothing (an empty page) for a person who is not a member, as for one with no
-    grant: the answer tells nothing of other tenants."""
-    kind = resources.get_resource_type(ctx.workspace_id, type)  # 400 for an unknown type
-    empty: Page[Any] = Page([], None)
+) -> dict[str, Any]:
+    """Shown nothing (an empty page) for a person who is not an active member, as for one
+    with no grant: the answer tells nothing of other tenants."""
+    version = roles_version(ctx.workspace_id) or 0
     found = _memberships(
         ctx, [{"org": org, "user_id": user_id, "permission": permission}], frozenset({permission})
     )
-    if (org, user_id) not in found:
-        return empty  # not a member (or another org's person): nothing, as for no grant
-    org_id, key, _status = found[(org, user_id)]
-    version = roles_version(ctx.workspace_id) or 0
+    org_id, membership_id, key, status = found.get((org, user_id), (None, None, None, None))
+    if org_id is None or status is not MembershipStatus.ACTIVE:
+        resources.check_type(ctx.workspace_id, version, type)  # 400 for an unknown type
+        return {"data": [], "next_cursor": None}
     role = cached_role_book(ctx.workspace_id, org_id, version).find(key)
-    membership = find_membership(org_id, user_id)
     return resources.resources_allowed(
-        membership, role.permissions if role else (), permission, kind, cursor=cursor, limit=limit
+        ctx.workspace_id,
+        version,
+        type,
+        org_id,
+        membership_id,
+        role.permissions if role else (),
+        permission,
+        cursor=cursor,
+        limit=limit,
     )

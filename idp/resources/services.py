@@ -15,15 +15,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import literal, or_, select
+from sqlalchemy import bindparam, literal, or_, select, union_all
 from sqlalchemy.orm import aliased
 
 from idp.actors import Actor
 from idp.audit.services import record_event, record_org_event
 from idp.db import db
 from idp.errors import BadRequest, Conflict, NotFound
-from idp.orgs.models import Membership, MembershipStatus, Organization, TeamMember
-from idp.orgs.role_book import role_book
+from idp.orgs.models import Membership, Organization, TeamMember
+from idp.orgs.role_book import bump_roles_version, role_book
 from idp.orgs.roles import ROLE_KEY, Permission
 from idp.orgs.services import (
     check_permission,
@@ -33,7 +33,7 @@ from idp.orgs.services import (
     validate_name,
 )
 from idp.orgs.teams import get_team
-from idp.pagination import Page, paginate
+from idp.pagination import Page, decode_cursor, encode_cursor, paginate
 from idp.resources.models import Resource, ResourceGrant, ResourceRole, ResourceType
 
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$")
@@ -146,6 +146,7 @@ def create_resource_type(
             )
         )
     db.session.flush()
+    bump_roles_version(workspace_id)  # the processes' catalogues of types and roles follow
     record_event(
         actor,
         "resource_type.created",
@@ -362,6 +363,7 @@ def grant_role(
         grant = ResourceGrant(
             org_id=org.id,
             resource_id=resource.id,
+            type_id=resource.type_id,
             membership_id=principal.membership_id,
             team_id=principal.team_id,
             role_id=held.id,
@@ -435,76 +437,209 @@ def _principals(membership_id: str) -> Any:
     return or_(ResourceGrant.membership_id == membership_id, ResourceGrant.team_id.in_(teams))
 
 
-def decide_on_resource(
-    membership: Membership, org_permissions: Iterable[str], permission: str, resource: Resource
-) -> ScopedDecision:
-    """May the member do ``permission`` on ``resource``: by their org role, or by a role
-    they (or one of their teams) hold on the resource or anything above it."""
-    if membership.status is not MembershipStatus.ACTIVE:
-        return ScopedDecision(False, None, "member_suspended")
-    if permission in set(org_permissions):
-        return ScopedDecision(True, membership.role, "granted", None)
-    chain = select(literal(resource.id).label("id")).cte("scope", recursive=True)
-    parent = aliased(Resource)
-    chain = chain.union_all(
-        select(parent.parent_id)
-        .join(chain, parent.id == chain.c.id)
-        .where(parent.parent_id.is_not(None))
+def _decision_statement() -> Any:
+    """Built once: the resource found by the app's id, its chain walked up in SQL, each link
+    with the member's (or their teams') grant there, nearest first."""
+    r, t = Resource.__table__.c, ResourceType.__table__.c
+    anchor = (
+        select(r.id, r.parent_id, r.external_id, t.key.label("type_key"), literal(0).label("depth"))
+        .join(ResourceType.__table__, t.id == r.type_id)
+        .where(
+            r.org_id == bindparam("org_id"),
+            t.workspace_id == bindparam("workspace_id"),
+            t.key == bindparam("type_key"),
+            r.external_id == bindparam("external_id"),
+        )
+        .cte("scope", recursive=True)
     )
+    up, up_type = Resource.__table__.alias("up"), ResourceType.__table__.alias("up_type")
+    chain = anchor.union_all(
+        select(up.c.id, up.c.parent_id, up.c.external_id, up_type.c.key, anchor.c.depth + 1)
+        .join(up_type, up_type.c.id == up.c.type_id)
+        .where(up.c.id == anchor.c.parent_id, anchor.c.depth < MAX_DEPTH)
+    )
+    g, rr = ResourceGrant.__table__.c, ResourceRole.__table__.c
+    teams = select(TeamMember.team_id).where(TeamMember.membership_id == bindparam("member"))
+    return (
+        select(chain.c.depth, chain.c.type_key, chain.c.external_id, rr.key, rr.permissions)
+        .select_from(chain)
+        .outerjoin(
+            ResourceGrant.__table__,
+            (g.resource_id == chain.c.id)
+            & or_(g.membership_id == bindparam("member"), g.team_id.in_(teams)),
+        )
+        .outerjoin(ResourceRole.__table__, rr.id == g.role_id)
+        .order_by(chain.c.depth)
+    )
+
+
+_DECISION = _decision_statement()
+
+
+def decide_on_resource(
+    workspace_id: str,
+    membership_id: str,
+    role: str,
+    org_permissions: Iterable[str],
+    permission: str,
+    org_id: str,
+    ref: dict[str, str],
+) -> ScopedDecision:
+    """May the (active) member do ``permission`` on the resource ``ref`` (``{"type", "id"}``):
+    by their org role, or by a role they or one of their teams hold on the resource or
+    anything above it. One query (``unknown_resource`` if it is not the org's)."""
     rows = db.session.execute(
-        select(ResourceRole.key, ResourceRole.permissions, Resource.type_id, Resource.external_id)
-        .select_from(ResourceGrant)
-        .join(ResourceRole, ResourceRole.id == ResourceGrant.role_id)
-        .join(Resource, Resource.id == ResourceGrant.resource_id)
-        .where(ResourceGrant.resource_id.in_(select(chain.c.id)), _principals(membership.id))
+        _DECISION,
+        {
+            "org_id": org_id,
+            "workspace_id": workspace_id,
+            "type_key": str(ref.get("type", "")),
+            "external_id": str(ref.get("id", "")),
+            "member": membership_id,
+        },
     ).all()
-    for key, permissions, type_id, external_id in rows:
-        if permission in (permissions or ()):
-            kind = db.session.get(ResourceType, type_id)
-            return ScopedDecision(
-                True, key, "granted", {"type": kind.key if kind else "", "id": external_id}
+    if not rows:
+        return ScopedDecision(False, None, "unknown_resource")
+    if permission in set(org_permissions):
+        return ScopedDecision(True, role, "granted", None)
+    for _depth, type_key, external_id, key, permissions in rows:  # nearest grant first
+        if key is not None and permission in (permissions or ()):
+            return ScopedDecision(True, key, "granted", {"type": type_key, "id": external_id})
+    return ScopedDecision(False, role, "permission_not_in_role")
+
+
+def _lookup_statements() -> tuple[Any, Any]:
+    """Built once: a page of the org's resources of one type (with each one's parent), all of
+    them, or those under a grant of the given roles to the member or their teams."""
+    r = Resource.__table__.c
+    parent, parent_type = Resource.__table__.alias("parent"), ResourceType.__table__.alias("pt")
+    page = (
+        select(r.id, r.external_id, r.name, parent.c.external_id, parent_type.c.key)
+        .select_from(Resource.__table__)
+        .outerjoin(parent, parent.c.id == r.parent_id)
+        .outerjoin(parent_type, parent_type.c.id == parent.c.type_id)
+        .where(
+            r.org_id == bindparam("org_id"),
+            r.type_id == bindparam("type_id"),
+            r.id > bindparam("after"),
+        )
+        .order_by(r.id)
+        .limit(bindparam("limit"))
+    )
+    g = ResourceGrant.__table__.c
+    teams = select(TeamMember.team_id).where(TeamMember.membership_id == bindparam("member"))
+
+    common = (g.org_id == bindparam("org_id"), g.role_id.in_(bindparam("roles", expanding=True)))
+    # Granted on the type itself: read off the index. Granted above it: walked down to it.
+    on_type = g.type_id == bindparam("type_id")
+    direct = (  # each form on its own index
+        select(g.resource_id).where(g.membership_id == bindparam("member"), on_type, *common),
+        select(g.resource_id).where(g.team_id.in_(teams), on_type, *common),
+    )
+    above = (
+        select(g.resource_id.label("id"))
+        .where(
+            *common,
+            or_(g.membership_id == bindparam("member"), g.team_id.in_(teams)),
+            g.type_id != bindparam("type_id"),
+        )
+        .cte("above", recursive=True)
+    )
+    below = Resource.__table__.alias("below")
+    above = above.union_all(select(below.c.id).join(above, below.c.parent_id == above.c.id))
+    reachable = union_all(*direct, select(above.c.id))  # flat: SQLite nests no compounds
+    return page, page.where(r.id.in_(reachable))
+
+
+_EVERY_RESOURCE, _GRANTED_RESOURCES = _lookup_statements()
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """A workspace's resource types (by key) and which of their roles hold each permission,
+    as of one ``roles_version``."""
+
+    types: dict[str, tuple[str, str]]  # key -> (type id, workspace id)
+    holding: dict[str, list[str]]  # permission -> resource role ids
+
+
+_CATALOGUES: dict[str, tuple[int, Catalogue]] = {}
+
+
+def catalogue(workspace_id: str, version: int) -> Catalogue:
+    """The workspace's catalogue, read once per process per ``version`` (which every change
+    to types, roles or permissions bumps, in its transaction)."""
+    hit = _CATALOGUES.get(workspace_id)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    types = {
+        key: (type_id, workspace_id)
+        for type_id, key in db.session.execute(
+            select(ResourceType.id, ResourceType.key).where(
+                ResourceType.workspace_id == workspace_id
             )
-    return ScopedDecision(False, membership.role, "permission_not_in_role")
+        )
+    }
+    holding: dict[str, list[str]] = {}
+    for role_id, held in db.session.execute(
+        select(ResourceRole.id, ResourceRole.permissions)
+        .join(ResourceType, ResourceType.id == ResourceRole.type_id)
+        .where(ResourceType.workspace_id == workspace_id)
+    ):
+        for permission in held or ():
+            holding.setdefault(permission, []).append(role_id)
+    found = Catalogue(types, holding)
+    _CATALOGUES[workspace_id] = (version, found)
+    return found
+
+
+def check_type(workspace_id: str, version: int, type_key: str) -> Catalogue:
+    """The catalogue, if it knows ``type_key``; ``unknown_resource_type`` (400) otherwise."""
+    known = catalogue(workspace_id, version)
+    if type_key not in known.types:
+        raise BadRequest("unknown_resource_type", f"No resource type {type_key!r}")
+    return known
 
 
 def resources_allowed(
-    membership: Membership,
+    workspace_id: str,
+    version: int,
+    type_key: str,
+    org_id: str,
+    membership_id: str,
     org_permissions: Iterable[str],
     permission: str,
-    kind: ResourceType,
     *,
     cursor: str | None = None,
     limit: int = 50,
-) -> Page[Resource]:
-    """The org's resources of ``kind`` the member may do ``permission`` on, paged: all of
-    them when the org role holds it, else those under a grant that holds it."""
-    query = select(Resource).where(
-        Resource.org_id == membership.org_id, Resource.type_id == kind.id
-    )
-    if membership.status is not MembershipStatus.ACTIVE:
-        query = query.where(literal(False))
-    elif permission not in set(org_permissions):
-        # Which roles hold the permission: read and checked here, as JSON containment is
-        # spelled differently by each database (a workspace has a handful of roles).
-        roles = [
-            role_id
-            for role_id, held in db.session.execute(
-                select(ResourceRole.id, ResourceRole.permissions)
-                .join(ResourceType, ResourceType.id == ResourceRole.type_id)
-                .where(ResourceType.workspace_id == kind.workspace_id)
-            )
-            if permission in (held or ())
-        ]
-        granted = (
-            select(ResourceGrant.resource_id.label("id"))
-            .where(
-                ResourceGrant.org_id == membership.org_id,
-                ResourceGrant.role_id.in_(roles),
-                _principals(membership.id),
-            )
-            .cte("granted", recursive=True)
-        )
-        child = aliased(Resource)
-        granted = granted.union_all(select(child.id).join(granted, child.parent_id == granted.c.id))
-        query = query.where(Resource.id.in_(select(granted.c.id)))
-    return paginate(query, Resource.id, cursor=cursor, limit=limit)
+) -> dict[str, Any]:
+    """The org's resources of type ``type_key`` the (active) member may do ``permission``
+    on, one page (``{"data", "next_cursor"}``), in one query: all of them when the org role
+    holds it, else those under a grant (the member's or a team's) whose role holds it."""
+    known = check_type(workspace_id, version, type_key)
+    params: dict[str, Any] = {
+        "org_id": org_id,
+        "type_id": known.types[type_key][0],
+        "after": decode_cursor(cursor) if cursor else "",
+        "limit": limit + 1,
+    }
+    if permission in set(org_permissions):
+        statement = _EVERY_RESOURCE
+    else:
+        statement = _GRANTED_RESOURCES
+        params.update(member=membership_id, roles=known.holding.get(permission, []))
+    rows = db.session.execute(statement, params).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "data": [
+            {
+                "type": type_key,
+                "id": external_id,
+                "name": name,
+                "parent": {"type": ptype, "id": pid} if pid is not None else None,
+            }
+            for _rid, external_id, name, pid, ptype in rows
+        ],
+        "next_cursor": encode_cursor(rows[-1][0]) if more and rows else None,
+    }

@@ -62,6 +62,7 @@ def upgrade():
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('org_id', sa.String(length=40), nullable=False),
     sa.Column('resource_id', sa.String(length=40), nullable=False),
+    sa.Column('type_id', sa.String(length=40), nullable=False),
     sa.Column('membership_id', sa.String(length=40), nullable=True),
     sa.Column('team_id', sa.String(length=40), nullable=True),
     sa.Column('role_id', sa.String(length=40), nullable=False),
@@ -72,20 +73,21 @@ def upgrade():
     sa.ForeignKeyConstraint(['resource_id'], ['resources.id'], name=op.f('fk_resource_grants_resource_id_resources'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['role_id'], ['resource_roles.id'], name=op.f('fk_resource_grants_role_id_resource_roles')),
     sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_resource_grants_team_id_teams'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['type_id'], ['resource_types.id'], name=op.f('fk_resource_grants_type_id_resource_types')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_resource_grants')),
     sa.UniqueConstraint('resource_id', 'membership_id', name='uq_resource_grants_member'),
     sa.UniqueConstraint('resource_id', 'team_id', name='uq_resource_grants_team')
     )
     with op.batch_alter_table('resource_grants', schema=None) as batch_op:
-        batch_op.create_index('ix_resource_grants_membership_id', ['membership_id'], unique=False)
-        batch_op.create_index('ix_resource_grants_team_id', ['team_id'], unique=False)
+        batch_op.create_index('ix_resource_grants_member_type', ['membership_id', 'type_id', 'resource_id'], unique=False)
+        batch_op.create_index('ix_resource_grants_team_type', ['team_id', 'type_id', 'resource_id'], unique=False)
 
 
 
 def downgrade():
     with op.batch_alter_table('resource_grants', schema=None) as batch_op:
-        batch_op.drop_index('ix_resource_grants_team_id')
-        batch_op.drop_index('ix_resource_grants_membership_id')
+        batch_op.drop_index('ix_resource_grants_team_type')
+        batch_op.drop_index('ix_resource_grants_member_type')
 
     op.drop_table('resource_grants')
     with op.batch_alter_table('resources', schema=None) as batch_op:
