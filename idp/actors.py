@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from idp.orgs.roles import BUILTIN_ROLES, OWNER, Decision, Role, RoleDef, decide
+from idp.orgs.roles import BUILTIN_ROLES, OWNER, TEAM_SCOPE, Decision, Role, RoleDef, decide
 
 
 class ActorKind(StrEnum):
@@ -34,6 +34,7 @@ class Actor:
     org_id: str | None = None
     request_id: str | None = None
     workspace_id: str | None = None
+    team_id: str | None = None  # a team's own API key: it acts on that team only
 
     def __post_init__(self) -> None:
         if isinstance(self.role, Role):  # a built-in role named by its key
@@ -50,7 +51,13 @@ class Actor:
         if self.is_workspace:
             return OWNER
         if self.kind in (ActorKind.API_KEY, ActorKind.SCIM_TOKEN) and self.org_id == org_id:
-            return self.role
+            return self.role  # None for a team's key: it holds nothing org-wide
+        return None
+
+    def authority_on_team(self, org_id: str, team_id: str) -> RoleDef | None:
+        """The role a team's own key acts with on that team (``TEAM_SCOPE``); else none."""
+        if self.kind is ActorKind.API_KEY and self.org_id == org_id and self.team_id == team_id:
+            return TEAM_SCOPE
         return None
 
     def can(self, permission: str) -> Decision:

@@ -82,7 +82,7 @@ def operation(
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def handle(**url_args: Any) -> Any:
-            ctx = _context(scope, permission, url_args.pop("slug", None))
+            ctx = _context(scope, permission, url_args.pop("slug", None), url_args.get("team_id"))
             kwargs: dict[str, Any] = {}
             if body is not None:
                 # A PUT replaces the whole resource: a missing body must not read as "empty".
@@ -124,7 +124,9 @@ def _bearer_actor() -> Actor:
     return actor_for_key(key, g.get("request_id"))
 
 
-def _context(scope: str, permission: Permission | None, slug: str | None) -> Ctx:
+def _context(
+    scope: str, permission: Permission | None, slug: str | None, team_id: str | None = None
+) -> Ctx:
     if scope == "public":
         return Ctx(anonymous_actor(g.get("request_id")))
     actor = _bearer_actor()
@@ -135,6 +137,8 @@ def _context(scope: str, permission: Permission | None, slug: str | None) -> Ctx
         return Ctx(actor, workspace_id)
     org = get_org(workspace_id, slug or "")
     role = actor.authority_in(org.id)
+    if role is None and team_id is not None:  # a team's own key, on that team's paths
+        role = actor.authority_on_team(org.id, team_id)
     if role is None:
         raise NotFound("org_not_found", f"No organization {slug!r}")
     decision = decide(role, permission)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from sqlalchemy import select, tuple_
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.db import db
-from idp.orgs.models import Membership, MembershipStatus, Organization
+from idp.orgs.models import Membership, MembershipStatus, Organization, Team
 from idp.orgs.role_book import cached_role_book, roles_version
 from idp.orgs.roles import decide
 from idp.resources import services as resources
@@ -34,7 +34,9 @@ def _memberships(
 ) -> dict[tuple[str, str], tuple[str, str, str, MembershipStatus]]:
     """(org slug, user id) → (org id, membership id, role key, status) for every check, in
     one query."""
-    pairs = {(c["org"], c["user_id"]) for c in checks if c["permission"] in known}
+    pairs = {
+        (c["org"], c["user_id"]) for c in checks if c["permission"] in known and c.get("user_id")
+    }
     if not pairs:
         return {}
     query = (
@@ -72,6 +74,9 @@ def authorize_checks(ctx: Ctx, checks: Sequence[dict[str, Any]]) -> list[dict[st
         if check["permission"] not in known:
             results.append(_answer(False, None, "unknown_permission"))
             continue
+        if check.get("team_id"):
+            results.append(_for_team(ctx, check))
+            continue
         org_id, membership_id, key, status = found.get(
             (check["org"], check["user_id"]), (None, None, None, None)
         )
@@ -101,6 +106,39 @@ def authorize_checks(ctx: Ctx, checks: Sequence[dict[str, Any]]) -> list[dict[st
         else:
             results.append(_answer(False, key, "permission_not_in_role"))
     return results
+
+
+def _for_team(ctx: Ctx, check: dict[str, Any]) -> dict[str, Any]:
+    """A team's own decision (what its key may do): only what it was granted on resources;
+    at the org itself a team holds nothing. Another org's team is as unknown as none."""
+    query = (
+        select(Organization.id)
+        .join(Team, Team.org_id == Organization.id)
+        .where(
+            Organization.workspace_id == ctx.workspace_id,
+            Organization.slug == check["org"],
+            Organization.deleted_at.is_(None),
+            Team.id == check["team_id"],
+        )
+    )
+    if not ctx.actor.is_workspace:
+        query = query.where(Organization.id == ctx.actor.org_id)
+    org_id = db.session.scalar(query)
+    if org_id is None:
+        return _answer(False, None, "unknown_team")
+    if not check.get("resource"):
+        return _answer(False, None, "permission_not_in_role")
+    decided = resources.decide_on_resource(
+        ctx.workspace_id,
+        "",
+        None,
+        (),
+        check["permission"],
+        org_id,
+        check["resource"],
+        team_id=check["team_id"],
+    )
+    return _answer(decided.allowed, decided.role, decided.reason, decided.scope)
 
 
 @operation(

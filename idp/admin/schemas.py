@@ -229,11 +229,16 @@ class ApiKeyOut(Schema):
     name = fields.String()
     org_id = fields.String(allow_none=True)
     role = role_key(allow_none=True)
+    team_id = fields.String(allow_none=True, metadata={"description": "a team's own key"})
     hint = fields.String()
     created_by = fields.String()
     created_at = fields.DateTime()
     last_used_at = fields.DateTime(allow_none=True)
     revoked_at = fields.DateTime(allow_none=True)
+
+
+class TeamKeyCreate(Schema):
+    name = fields.String(required=True)
 
 
 class ScimTokenCreate(Schema):
@@ -510,7 +515,12 @@ MAX_AUTHORIZE_CHECKS = 100
 
 
 class AuthorizeCheck(Schema):
-    user_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    user_id = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    team_id = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "decide for a team (its own API key acts with its grants)"},
+    )
     org = fields.String(
         required=True, validate=validate.Length(min=1, max=63), metadata={"description": "slug"}
     )
@@ -524,6 +534,11 @@ class AuthorizeCheck(Schema):
         load_default=None,
         metadata={"description": "decide on this resource of the org (and what holds it)"},
     )
+
+    @validates_schema
+    def one_principal(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("user_id") is None) == (data.get("team_id") is None):
+            raise ValidationError("name either user_id or team_id", "user_id")
 
 
 class AuthorizeBatch(Schema):

@@ -6,6 +6,7 @@ from typing import Any
 
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
+from idp.credentials.services import create_api_key
 from idp.orgs import teams as service
 from idp.orgs.models import Team, TeamMember
 from idp.orgs.roles import Permission
@@ -76,7 +77,7 @@ def list_team_members(ctx: Ctx, team_id: str, args: dict[str, Any]) -> Page[Team
 @operation(
     "/orgs/<slug>/teams/<team_id>/members",
     "POST",
-    permission=Permission.TEAMS_WRITE,
+    permission=Permission.TEAM_MEMBERS_WRITE,
     body=s.TeamMemberAdd,
     response=s.TeamMemberOut,
     status=201,
@@ -101,8 +102,28 @@ def update_team_member(ctx: Ctx, team_id: str, user_id: str, data: dict[str, Any
 
 
 @operation(
-    "/orgs/<slug>/teams/<team_id>/members/<user_id>", "DELETE", permission=Permission.TEAMS_WRITE
+    "/orgs/<slug>/teams/<team_id>/members/<user_id>",
+    "DELETE",
+    permission=Permission.TEAM_MEMBERS_WRITE,
 )
 def remove_team_member(ctx: Ctx, team_id: str, user_id: str) -> None:
     """Take a member off the team."""
     service.remove_team_member(ctx.actor, ctx.org, team_id, user_id)
+
+
+@operation(
+    "/orgs/<slug>/teams/<team_id>/api-keys",
+    "POST",
+    permission=Permission.API_KEYS_WRITE,
+    body=s.TeamKeyCreate,
+    response=s.ApiKeyOut,
+    status=201,
+)
+def create_team_key(ctx: Ctx, team_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """A team's own API key (for CI/CD), shown once: it manages the team's members and acts
+    with what the team was granted on resources, and holds nothing else in the org."""
+    team = service.get_team(ctx.org.id, team_id)
+    key, token = create_api_key(
+        ctx.actor, ctx.workspace_id, name=data["name"], org=ctx.org, team=team
+    )
+    return {**s.ApiKeyOut().dump(key), "key": token}, 201

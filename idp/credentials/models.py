@@ -38,6 +38,11 @@ class ApiKey(SecretCredential, db.Model):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     role: Mapped[str | None] = mapped_column(String(64))  # a role key, as memberships hold
+    # A team's own key (for CI/CD): no role in the org, the team's scope on that team, and
+    # what the team was granted on resources.
+    team_id: Mapped[str | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), index=True
+    )
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -13,7 +13,7 @@ from idp.credentials.models import ApiKey, ScimToken, SecretCredential
 from idp.crypto import new_token, token_digest
 from idp.db import db, utcnow
 from idp.errors import Conflict, Forbidden, NotFound
-from idp.orgs.models import Organization, Workspace
+from idp.orgs.models import Organization, Team, Workspace
 from idp.orgs.role_book import hold_role, org_roles, role_def
 from idp.orgs.roles import BUILTIN_ROLES, OWNER, Permission, Role, RoleDef
 from idp.orgs.services import check_permission, validate_name
@@ -48,6 +48,7 @@ def key_snapshot(key: ApiKey) -> dict[str, Any]:
         "name": key.name,
         "org_id": key.org_id,
         "role": key.role,
+        "team_id": key.team_id,
         "hint": key.hint,
         "revoked": key.revoked_at is not None,
     }
@@ -60,14 +61,21 @@ def create_api_key(
     name: str,
     org: Organization | None = None,
     role: str = Role.ADMIN,
+    team: Team | None = None,
 ) -> tuple[ApiKey, str]:
-    """A workspace key (``org`` None: owner authority everywhere) or a key for one org.
+    """A workspace key (``org`` None: owner authority everywhere), a key for one org, or a
+    team's own key (``team``: no role in the org; the team's scope on that team, and what
+    the team was granted on resources).
 
     An org key never holds more than its creator: only owner authority mints owner keys.
     """
     if org is None:
         if not actor.is_workspace:
             raise Forbidden("forbidden", "Workspace keys need workspace authority")
+    elif team is not None:
+        check_permission(actor, Permission.API_KEYS_WRITE)
+        if team.org_id != org.id:
+            raise NotFound("team_not_found", "No such team in this organization")
     else:
         check_permission(actor, Permission.API_KEYS_WRITE)
         book = org_roles(org)
@@ -78,7 +86,8 @@ def create_api_key(
         workspace_id=workspace_id,
         org_id=org.id if org else None,
         name=validate_name(name),
-        role=role if org else None,
+        role=role if org and team is None else None,
+        team_id=team.id if team else None,
         token_digest=token_digest(token),
         hint=token[-4:],
         created_by=actor.label,
@@ -143,6 +152,7 @@ def actor_for_key(key: ApiKey, request_id: str | None = None) -> Actor:
         f"api_key:{key.name}",
         role=OWNER if key.org_id is None else _key_role(key),
         org_id=key.org_id,
+        team_id=key.team_id,
         request_id=request_id,
         workspace_id=key.workspace_id,
     )

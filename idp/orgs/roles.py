@@ -50,6 +50,7 @@ class Permission(StrEnum):
     MEMBERS_REMOVE = "members:remove"
     MEMBERS_UPDATE = "members:update"
     TEAMS_WRITE = "teams:write"
+    TEAM_MEMBERS_WRITE = "team_members:write"
     CONNECTIONS_READ = "connections:read"
     CONNECTIONS_WRITE = "connections:write"
     POLICIES_WRITE = "policies:write"
@@ -86,6 +87,7 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.MEMBERS_REMOVE,
             Permission.MEMBERS_UPDATE,
             Permission.TEAMS_WRITE,
+            Permission.TEAM_MEMBERS_WRITE,
             Permission.CONNECTIONS_READ,
             Permission.CONNECTIONS_WRITE,
             Permission.POLICIES_WRITE,
@@ -156,6 +158,16 @@ def builtin_role(role: Role, app_permissions: Iterable[tuple[str, Role]] = ()) -
 
 BUILTIN_ROLES: dict[str, RoleDef] = {role.value: builtin_role(role) for role in Role}
 OWNER, ADMIN, MEMBER = (BUILTIN_ROLES[r.value] for r in (Role.OWNER, Role.ADMIN, Role.MEMBER))
+
+# What a team's leads, and the team's own API keys, hold on that team and no other: reading
+# it and changing who is on it. Not a role of the org: at the org they hold nothing by it.
+TEAM_SCOPE = RoleDef(
+    "team_lead",
+    "Team lead",
+    0,
+    frozenset({Permission.TEAMS_READ.value, Permission.TEAM_MEMBERS_WRITE.value}),
+    description="Manages the members of one team",
+)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,16 @@ from sqlalchemy import func, select
 from idp.actors import Actor, ActorKind
 from idp.audit.services import record_org_event
 from idp.db import db
-from idp.errors import BadRequest, Conflict, NotFound
-from idp.orgs.models import Membership, Organization, Team, TeamMember, TeamSource
-from idp.orgs.roles import Permission
+from idp.errors import BadRequest, Conflict, Forbidden, NotFound
+from idp.orgs.models import (
+    Membership,
+    MembershipStatus,
+    Organization,
+    Team,
+    TeamMember,
+    TeamSource,
+)
+from idp.orgs.roles import TEAM_SCOPE, Permission
 from idp.orgs.services import check_permission, get_membership, validate_name
 from idp.pagination import Page, paginate
 
@@ -31,6 +38,36 @@ def _refuse_if_provisioned(actor: Actor, team: Team) -> None:
     """A team the IdP provisions changes only through the IdP (its members may map to roles)."""
     if team.source is TeamSource.SCIM and actor.kind is not ActorKind.SCIM_TOKEN:
         raise Conflict("managed_by_directory", "This team is managed by the organization's IdP")
+
+
+def is_team_lead(team: Team, user_id: str) -> bool:
+    """Whether the person leads the team, as an active member of its org."""
+    return (
+        db.session.scalar(
+            select(TeamMember.is_lead)
+            .join(Membership, Membership.id == TeamMember.membership_id)
+            .where(
+                TeamMember.team_id == team.id,
+                Membership.user_id == user_id,
+                Membership.status == MembershipStatus.ACTIVE,
+            )
+        )
+        is True
+    )
+
+
+def check_team_permission(actor: Actor, team: Team, permission: Permission) -> None:
+    """The org role's permission, or -- for what a team scope holds (``TEAM_SCOPE``) -- the
+    team's own API key or one of its leads, on this team only."""
+    held = actor.role is not None and actor.role.key != TEAM_SCOPE.key
+    if held and actor.can(permission).allowed:
+        return
+    if permission.value in TEAM_SCOPE.permissions and (
+        actor.authority_on_team(team.org_id, team.id) is not None
+        or (actor.kind is ActorKind.USER and actor.user_id and is_team_lead(team, actor.user_id))
+    ):
+        return
+    raise Forbidden("forbidden", f"This needs the {permission.value} permission on this team")
 
 
 def get_team(org_id: str, team_id: str) -> Team:
@@ -131,8 +168,12 @@ def _team_member(team_id: str, membership_id: str) -> TeamMember | None:
 def add_team_member(
     actor: Actor, org: Organization, team_id: str, user_id: str, *, is_lead: bool = False
 ) -> TeamMember:
-    check_permission(actor, Permission.TEAMS_WRITE)
+    """Put an org member on the team: an admin, or the team's lead or key (who cannot make
+    leads: ``is_lead`` needs ``teams:write``)."""
     team = get_team(org.id, team_id)
+    check_team_permission(actor, team, Permission.TEAM_MEMBERS_WRITE)
+    if is_lead:
+        check_permission(actor, Permission.TEAMS_WRITE)
     _refuse_if_provisioned(actor, team)
     membership = get_membership(org.id, user_id)
     if _team_member(team.id, membership.id) is not None:
@@ -154,9 +195,12 @@ def _get_team_member(org: Organization, team_id: str, user_id: str) -> TeamMembe
 
 
 def remove_team_member(actor: Actor, org: Organization, team_id: str, user_id: str) -> None:
-    check_permission(actor, Permission.TEAMS_WRITE)
-    _refuse_if_provisioned(actor, get_team(org.id, team_id))
+    team = get_team(org.id, team_id)
+    check_team_permission(actor, team, Permission.TEAM_MEMBERS_WRITE)
+    _refuse_if_provisioned(actor, team)
     member = _get_team_member(org, team_id, user_id)
+    if member.is_lead:  # a lead's place is the org's admins' to change
+        check_permission(actor, Permission.TEAMS_WRITE)
     db.session.delete(member)
     db.session.flush()
     _audit(actor, org, "team.member_removed", team_id, before={"user_id": user_id})

@@ -466,7 +466,11 @@ def _decision_statement() -> Any:
         .outerjoin(
             ResourceGrant.__table__,
             (g.resource_id == chain.c.id)
-            & or_(g.membership_id == bindparam("member"), g.team_id.in_(teams)),
+            & or_(
+                g.membership_id == bindparam("member"),
+                g.team_id.in_(teams),
+                g.team_id == bindparam("team"),
+            ),
         )
         .outerjoin(ResourceRole.__table__, rr.id == g.role_id)
         .order_by(chain.c.depth)
@@ -479,11 +483,13 @@ _DECISION = _decision_statement()
 def decide_on_resource(
     workspace_id: str,
     membership_id: str,
-    role: str,
+    role: str | None,
     org_permissions: Iterable[str],
     permission: str,
     org_id: str,
     ref: dict[str, str],
+    *,
+    team_id: str = "",
 ) -> ScopedDecision:
     """May the (active) member do ``permission`` on the resource ``ref`` (``{"type", "id"}``):
     by their org role, or by a role they or one of their teams hold on the resource or
@@ -496,6 +502,7 @@ def decide_on_resource(
             "type_key": str(ref.get("type", "")),
             "external_id": str(ref.get("id", "")),
             "member": membership_id,
+            "team": team_id,  # a team deciding for itself (its own key): "" for a member
         },
     ).all()
     if not rows:

@@ -1,5 +1,5 @@
 """Scopes below the org: resource types and their roles, the org's resources, and the roles
-members and teams hold on them
+members and teams hold on them, and teams' own API keys
 
 Revision ID: 0010
 Revises: 0009
@@ -82,9 +82,19 @@ def upgrade():
         batch_op.create_index('ix_resource_grants_member_type', ['membership_id', 'type_id', 'resource_id'], unique=False)
         batch_op.create_index('ix_resource_grants_team_type', ['team_id', 'type_id', 'resource_id'], unique=False)
 
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('team_id', sa.String(length=40), nullable=True))
+        batch_op.create_index(batch_op.f('ix_api_keys_team_id'), ['team_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_api_keys_team_id_teams'), 'teams', ['team_id'], ['id'], ondelete='CASCADE')
+
 
 
 def downgrade():
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_api_keys_team_id_teams'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_api_keys_team_id'))
+        batch_op.drop_column('team_id')
+
     with op.batch_alter_table('resource_grants', schema=None) as batch_op:
         batch_op.drop_index('ix_resource_grants_team_type')
         batch_op.drop_index('ix_resource_grants_member_type')

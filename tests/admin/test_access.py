@@ -189,9 +189,10 @@ SPECS: dict[str, Spec] = {
     "teams_update_team": Spec("org", "teams:write", lambda w: {"name": "Platform"}),
     "teams_delete_team": Spec("org", "teams:write"),
     "teams_list_team_members": Spec("org", "teams:read"),
-    "teams_add_team_member": Spec("org", "teams:write", lambda w: {"user_id": w.spare_id}),
+    "teams_add_team_member": Spec("org", "team_members:write", lambda w: {"user_id": w.spare_id}),
+    "teams_create_team_key": Spec("org", "api_keys:write", lambda w: {"name": "ci"}),
     "teams_update_team_member": Spec("org", "teams:write", lambda w: {"is_lead": True}),
-    "teams_remove_team_member": Spec("org", "teams:write"),
+    "teams_remove_team_member": Spec("org", "team_members:write"),
     # invitations
     "invitations_create_invitation": Spec(
         "org", "members:invite", lambda w: {"email": f"new@{w.slug}.example"}

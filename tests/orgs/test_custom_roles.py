@@ -71,12 +71,18 @@ def test_a_finance_member_holds_billing_and_the_apps_permission_and_nothing_else
         body = {"user_id": member, "org": "acme", "permission": permission}
         return api(client, "POST", "/authorize", root_key, body).json
 
-    assert allowed("billing:manage") == {"allowed": True, "role": "finance", "reason": "granted"}
+    assert allowed("billing:manage") == {
+        "allowed": True,
+        "role": "finance",
+        "reason": "granted",
+        "scope": None,
+    }
     assert allowed("invoices:export")["allowed"] is True
     assert allowed("members:read") == {
         "allowed": False,
         "role": "finance",
         "reason": "permission_not_in_role",
+        "scope": None,
     }
     assert allowed("tunnels:use")["reason"] == "unknown_permission"
     # Forward-auth tells the app the role and what it holds.

@@ -23,6 +23,7 @@ LOWEST_ROLE: dict[str, str] = {
     "members:remove": "admin",
     "members:update": "admin",
     "teams:write": "admin",
+    "team_members:write": "admin",
     "connections:read": "admin",
     "connections:write": "admin",
     "policies:write": "admin",
