@@ -46,6 +46,11 @@ class OrgCreate(Schema):
 class OrgUpdate(Schema):
     name = fields.String()
     member_cap = fields.Integer(strict=True)
+    nested_teams = fields.Boolean(
+        truthy={True},
+        falsy={False},
+        metadata={"description": "departments: teams nested in teams (default on)"},
+    )
 
 
 class OrgOut(Schema):
@@ -54,6 +59,7 @@ class OrgOut(Schema):
     name = fields.String()
     parent_id = fields.String(allow_none=True)
     member_cap = fields.Integer()
+    nested_teams = fields.Boolean()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

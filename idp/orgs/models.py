@@ -51,6 +51,8 @@ class Organization(db.Model):
         ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
     )
     member_cap: Mapped[int] = mapped_column(default=DEFAULT_MEMBER_CAP)
+    # Departments: teams nested in teams. An org may keep a flat structure instead.
+    nested_teams: Mapped[bool] = mapped_column(default=True, server_default="1")
     # Stored overrides (JSON form), each at least as strict as what the org inherited then.
     policy_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The strictest value of every key along baseline → parents → this org (JSON form),

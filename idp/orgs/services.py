@@ -89,6 +89,7 @@ def org_snapshot(org: Organization) -> dict[str, Any]:
         "name": org.name,
         "parent_id": org.parent_id,
         "member_cap": org.member_cap,
+        "nested_teams": org.nested_teams,
     }
 
 
@@ -206,8 +207,15 @@ def create_org(
 
 
 def update_org(
-    actor: Actor, org: Organization, *, name: str | None = None, member_cap: int | None = None
+    actor: Actor,
+    org: Organization,
+    *,
+    name: str | None = None,
+    member_cap: int | None = None,
+    nested_teams: bool | None = None,
 ) -> Organization:
+    """Rename the org, change its member cap, or turn departments (nested teams) on or off;
+    off only while no team sits in another (``teams_nested``, with the count)."""
     check_permission(actor, Permission.ORG_UPDATE)
     if member_cap is not None:
         lock_policies(org.workspace_id)  # the workspace's lock before the org's, as policies do
@@ -222,6 +230,20 @@ def update_org(
                 "member_cap_below_count", "The org already has more members than that cap"
             )
         org.member_cap = cap
+    if nested_teams is not None:
+        if not nested_teams:
+            nested = db.session.scalar(
+                select(func.count())
+                .select_from(Team)
+                .where(Team.org_id == org.id, Team.parent_id.is_not(None))
+            )
+            if nested:
+                raise Conflict(
+                    "teams_nested",
+                    f"{nested} team(s) sit in another team; move them to the top first",
+                    nested=nested,
+                )
+        org.nested_teams = nested_teams
     after = org_snapshot(org)
     if after != before:
         refresh_effective_policies([org])

@@ -82,7 +82,12 @@ def list_teams(org_id: str, *, cursor: str | None = None, limit: int = 50) -> Pa
 
 
 def _check_parent(org_id: str, team_id: str | None, parent_id: str | None) -> None:
-    """The parent must be a team of the same org, not the team itself nor one below it."""
+    """The parent must be a team of the same org, not the team itself nor one below it, and
+    the org must have departments (nested teams) on."""
+    if parent_id is not None:
+        org = db.session.get(Organization, org_id)
+        if org is not None and not org.nested_teams:
+            raise BadRequest("nested_teams_off", "This organization keeps a flat team structure")
     depth = 1
     current = parent_id
     while current is not None:

@@ -1,5 +1,5 @@
 """Scopes below the org: resource types and their roles, the org's resources, and the roles
-members and teams hold on them, and teams' own API keys
+members and teams hold on them, teams' own API keys, and whether an org nests teams
 
 Revision ID: 0010
 Revises: 0009
@@ -87,9 +87,15 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_api_keys_team_id'), ['team_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_api_keys_team_id_teams'), 'teams', ['team_id'], ['id'], ondelete='CASCADE')
 
+    with op.batch_alter_table('organizations', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('nested_teams', sa.Boolean(), server_default='1', nullable=False))
+
 
 
 def downgrade():
+    with op.batch_alter_table('organizations', schema=None) as batch_op:
+        batch_op.drop_column('nested_teams')
+
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_api_keys_team_id_teams'), type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_api_keys_team_id'))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.actors import system_actor
@@ -101,3 +102,31 @@ def test_team_events(app: Flask) -> None:
         "team.member_removed",
         "team.deleted",
     ]
+
+
+def test_an_org_can_turn_departments_off_and_keep_a_flat_structure(
+    client: FlaskClient, root_key: str
+) -> None:
+    make_org("acme")
+    h = {"Authorization": f"Bearer {root_key}"}
+    dept = client.post("/api/v1/orgs/acme/teams", json={"name": "Engineering"}, headers=h).json
+    sub = client.post(
+        "/api/v1/orgs/acme/teams", json={"name": "Platform", "parent_id": dept["id"]}, headers=h
+    ).json
+    off = client.patch("/api/v1/orgs/acme", json={"nested_teams": False}, headers=h)
+    assert off.status_code == 409 and off.json["error"] == "teams_nested"
+    assert off.json["nested"] == 1
+    flat = client.patch(f"/api/v1/orgs/acme/teams/{sub['id']}", json={"parent_id": None}, headers=h)
+    assert flat.status_code == 200, flat.json
+    off = client.patch("/api/v1/orgs/acme", json={"nested_teams": False}, headers=h)
+    assert off.status_code == 200 and off.json["nested_teams"] is False
+    refused = client.post(
+        "/api/v1/orgs/acme/teams", json={"name": "SRE", "parent_id": dept["id"]}, headers=h
+    )
+    assert refused.status_code == 400 and refused.json["error"] == "nested_teams_off"
+    moved = client.patch(
+        f"/api/v1/orgs/acme/teams/{sub['id']}", json={"parent_id": dept["id"]}, headers=h
+    )
+    assert moved.status_code == 400 and moved.json["error"] == "nested_teams_off"
+    bad = client.patch("/api/v1/orgs/acme", json={"nested_teams": "no"}, headers=h)
+    assert bad.status_code == 400 and bad.json["error"] == "validation_error"
