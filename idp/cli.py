@@ -274,7 +274,7 @@ def role_delete(key: str, org_slug: str | None) -> None:
 @click.option("--description", default=None)
 @click.option(
     "--granted-from",
-    type=click.Choice([r.value for r in Role]),
+    type=click.Choice([Role.MEMBER.value, Role.ADMIN.value, Role.OWNER.value]),
     default="owner",
     show_default=True,
     help="The lowest built-in role holding it.",

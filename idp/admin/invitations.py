@@ -30,7 +30,8 @@ def _ttl(seconds: int | None) -> timedelta | None:
     status=201,
 )
 def create_invitation(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Invite by email (``role``, ``team_ids``) or create a shareable link (``kind: link``)."""
+    """Invite by email (``role``, ``team_ids``; or ``resource`` and ``resource_role``: a
+    tenant or project as its target) or create a shareable link (``kind: link``)."""
     if data["kind"] is InvitationKind.LINK:
         invitation, token = service.create_invite_link(
             ctx.actor, ctx.org, ttl=_ttl(data["expires_in"]), max_uses=data["max_uses"]
@@ -43,6 +44,8 @@ def create_invitation(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], i
             role=data["role"] or Role.MEMBER.value,
             team_ids=data["team_ids"],
             ttl=_ttl(data["expires_in"]),
+            resource=data["resource"],
+            resource_role=data["resource_role"],
         )
     return _with_url(invitation, token), 201
 

@@ -14,7 +14,7 @@ from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
 from idp.orgs.roles import PERMISSION_KEY, ROLE_KEY, Role
 from idp.policies.registry import KEYS
-from idp.resources.models import Resource, ResourceType
+from idp.resources.models import Resource, ResourceRole, ResourceType
 from idp.resources.services import type_roles
 from idp.sso.setup import public_settings
 
@@ -118,9 +118,19 @@ class InvitationCreate(Schema):
         strict=True, load_default=None, metadata={"description": "seconds (default 7 days)"}
     )
     max_uses = fields.Integer(strict=True, load_default=None)
+    resource = fields.Nested(
+        "ResourceRef",
+        load_default=None,
+        metadata={"description": "a tenant or project as the invitation's target"},
+    )
+    resource_role = fields.String(
+        load_default=None, metadata={"description": "the role there (of the resource's type)"}
+    )
 
     @validates_schema
     def check_kind(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("resource") is not None and data.get("role") is not None:
+            raise ValidationError("an invitation to a resource names its resource_role", "role")
         if data["kind"] is InvitationKind.EMAIL:
             if not data.get("email"):
                 raise ValidationError("an email invitation needs an email", "email")
@@ -133,6 +143,8 @@ class InvitationCreate(Schema):
                 raise ValidationError("a link invitation always grants the member role", "role")
             if data.get("team_ids"):
                 raise ValidationError("a link invitation does not assign teams", "team_ids")
+            if data.get("resource") is not None:
+                raise ValidationError("a link invitation is for the org", "resource")
 
 
 class InvitationQuery(PageQuery):
@@ -144,6 +156,8 @@ class InvitationOut(Schema):
     kind = fields.Enum(InvitationKind, by_value=True)
     email = fields.String(allow_none=True)
     role = role_key()
+    resource = fields.Function(lambda inv: _resource_ref(inv.resource_id))
+    resource_role = fields.Function(lambda inv: _resource_role_key(inv.resource_role_id))
     status = fields.Function(lambda inv: current_status(inv).value)
     team_ids = fields.List(fields.String())
     expires_at = fields.DateTime()
@@ -330,7 +344,11 @@ class PermissionCreate(Schema):
         Role,
         by_value=True,
         load_default=Role.OWNER,
-        metadata={"description": "the lowest built-in role holding it (Owner holds all)"},
+        validate=validate.OneOf([Role.MEMBER, Role.ADMIN, Role.OWNER]),
+        metadata={
+            "description": "the lowest built-in role holding it (member, admin or owner; Owner "
+            "holds all, a guest none)"
+        },
     )
 
 
@@ -355,6 +373,12 @@ class ResourceTypeCreate(Schema):
     name = fields.String(load_default=None)
     parent = fields.String(load_default=None, metadata={"description": "the parent type's key"})
     roles = fields.List(fields.Nested(ResourceTypeRole), required=True)
+    invite_outsiders = fields.Boolean(
+        load_default=False,
+        truthy={True},
+        falsy={False},
+        metadata={"description": "people outside the org may be invited to one (as guests)"},
+    )
 
 
 class ResourceRef(Schema):
@@ -397,6 +421,16 @@ def _type_key(type_id: str) -> str:
     return kind.key if kind else ""
 
 
+def _resource_ref(resource_id: str | None) -> dict[str, str] | None:
+    found = db.session.get(Resource, resource_id) if resource_id else None
+    return {"type": _type_key(found.type_id), "id": found.external_id} if found else None
+
+
+def _resource_role_key(role_id: str | None) -> str | None:
+    found = db.session.get(ResourceRole, role_id) if role_id else None
+    return found.key if found else None
+
+
 def _parent_ref(parent_id: str | None) -> dict[str, str] | None:
     if parent_id is None:
         return None
@@ -408,6 +442,7 @@ class ResourceTypeOut(Schema):
     key = fields.String()
     name = fields.String()
     parent = fields.Function(lambda t: _type_key(t.parent_id) if t.parent_id else None)
+    invite_outsiders = fields.Boolean()
     roles = fields.Function(
         lambda t: [
             {"key": r.key, "name": r.name, "permissions": sorted(r.permissions)}

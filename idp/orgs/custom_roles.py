@@ -342,6 +342,8 @@ def register_permission(
     """Register a permission of the app's own; the built-in role ``granted_from`` and those
     above it hold it at once (Owner holds every one), custom roles when they name it."""
     check_workspace_authority(actor, "The app's permissions need workspace authority")
+    if granted_from is Role.GUEST:
+        raise BadRequest("invalid_granted_from", "A guest holds no permission of the org")
     if not isinstance(key, str) or not PERMISSION_KEY.match(key):
         raise BadRequest(
             "invalid_permission_key",

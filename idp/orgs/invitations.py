@@ -42,6 +42,8 @@ from idp.pagination import Page, paginate
 from idp.people import services as people
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce
+from idp.resources import services as resources
+from idp.resources.models import ResourceType
 from idp.users.models import User, normalize_email
 from idp.users.services import validate_email
 
@@ -150,17 +152,39 @@ def invite_by_email(
     role: str = Role.MEMBER,
     team_ids: list[str] | None = None,
     ttl: timedelta | None = None,
+    resource: dict[str, str] | None = None,
+    resource_role: str | None = None,
 ) -> tuple[Invitation, str]:
-    """Invite one person by email; returns the invitation and its token (shown once)."""
+    """Invite one person by email; returns the invitation and its token (shown once).
+
+    ``resource`` (``{"type", "id"}``) and ``resource_role`` make its target a tenant or
+    project of the org: accepting gives that role there. A member may be invited to any
+    resource; someone outside the org only to a type that allows it, and they join as a
+    guest, holding nothing org-wide.
+    """
     check_permission(actor, Permission.MEMBERS_INVITE)
+    email = validate_email(email)
+    member = people.find_member_by_email(org.id, email)
+    target = held = None
+    if resource is not None:
+        check_permission(actor, Permission.RESOURCES_WRITE)
+        target = resources.get_resource(org, resource.get("type", ""), resource.get("id", ""))
+        held = resources.resource_role(target, resource_role or "")
+        if member is None and not db.session.get(ResourceType, target.type_id).invite_outsiders:
+            raise Conflict(
+                "invitation_needs_member",
+                "Invitations to this kind of resource go to the organization's members only",
+            )
+        role = Role.GUEST.value
+    elif resource_role is not None:
+        raise BadRequest("resource_required", "A resource role needs its resource")
     org_roles(org).get(role)  # a role this org has
     check_role_authority(actor, org, None, role)
-    email = validate_email(email)
     _enforce_invite(org, email, actor.role)
     team_ids = list(dict.fromkeys(team_ids or []))
     for team_id in team_ids:
         get_team(org.id, team_id)
-    if people.find_member_by_email(org.id, email) is not None:
+    if member is not None and target is None:
         raise Conflict("already_member", "That person is already a member of this organization")
     pending = people.pending_invitation(org.id, email)
     if pending is not None:
@@ -170,7 +194,12 @@ def invite_by_email(
             invitation_id=pending.id,
         )
     invitation = Invitation(
-        kind=InvitationKind.EMAIL, email=normalize_email(email), role=role, team_ids=team_ids
+        kind=InvitationKind.EMAIL,
+        email=normalize_email(email),
+        role=role,
+        team_ids=team_ids,
+        resource_id=target.id if target else None,
+        resource_role_id=held.id if held else None,
     )
     token = _issue(actor, org, invitation, ttl)
     queue_mail(db.session, _invitation_mail(org, invitation, token))

@@ -193,6 +193,9 @@ class Invitation(db.Model):
     email: Mapped[str | None] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(role_key_column())
     team_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Its target below the org (a tenant, a project) and the role there; null: the org.
+    resource_id: Mapped[str | None] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"))
+    resource_role_id: Mapped[str | None] = mapped_column(ForeignKey("resource_roles.id"))
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     status: Mapped[InvitationStatus] = mapped_column(
         enum_column(InvitationStatus, "invitation_status"), default=InvitationStatus.PENDING
@@ -229,6 +232,8 @@ class Invitation(db.Model):
             "kind": self.kind.value,
             "email": self.email,
             "role": self.role,
+            "resource_id": self.resource_id,
+            "resource_role_id": self.resource_role_id,
             "status": self.status.value,
             "expires_at": self.expires_at.isoformat(),
             "max_uses": self.max_uses,

@@ -18,6 +18,7 @@ from enum import StrEnum
 class Role(StrEnum):
     """The built-in roles' keys."""
 
+    GUEST = "guest"  # in the org only for what they were invited to below it
     MEMBER = "member"
     ADMIN = "admin"
     OWNER = "owner"
@@ -28,7 +29,7 @@ class Role(StrEnum):
 
 
 # Gaps between the built-ins leave room for custom roles (Finance between Member and Admin).
-_RANK = {Role.MEMBER: 100, Role.ADMIN: 200, Role.OWNER: 300}
+_RANK = {Role.GUEST: 50, Role.MEMBER: 100, Role.ADMIN: 200, Role.OWNER: 300}
 MIN_CUSTOM_RANK, MAX_CUSTOM_RANK = 1, 299  # a custom role never outranks Owner
 DEFAULT_CUSTOM_RANK = 150
 # Role keys and permission keys: lowercase words; permissions are ``<resource>:<action>``.
@@ -71,14 +72,10 @@ class Permission(StrEnum):
 
 # What each role adds to the role below it; ROLE_PERMISSIONS accumulates them.
 _GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.MEMBER: frozenset(
-        {
-            Permission.ORG_READ,
-            Permission.PROFILE_READ,
-            Permission.TEAMS_READ,
-            Permission.MEMBERSHIP_LEAVE,
-        }
-    ),
+    # A guest holds their own place and nothing of the org: what they may do comes from
+    # the roles they hold on resources (a project they were invited to).
+    Role.GUEST: frozenset({Permission.PROFILE_READ, Permission.MEMBERSHIP_LEAVE}),
+    Role.MEMBER: frozenset({Permission.ORG_READ, Permission.TEAMS_READ}),
     Role.ADMIN: frozenset(
         {
             Permission.MEMBERS_READ,
@@ -140,7 +137,7 @@ class RoleDef:
         return set(permissions) <= self.permissions
 
 
-_NAMES = {Role.MEMBER: "Member", Role.ADMIN: "Admin", Role.OWNER: "Owner"}
+_NAMES = {Role.GUEST: "Guest", Role.MEMBER: "Member", Role.ADMIN: "Admin", Role.OWNER: "Owner"}
 
 
 def builtin_role(role: Role, app_permissions: Iterable[tuple[str, Role]] = ()) -> RoleDef:

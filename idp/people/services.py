@@ -51,6 +51,7 @@ from idp.orgs.models import (
 from idp.orgs.role_book import org_roles
 from idp.orgs.roles import Permission, Role
 from idp.policies.enforcement import Action, Attempt
+from idp.resources.services import put_grant
 from idp.sessions.services import cut_member_access
 from idp.users.models import User, normalize_email
 from idp.users.services import get_or_create_user, validate_email
@@ -255,6 +256,8 @@ def take_up_invitation(
     """Mark the invitation used by this member: its teams joined, its role if higher."""
     if invitation.role != membership.role:
         orgs.raise_assigned_role(membership, invitation.role, org_roles(org))
+    if invitation.resource_id and invitation.resource_role_id:  # its target below the org
+        put_grant(org.id, invitation.resource_id, membership.id, invitation.resource_role_id)
     present = set(
         db.session.scalars(
             select(TeamMember.team_id).where(TeamMember.membership_id == membership.id)

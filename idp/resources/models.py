@@ -23,6 +23,9 @@ class ResourceType(db.Model):
     key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("resource_types.id"))
+    # Whether people outside the org may be invited to one (they join as guests, holding
+    # only that); otherwise its invitations go to the org's members only.
+    invite_outsiders: Mapped[bool] = mapped_column(default=False, server_default="0")
     created_at: Mapped[datetime] = created_column()
 
 

@@ -77,6 +77,7 @@ def type_snapshot(kind: ResourceType) -> dict[str, Any]:
     return {
         "key": kind.key,
         "parent_id": kind.parent_id,
+        "invite_outsiders": kind.invite_outsiders,
         "roles": {r.key: sorted(r.permissions) for r in type_roles(kind.id)},
     }
 
@@ -97,9 +98,11 @@ def create_resource_type(
     roles: Sequence[dict[str, Any]],
     name: str | None = None,
     parent: str | None = None,
+    invite_outsiders: bool = False,
 ) -> ResourceType:
     """Declare a type of resource and its roles (each ``{"key", "name"?, "permissions"}``,
-    permissions Gatehouse's or the app's own)."""
+    permissions Gatehouse's or the app's own). ``invite_outsiders``: people outside the org
+    may be invited to one (as guests of the org); otherwise only its members."""
     check_workspace_authority(actor, "Resource types need workspace authority")
     if not isinstance(key, str) or not ROLE_KEY.match(key):
         raise BadRequest("invalid_type_key", "A type key is lowercase letters, digits, - and _")
@@ -122,6 +125,7 @@ def create_resource_type(
         key=key,
         name=validate_name(name or key.replace("_", " ").title()),
         parent_id=parent_type.id if parent_type else None,
+        invite_outsiders=bool(invite_outsiders),
     )
     db.session.add(kind)
     db.session.flush()
@@ -350,13 +354,7 @@ def grant_role(
     check_permission(actor, Permission.RESOURCES_WRITE)
     lock_org(org.id)  # the member is not removed while the grant is made
     principal = _principal(org, user_id, team_id)
-    held = db.session.scalar(
-        select(ResourceRole).where(
-            ResourceRole.type_id == resource.type_id, ResourceRole.key == role
-        )
-    )
-    if held is None:
-        raise BadRequest("unknown_role", f"Resources of this type have no role {role!r}")
+    held = resource_role(resource, role)
     grant = _grant_of(resource, principal)
     before = None if grant is None else {"role_id": grant.role_id}
     if grant is None:
@@ -418,6 +416,40 @@ def list_grants(resource: Resource) -> list[tuple[ResourceGrant, str, str | None
         .order_by(ResourceGrant.id)
     )
     return [(grant, key, user_id) for grant, key, user_id in rows]
+
+
+def resource_role(resource: Resource, key: str) -> ResourceRole:
+    """A role of the resource's type; ``unknown_role`` (400) otherwise."""
+    held = db.session.scalar(
+        select(ResourceRole).where(
+            ResourceRole.type_id == resource.type_id, ResourceRole.key == key
+        )
+    )
+    if held is None:
+        raise BadRequest("unknown_role", f"Resources of this type have no role {key!r}")
+    return held
+
+
+def put_grant(org_id: str, resource_id: str, membership_id: str, role_id: str) -> ResourceGrant:
+    """The member's grant on the resource set to ``role_id`` (made, or its role replaced)."""
+    grant = db.session.scalar(
+        select(ResourceGrant).where(
+            ResourceGrant.resource_id == resource_id, ResourceGrant.membership_id == membership_id
+        )
+    )
+    if grant is None:
+        resource = db.session.get(Resource, resource_id)
+        grant = ResourceGrant(
+            org_id=org_id,
+            resource_id=resource_id,
+            type_id=resource.type_id,
+            membership_id=membership_id,
+            role_id=role_id,
+        )
+        db.session.add(grant)
+    grant.role_id = role_id
+    db.session.flush()
+    return grant
 
 
 # --- the decision --------------------------------------------------------------------------

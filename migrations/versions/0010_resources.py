@@ -1,5 +1,5 @@
 """Scopes below the org: resource types and their roles, the org's resources, and the roles
-members and teams hold on them, teams' own API keys, and whether an org nests teams
+members and teams hold on them, teams' own API keys, whether an org nests teams, invitations to a resource
 
 Revision ID: 0010
 Revises: 0009
@@ -24,6 +24,7 @@ def upgrade():
     sa.Column('key', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('parent_id', sa.String(length=40), nullable=True),
+    sa.Column('invite_outsiders', sa.Boolean(), server_default='0', nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['parent_id'], ['resource_types.id'], name=op.f('fk_resource_types_parent_id_resource_types')),
     sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_resource_types_workspace_id_workspaces'), ondelete='CASCADE'),
@@ -87,6 +88,12 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_api_keys_team_id'), ['team_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_api_keys_team_id_teams'), 'teams', ['team_id'], ['id'], ondelete='CASCADE')
 
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('resource_id', sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column('resource_role_id', sa.String(length=40), nullable=True))
+        batch_op.create_foreign_key(batch_op.f('fk_invitations_resource_role_id_resource_roles'), 'resource_roles', ['resource_role_id'], ['id'])
+        batch_op.create_foreign_key(batch_op.f('fk_invitations_resource_id_resources'), 'resources', ['resource_id'], ['id'], ondelete='CASCADE')
+
     with op.batch_alter_table('organizations', schema=None) as batch_op:
         batch_op.add_column(sa.Column('nested_teams', sa.Boolean(), server_default='1', nullable=False))
 
@@ -95,6 +102,12 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table('organizations', schema=None) as batch_op:
         batch_op.drop_column('nested_teams')
+
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_invitations_resource_id_resources'), type_='foreignkey')
+        batch_op.drop_constraint(batch_op.f('fk_invitations_resource_role_id_resource_roles'), type_='foreignkey')
+        batch_op.drop_column('resource_role_id')
+        batch_op.drop_column('resource_id')
 
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_api_keys_team_id_teams'), type_='foreignkey')

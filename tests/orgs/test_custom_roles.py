@@ -91,7 +91,7 @@ def test_a_finance_member_holds_billing_and_the_apps_permission_and_nothing_else
     assert check.headers["X-Gatehouse-Permissions"].split() == sorted(FINANCE["permissions"])
     # Listed with its holders, highest first among the built-ins.
     roles = api(client, "GET", "/orgs/acme/roles", root_key).json["data"]
-    assert [r["key"] for r in roles] == ["owner", "admin", "finance", "member"]
+    assert [r["key"] for r in roles] == ["owner", "admin", "finance", "member", "guest"]
     assert next(r for r in roles if r["key"] == "finance")["holders"] == 1
     # In use: not deleted, the count given; once nobody holds it, gone.
     refused = api(client, "DELETE", "/roles/finance", root_key)

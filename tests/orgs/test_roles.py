@@ -11,11 +11,12 @@ from idp.orgs.roles import BUILTIN_ROLES, ROLE_PERMISSIONS, Permission, Role, de
 # The product rule, written independently of idp/orgs/roles.py: for each permission (by its
 # wire value, as it appears in tokens and API errors), the lowest role that holds it.
 LOWEST_ROLE: dict[str, str] = {
-    # Member: their own place in the org.
+    # Guest: their own place, nothing of the org.
+    "profile:read": "guest",
+    "membership:leave": "guest",
+    # Member: the org itself, to read.
     "org:read": "member",
-    "profile:read": "member",
     "teams:read": "member",
-    "membership:leave": "member",
     # Admin: runs the org day to day, below the owners.
     "members:read": "admin",
     "members:invite": "admin",
@@ -43,7 +44,7 @@ LOWEST_ROLE: dict[str, str] = {
 }
 
 # The role order, also written out rather than read from Role.rank.
-RANK: dict[str, int] = {"member": 1, "admin": 2, "owner": 3}
+RANK: dict[str, int] = {"guest": 0, "member": 1, "admin": 2, "owner": 3}
 
 
 def holds(role: str, permission: str) -> bool:

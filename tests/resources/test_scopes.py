@@ -5,6 +5,7 @@ one; another org's resources are never visible nor usable."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -30,6 +31,7 @@ TYPES = [
     {
         "key": "project",
         "parent": "tenant",
+        "invite_outsiders": True,  # a project's invitations may go to people outside the org
         "roles": [
             {
                 "key": "project_admin",
@@ -334,3 +336,70 @@ def test_resources_through_the_cli(runner: Any) -> None:
     assert db.session.scalar(select(func.count()).select_from(ResourceGrant)) == 1
     orphan = runner.invoke(args=["resource", "create", "acme", "project", "p2"])
     assert orphan.exit_code == 1 and "parent_required" in orphan.stderr
+
+
+def token_of(sent: dict[str, Any]) -> str:
+    return parse_qs(urlsplit(sent["url"]).query)["token"][0]
+
+
+def invite(root: Api, email: str, target: str, role: str, status: int = 201) -> Any:
+    kind = "tenant" if target.startswith("t") else "project"
+    body = {"email": email, "resource": {"type": kind, "id": target}, "resource_role": role}
+    return root("POST", "/orgs/acme/invitations", body, status)
+
+
+def test_invited_to_a_project_only_a_newcomer_gains_no_org_wide_access(
+    acme: dict[str, Any], client: FlaskClient
+) -> None:
+    root = acme["root"]
+    root("POST", "/permissions", {"key": "tunnels:use", "granted_from": "member"}, 201)
+    sent = invite(root, "dev@outside.example", "p1", "project_developer")
+    assert sent["resource"] == {"type": "project", "id": "p1"}
+    assert sent["resource_role"] == "project_developer" and sent["role"] == "guest"
+    joined = client.post("/api/v1/invitations/accept", json={"token": token_of(sent)}).json
+    dev = joined["user_id"]
+    assert joined["role"] == "guest"
+    assert allowed(root, dev, "projects:deploy", ALL) == ["p1"]
+    for org_wide in ("org:read", "teams:read", "tunnels:use", "projects:deploy"):
+        assert decide(root, dev, org_wide)["allowed"] is False, org_wide
+    assert decide(root, acme["ann"], "tunnels:use")["allowed"] is True  # members hold it
+
+
+def test_tenant_invitations_go_to_the_orgs_members_only(
+    acme: dict[str, Any], client: FlaskClient
+) -> None:
+    root, bob = acme["root"], acme["bob"]
+    refused = invite(root, "new@outside.example", "t1", "tenant_admin", status=409)
+    assert refused["error"] == "invitation_needs_member"
+    sent = invite(root, "bob@acme.example", "t1", "tenant_admin")
+    accepted = client.post("/api/v1/invitations/accept", json={"token": token_of(sent)})
+    assert accepted.status_code == 200, accepted.json
+    assert accepted.json["user_id"] == bob and accepted.json["role"] == "member"  # unchanged
+    assert allowed(root, bob, "tenants:manage", ALL) == ["t1", "p1", "p2"]  # and below it
+
+
+def test_bad_resource_invitations_are_refused(acme: dict[str, Any]) -> None:
+    root = acme["root"]
+    assert invite(root, "x@acme.example", "p9", "project_viewer", 404)["error"] == (
+        "resource_not_found"
+    )
+    assert invite(root, "x@acme.example", "p1", "tenant_admin", 400)["error"] == "unknown_role"
+    both = root(
+        "POST",
+        "/orgs/acme/invitations",
+        {
+            "email": "x@acme.example",
+            "role": "admin",
+            "resource": {"type": "project", "id": "p1"},
+            "resource_role": "project_viewer",
+        },
+        400,
+    )
+    assert both["error"] == "validation_error"
+    alone = root(
+        "POST",
+        "/orgs/acme/invitations",
+        {"email": "x@acme.example", "resource_role": "project_viewer"},
+        400,
+    )
+    assert alone["error"] == "resource_required"
