@@ -58,7 +58,7 @@ def test_members_list_with_counts_filters_and_cursor(client: FlaskClient, root_k
         make_member(org, f"member{i}@x.example")
     api = Api(client, root_key)
     first = ok(api("GET", "/orgs/acme/members", limit=4))
-    assert first["counts"] == {"owner": 1, "admin": 5, "member": 6}
+    assert first["counts"] == {"owner": 1, "admin": 5, "member": 6, "guest": 0}
     assert len(first["data"]) == 4 and first["next_cursor"]
     assert set(first["data"][0]) >= {"user_id", "email", "role", "status", "source", "joined_at"}
     emails, cursor = [], None

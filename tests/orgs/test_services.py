@@ -185,7 +185,12 @@ def test_with_two_owners_one_can_step_down(app: Flask) -> None:
     make_member(org, "b@x.example", Role.OWNER)
     services.change_role(system_actor(), org, a.user_id, Role.MEMBER)
     db.session.commit()
-    assert services.count_members_by_role(org.id) == {"owner": 1, "admin": 0, "member": 1}
+    assert services.count_members_by_role(org.id) == {
+        "owner": 1,
+        "admin": 0,
+        "member": 1,
+        "guest": 0,
+    }
     [event] = events(org.id, "member.role_changed")
     assert (event.before["role"], event.after["role"]) == ("owner", "member")
 
@@ -337,4 +342,9 @@ def test_list_members_filters_and_pages(app: Flask) -> None:
         "user5@x.example"
     ]
     assert services.list_members(org.id, q="%").items == []  # LIKE wildcards are literal
-    assert services.count_members_by_role(org.id) == {"owner": 1, "admin": 3, "member": 4}
+    assert services.count_members_by_role(org.id) == {
+        "owner": 1,
+        "admin": 3,
+        "member": 4,
+        "guest": 0,
+    }

@@ -107,7 +107,12 @@ def test_an_invited_member_is_adopted_not_duplicated(scim: Scim) -> None:
     member = make_member(org, "grace@example.com", Role.ADMIN)
     user = created(scim, "grace@example.com")
     assert user["id"] == member.id
-    assert services.count_members_by_role(org.id) == {"owner": 0, "admin": 1, "member": 0}
+    assert services.count_members_by_role(org.id) == {
+        "owner": 0,
+        "admin": 1,
+        "member": 0,
+        "guest": 0,
+    }
 
 
 def test_deactivation_suspends_and_reactivation_restores(scim: Scim) -> None:
