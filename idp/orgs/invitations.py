@@ -43,7 +43,7 @@ from idp.people import services as people
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import Action, Attempt, enforce
 from idp.resources import services as resources
-from idp.resources.models import ResourceType
+from idp.resources.models import Resource, ResourceType
 from idp.users.models import User, normalize_email
 from idp.users.services import validate_email
 
@@ -336,6 +336,21 @@ def proves_address(invitation: Invitation, proof: str | None) -> bool:
     return bool(proof and invitation.proof_digest and digests_match(proof, invitation.proof_digest))
 
 
+def _refuse_if_no_longer_member(org: Organization, invitation: Invitation) -> None:
+    """An invitation to a resource for members only (a tenant) is taken up by a member only:
+    one removed from the org since it was sent cannot come back through it."""
+    if invitation.resource_id is None or invitation.email is None:
+        return
+    target = db.session.get(Resource, invitation.resource_id)
+    kind = db.session.get(ResourceType, target.type_id) if target else None
+    outsiders_refused = kind is not None and not kind.invite_outsiders
+    if outsiders_refused and people.find_member_by_email(org.id, invitation.email) is None:
+        raise Conflict(
+            "invitation_needs_member",
+            "This invitation is for members of the organization, which you are not now",
+        )
+
+
 def accept_invitation(
     token: str,
     *,
@@ -357,6 +372,7 @@ def accept_invitation(
     lock_org(org.id)
     invitation = _find_by_token(token)  # again, under the lock: concurrent accepts see the winner
     _refuse_unless_pending(invitation)
+    _refuse_if_no_longer_member(org, invitation)
     name = people.validate_person_name(name)
     vouched = people.Proof.ORG
     if invitation.kind is InvitationKind.EMAIL:

@@ -376,6 +376,11 @@ def test_tenant_invitations_go_to_the_orgs_members_only(
     assert accepted.status_code == 200, accepted.json
     assert accepted.json["user_id"] == bob and accepted.json["role"] == "member"  # unchanged
     assert allowed(root, bob, "tenants:manage", ALL) == ["t1", "p1", "p2"]  # and below it
+    # Sent to a member who is removed before accepting: it cannot bring them back.
+    later = invite(root, "ann@acme.example", "t2", "tenant_member")
+    root("DELETE", f"/orgs/acme/members/{acme['ann']}", status=204)
+    gone = client.post("/api/v1/invitations/accept", json={"token": token_of(later)})
+    assert gone.status_code == 409 and gone.json["error"] == "invitation_needs_member"
 
 
 def test_bad_resource_invitations_are_refused(acme: dict[str, Any]) -> None:
