@@ -131,10 +131,7 @@ def _touch(credential: SecretCredential, now: datetime) -> None:
 
 def _holds(actor: Actor, book: Any, role: RoleDef) -> bool:
     """Whether the actor holds every permission of ``role`` (in the org's ``book``)."""
-    if actor.is_workspace:
-        return True
-    mine = book.find(actor.role.key) if actor.role else None
-    return mine is not None and mine.holds(role.permissions)
+    return actor.is_workspace or role.permissions <= book.held_by(actor.role)
 
 
 def _key_role(key: ApiKey) -> RoleDef | None:

@@ -40,7 +40,7 @@ from idp.db import db, utcnow
 from idp.login.cookies import session_token
 from idp.login.redirects import safe_return_to
 from idp.orgs.models import Membership, Organization, Workspace
-from idp.orgs.role_book import cached_role_book
+from idp.orgs.role_book import cached_permissions
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import violation
 from idp.policies.registry import Policy
@@ -267,14 +267,11 @@ def check() -> Response:
             # Space-separated, as OAuth scopes: Gatehouse's and the app's (roles_version
             # keeps the org's roles per process until one of them changes).
             "X-Gatehouse-Permissions": " ".join(
-                sorted(_role_permissions(row.workspace_id, row.org_id, row.role, row.roles_version))
+                sorted(
+                    cached_permissions(row.workspace_id, row.org_id, row.role, row.roles_version)
+                )
             ),
             "Cache-Control": "no-store",
         }
     )
     return response
-
-
-def _role_permissions(workspace_id: str, org_id: str, key: str, version: int) -> frozenset[str]:
-    role = cached_role_book(workspace_id, org_id, version or 0).find(key)
-    return role.permissions if role else frozenset()

@@ -9,6 +9,7 @@ invitation, a role mapping or an API key) cannot be deleted.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -27,7 +28,7 @@ from idp.orgs.models import (
     Organization,
     RoleMapping,
 )
-from idp.orgs.role_book import RoleBook, bump_roles_version, custom_role_def, role_book
+from idp.orgs.role_book import RoleBook, bump_roles_version, role_book
 from idp.orgs.roles import (
     BUILTIN_ROLES,
     DEFAULT_CUSTOM_RANK,
@@ -112,8 +113,8 @@ def validate_permissions(book: RoleBook, actor: Actor, permissions: Any) -> list
     if reserved:
         raise BadRequest("reserved_permission", f"{reserved[0]} belongs to the Owner role alone")
     if not actor.is_workspace:
-        held = book.find(actor.role.key) if actor.role else None
-        lacking = [p for p in wanted if held is None or p not in held.permissions]
+        held = book.held_by(actor.role)
+        lacking = [p for p in wanted if p not in held]
         if lacking:
             raise Forbidden(
                 "role_above_creator",
@@ -155,10 +156,7 @@ def list_roles(workspace_id: str, org: Organization | None) -> list[RoleDef]:
     workspace, the built-ins and templates. Each with its count of holders."""
     book = role_book(workspace_id, org.id if org else None)
     counts = _member_counts(workspace_id, org)
-    return [
-        RoleDef(**{**r.__dict__, "holders": counts.get(r.key, 0)})  # type: ignore[arg-type]
-        for r in book.ordered()
-    ]
+    return [replace(r, holders=counts.get(r.key, 0)) for r in book.ordered()]
 
 
 def _member_counts(workspace_id: str, org: Organization | None) -> dict[str, int]:
@@ -414,17 +412,3 @@ def delete_permission(actor: Actor, workspace_id: str, key: str) -> None:
         target_id=key,
         before={"key": key, "granted_from": row.granted_from.value},
     )
-
-
-__all__ = [
-    "count_holders",
-    "create_role",
-    "custom_role_def",
-    "delete_permission",
-    "delete_role",
-    "get_role",
-    "list_permissions",
-    "list_roles",
-    "register_permission",
-    "update_role",
-]

@@ -29,7 +29,7 @@ from idp.orgs.models import (
     MembershipSource,
     Organization,
 )
-from idp.orgs.role_book import org_roles
+from idp.orgs.role_book import hold_role, org_roles
 from idp.orgs.roles import BUILTIN_ROLES, Permission, Role, RoleDef
 from idp.orgs.services import (
     check_permission,
@@ -178,7 +178,7 @@ def invite_by_email(
         role = Role.GUEST.value
     elif resource_role is not None:
         raise BadRequest("resource_required", "A resource role needs its resource")
-    org_roles(org).get(role)  # a role this org has
+    hold_role(org_roles(org), role)  # a role this org has, not deleted meanwhile
     check_role_authority(actor, org, None, role)
     _enforce_invite(org, email, actor.role)
     team_ids = list(dict.fromkeys(team_ids or []))

@@ -52,6 +52,11 @@ class RoleBook:
     def find(self, key: str | None) -> RoleDef | None:
         return self.roles.get(key) if key else None
 
+    def held_by(self, role: RoleDef | None) -> frozenset[str]:
+        """What a principal acting with ``role`` holds here, the app's grants included."""
+        found = self.find(role.key) if role else None
+        return found.permissions if found else frozenset()
+
     def rank(self, key: str | None) -> int:
         """A role's rank; a key no longer defined (or none) ranks below every role."""
         role = self.find(key)
@@ -136,7 +141,8 @@ def cached_role_book(workspace_id: str, org_id: str | None, version: int) -> Rol
 
 def hold_role(book: RoleBook, key: str) -> RoleDef:
     """The role of ``key``, kept from deletion until the transaction ends: a custom role's row
-    is locked (its deletion counts holders under the same lock) and read again."""
+    is locked (its deletion counts holders under the same lock) and read again. Every way of
+    giving a role takes this before the org's lock, so the two locks come in one order."""
     role = book.get(key)
     if not role.is_builtin:
         lock_row(CustomRole, role.id or "")
@@ -149,13 +155,14 @@ def roles_version(workspace_id: str) -> int:
     return db.session.scalar(select(Workspace.roles_version).where(Workspace.id == workspace_id))
 
 
-def current_role_book(workspace_id: str, org_id: str) -> RoleBook:
-    """The org's roles for a read path (claims, decisions): one small read when nothing
-    changed since this process last read them."""
-    return cached_role_book(workspace_id, org_id, roles_version(workspace_id) or 0)
+def cached_permissions(workspace_id: str, org_id: str, key: str, version: int) -> frozenset[str]:
+    """What a holder of role ``key`` may do in the org as of ``version`` (read by the caller
+    in its request), Gatehouse's and the app's."""
+    role = cached_role_book(workspace_id, org_id, version or 0).find(key)
+    return role.permissions if role else frozenset()
 
 
 def permissions_for(org: Organization, key: str) -> list[str]:
-    """What a holder of role ``key`` may do in the org, Gatehouse's and the app's, sorted."""
-    role = current_role_book(org.workspace_id, org.id).find(key)
-    return sorted(role.permissions) if role else []
+    """What a holder of role ``key`` may do in the org, sorted (one small read)."""
+    version = roles_version(org.workspace_id) or 0
+    return sorted(cached_permissions(org.workspace_id, org.id, key, version))

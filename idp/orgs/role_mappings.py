@@ -11,7 +11,7 @@ from idp.audit.services import record_org_event
 from idp.db import db
 from idp.errors import NotFound
 from idp.orgs.models import Membership, Organization, RoleMapping, Team, TeamMember, TeamSource
-from idp.orgs.role_book import org_roles
+from idp.orgs.role_book import hold_role, org_roles
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, check_role_authority, recompute_roles, validate_name
 
@@ -60,7 +60,7 @@ def set_role_mapping(actor: Actor, org: Organization, *, group: str, role: str) 
     """Map an IdP group to a role of the org (replacing its earlier mapping) and apply it at
     once."""
     check_permission(actor, Permission.MEMBERS_UPDATE)
-    org_roles(org).get(role)  # a role this org has
+    hold_role(org_roles(org), role)  # a role this org has, not deleted meanwhile
     check_role_authority(actor, org, None, role)
     group = validate_name(group)
     key = group.lower()

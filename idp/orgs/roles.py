@@ -133,9 +133,6 @@ class RoleDef:
     def is_builtin(self) -> bool:
         return self.id is None
 
-    def holds(self, permissions: Iterable[str]) -> bool:
-        return set(permissions) <= self.permissions
-
 
 _NAMES = {Role.GUEST: "Guest", Role.MEMBER: "Member", Role.ADMIN: "Admin", Role.OWNER: "Owner"}
 

@@ -361,10 +361,10 @@ def check_role_authority(
             return None
         raise Forbidden("role_above_actor", "That role holds more than you do")
     book = org_roles(org)
-    held = book.find(mine.key) if mine else None
+    held = book.held_by(mine)
     for key in keys:
         role = book.find(key)
-        if role is not None and (held is None or not held.holds(role.permissions)):
+        if role is not None and not role.permissions <= held:
             raise Forbidden("role_above_actor", f"The {key} role holds permissions you do not hold")
     return book
 
@@ -650,8 +650,8 @@ def change_role(actor: Actor, org: Organization, user_id: str, role: str) -> Mem
     role keep them higher."""
     check_permission(actor, Permission.MEMBERS_UPDATE)
     book = org_roles(org)
+    wanted = hold_role(book, role)  # not deleted meanwhile; the role's lock before the org's
     lock_org(org.id)
-    wanted = hold_role(book, role)  # not deleted while this change is made
     membership = get_membership(org.id, user_id, fresh=True)
     if membership.role == role:
         membership.assigned_role = role

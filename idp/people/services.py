@@ -48,10 +48,11 @@ from idp.orgs.models import (
     Team,
     TeamMember,
 )
-from idp.orgs.role_book import org_roles
+from idp.orgs.role_book import hold_role, org_roles
 from idp.orgs.roles import Permission, Role
 from idp.policies.enforcement import Action, Attempt
-from idp.resources.services import put_grant
+from idp.resources.models import Resource
+from idp.resources.services import Principal, put_grant
 from idp.sessions.services import cut_member_access
 from idp.users.models import User, normalize_email
 from idp.users.services import get_or_create_user, validate_email
@@ -257,7 +258,10 @@ def take_up_invitation(
     if invitation.role != membership.role:
         orgs.raise_assigned_role(membership, invitation.role, org_roles(org))
     if invitation.resource_id and invitation.resource_role_id:  # its target below the org
-        put_grant(org.id, invitation.resource_id, membership.id, invitation.resource_role_id)
+        target = db.session.get(Resource, invitation.resource_id)
+        put_grant(
+            org.id, target, Principal(membership_id=membership.id), invitation.resource_role_id
+        )
     present = set(
         db.session.scalars(
             select(TeamMember.team_id).where(TeamMember.membership_id == membership.id)
@@ -302,7 +306,7 @@ def add_member(
     (external invites, the inviter's role) hold as well as those on joining. The org's word
     alone: a person of its own unless the org verified the address's domain."""
     orgs.check_permission(actor, Permission.MEMBERS_ADD)
-    org_roles(org).get(role)  # a role this org has
+    hold_role(org_roles(org), role)  # a role this org has, not deleted meanwhile
     orgs.check_role_authority(actor, org, None, role)
     email = validate_email(email)
     name = validate_person_name(name)

@@ -355,20 +355,8 @@ def grant_role(
     lock_org(org.id)  # the member is not removed while the grant is made
     principal = _principal(org, user_id, team_id)
     held = resource_role(resource, role)
-    grant = _grant_of(resource, principal)
-    before = None if grant is None else {"role_id": grant.role_id}
-    if grant is None:
-        grant = ResourceGrant(
-            org_id=org.id,
-            resource_id=resource.id,
-            type_id=resource.type_id,
-            membership_id=principal.membership_id,
-            team_id=principal.team_id,
-            role_id=held.id,
-        )
-        db.session.add(grant)
-    grant.role_id = held.id
-    db.session.flush()
+    grant, before_role = put_grant(org.id, resource, principal, held.id)
+    before = None if before_role is None else {"role_id": before_role}
     record_org_event(
         actor,
         org,
@@ -430,26 +418,26 @@ def resource_role(resource: Resource, key: str) -> ResourceRole:
     return held
 
 
-def put_grant(org_id: str, resource_id: str, membership_id: str, role_id: str) -> ResourceGrant:
-    """The member's grant on the resource set to ``role_id`` (made, or its role replaced)."""
-    grant = db.session.scalar(
-        select(ResourceGrant).where(
-            ResourceGrant.resource_id == resource_id, ResourceGrant.membership_id == membership_id
-        )
-    )
+def put_grant(
+    org_id: str, resource: Resource, principal: Principal, role_id: str
+) -> tuple[ResourceGrant, str | None]:
+    """The principal's grant on the resource set to ``role_id`` (made, or its role
+    replaced); with the role it held before, if any."""
+    grant = _grant_of(resource, principal)
+    before = grant.role_id if grant is not None else None
     if grant is None:
-        resource = db.session.get(Resource, resource_id)
         grant = ResourceGrant(
             org_id=org_id,
-            resource_id=resource_id,
+            resource_id=resource.id,
             type_id=resource.type_id,
-            membership_id=membership_id,
+            membership_id=principal.membership_id,
+            team_id=principal.team_id,
             role_id=role_id,
         )
         db.session.add(grant)
     grant.role_id = role_id
     db.session.flush()
-    return grant
+    return grant, before
 
 
 # --- the decision --------------------------------------------------------------------------
@@ -461,12 +449,6 @@ class ScopedDecision:
     role: str | None  # the role that decided: the org role, or the resource role granting it
     reason: str
     scope: dict[str, str] | None = None  # where the granting role is held, below the org
-
-
-def _principals(membership_id: str) -> Any:
-    """The member and their teams, as a filter on grants."""
-    teams = select(TeamMember.team_id).where(TeamMember.membership_id == membership_id)
-    return or_(ResourceGrant.membership_id == membership_id, ResourceGrant.team_id.in_(teams))
 
 
 def _decision_statement() -> Any:
