@@ -335,12 +335,8 @@ def resource_create(
 ) -> None:
     """Create a resource of SLUG."""
     org = services.get_org(_workspace().id, slug)
-    parent_ref = None
-    if parent:
-        parent_type, _, parent_id = parent.partition(":")
-        parent_ref = {"type": parent_type, "id": parent_id}
     resources.create_resource(
-        system_actor(), org, type=type_key, id=resource_id, name=name, parent=parent_ref
+        system_actor(), org, type=type_key, id=resource_id, name=name, parent=_ref(parent)
     )
 
 
@@ -383,35 +379,52 @@ def resource_grant(
     resources.grant_role(system_actor(), org, resource, role=role, user_id=user_id, team_id=team_id)
 
 
+def _ref(value: str | None) -> dict[str, str] | None:
+    """A resource named on the command line as TYPE:ID."""
+    if not value:
+        return None
+    type_key, _, resource_id = value.partition(":")
+    return {"type": type_key, "id": resource_id}
+
+
 @role_mapping_cli.command("set")
 @click.argument("slug")
 @click.option("--group", required=True, help="The IdP group's displayName or externalId.")
 @click.option("--role", type=ROLES, required=True)
+@click.option("--resource", default=None, help="TYPE:ID: the role is one at that resource.")
 @transactional
-def role_mapping_set(slug: str, group: str, role: str) -> None:
-    """Map an IdP group to a role in SLUG; members' roles follow at once."""
+def role_mapping_set(slug: str, group: str, role: str, resource: str | None) -> None:
+    """Map an IdP group to a role in SLUG (or at one of its resources); members follow at
+    once."""
     org = services.get_org(_workspace().id, slug)
-    role_mappings.set_role_mapping(system_actor(), org, group=group, role=role)
+    role_mappings.set_role_mapping(
+        system_actor(), org, group=group, role=role, resource=_ref(resource)
+    )
 
 
 @role_mapping_cli.command("list")
 @click.argument("slug")
 @transactional
 def role_mapping_list(slug: str) -> None:
-    """List SLUG's mappings: group, role."""
+    """List SLUG's mappings: group, role, and the resource (TYPE:ID) for one at a resource."""
     org = services.get_org(_workspace().id, slug)
     for mapping in role_mappings.list_role_mappings(org.id):
-        click.echo(f"{mapping.group}\t{mapping.role}")
+        at = resources.resource_ref(mapping.resource_id) if mapping.resource_id else None
+        where = f"\t{at['type']}:{at['id']}" if at else ""
+        click.echo(f"{mapping.group}\t{mapping.role}{where}")
 
 
 @role_mapping_cli.command("delete")
 @click.argument("slug")
 @click.option("--group", required=True)
+@click.option("--resource", default=None, help="TYPE:ID of the mapping's resource.")
 @transactional
-def role_mapping_delete(slug: str, group: str) -> None:
-    """Remove the mapping of an IdP group in SLUG."""
+def role_mapping_delete(slug: str, group: str, resource: str | None) -> None:
+    """Remove the mapping of an IdP group in SLUG (org-wide, or at --resource)."""
     org = services.get_org(_workspace().id, slug)
-    mapping = role_mappings.get_role_mapping(org.id, group=group)
+    ref = _ref(resource)
+    target = resources.get_resource(org, ref["type"], ref["id"]).id if ref else None
+    mapping = role_mappings.get_role_mapping(org.id, group=group, resource_id=target)
     role_mappings.delete_role_mapping(system_actor(), org, mapping)
 
 

@@ -91,8 +91,10 @@ def delete_resource(ctx: Ctx, rtype: str, rid: str) -> None:
     services.delete_resource(ctx.actor, ctx.org, services.get_resource(ctx.org, rtype, rid))
 
 
-def _grant_out(user_id: str | None, team_id: str | None, role: str) -> dict[str, Any]:
-    return {"user_id": user_id, "team_id": team_id, "role": role}
+def _grant_out(
+    user_id: str | None, team_id: str | None, role: str, mapping_id: str | None = None
+) -> dict[str, Any]:
+    return {"user_id": user_id, "team_id": team_id, "role": role, "mapping_id": mapping_id}
 
 
 @operation(
@@ -105,7 +107,7 @@ def list_resource_members(ctx: Ctx, rtype: str, rid: str) -> dict[str, Any]:
     resource = services.get_resource(ctx.org, rtype, rid)
     return {
         "data": [
-            _grant_out(user_id, grant.team_id, key)
+            _grant_out(user_id, grant.team_id, key, grant.mapping_id)
             for grant, key, user_id in services.list_grants(resource)
         ]
     }

@@ -14,8 +14,8 @@ from idp.orgs.invitations import current_status
 from idp.orgs.models import InvitationKind, InvitationStatus, MembershipStatus
 from idp.orgs.roles import PERMISSION_KEY, ROLE_KEY, Role
 from idp.policies.registry import KEYS
-from idp.resources.models import Resource, ResourceRole, ResourceType
-from idp.resources.services import type_roles
+from idp.resources.models import ResourceRole, ResourceType
+from idp.resources.services import resource_ref, type_roles
 from idp.sso.setup import public_settings
 
 
@@ -156,7 +156,7 @@ class InvitationOut(Schema):
     kind = fields.Enum(InvitationKind, by_value=True)
     email = fields.String(allow_none=True)
     role = role_key()
-    resource = fields.Function(lambda inv: _resource_ref(inv.resource_id))
+    resource = fields.Function(lambda inv: resource_ref(inv.resource_id))
     resource_role = fields.Function(lambda inv: _resource_role_key(inv.resource_role_id))
     status = fields.Function(lambda inv: current_status(inv).value)
     team_ids = fields.List(fields.String())
@@ -277,13 +277,19 @@ class ScimTokenOut(Schema):
 
 class RoleMappingSet(Schema):
     group = fields.String(required=True, metadata={"description": "displayName or externalId"})
-    role = role_key(required=True)
+    role = role_key(required=True)  # with a resource: a role of the resource's type
+    resource = fields.Nested(
+        "ResourceRef",
+        load_default=None,
+        metadata={"description": "map to a role at this tenant or project, not org-wide"},
+    )
 
 
 class RoleMappingOut(Schema):
     id = fields.String()
     group = fields.String()
     role = role_key()
+    resource = fields.Function(lambda mapping: resource_ref(mapping.resource_id))
     created_at = fields.DateTime()
 
 
@@ -412,7 +418,7 @@ class ResourceOut(Schema):
     type = fields.Function(lambda r: _type_key(r.type_id))
     id = fields.String(attribute="external_id")
     name = fields.String(allow_none=True)
-    parent = fields.Function(lambda r: _parent_ref(r.parent_id))
+    parent = fields.Function(lambda r: resource_ref(r.parent_id))
     created_at = fields.DateTime()
 
 
@@ -421,21 +427,9 @@ def _type_key(type_id: str) -> str:
     return kind.key if kind else ""
 
 
-def _resource_ref(resource_id: str | None) -> dict[str, str] | None:
-    found = db.session.get(Resource, resource_id) if resource_id else None
-    return {"type": _type_key(found.type_id), "id": found.external_id} if found else None
-
-
 def _resource_role_key(role_id: str | None) -> str | None:
     found = db.session.get(ResourceRole, role_id) if role_id else None
     return found.key if found else None
-
-
-def _parent_ref(parent_id: str | None) -> dict[str, str] | None:
-    if parent_id is None:
-        return None
-    parent = db.session.get(Resource, parent_id)
-    return {"type": _type_key(parent.type_id), "id": parent.external_id} if parent else None
 
 
 class ResourceTypeOut(Schema):
@@ -455,6 +449,10 @@ class ResourceGrantOut(Schema):
     user_id = fields.String(allow_none=True)
     team_id = fields.String(allow_none=True)
     role = fields.String()
+    mapping_id = fields.String(
+        allow_none=True,
+        metadata={"description": "given by this role mapping of a group the member is in"},
+    )
 
 
 class ResourceLookup(PageQuery):

@@ -287,7 +287,7 @@ def count_holders(row: CustomRole) -> int:
             Invitation.role == row.key,
             Invitation.status == InvitationStatus.PENDING,
         )
-        + count(RoleMapping, RoleMapping.role == row.key)
+        + count(RoleMapping, RoleMapping.role == row.key, RoleMapping.resource_id.is_(None))
         + count(ApiKey, ApiKey.role == row.key, ApiKey.revoked_at.is_(None))
     )
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.db import UTCDateTime, created_column, db, enum_column, id_column, updated_column
@@ -242,20 +242,39 @@ class Invitation(db.Model):
 
 
 class RoleMapping(db.Model):
-    """ "IdP group → role" for one org; the group is named by its displayName or externalId.
+    """ "IdP group → role" for one org, org-wide or at one of its resources; the group is
+    named by its displayName or externalId.
 
-    Only groups the IdP provisions (teams with source ``scim``) count, so nobody can grant
-    themselves a role by naming a hand-made team after a mapped group.
+    Only groups the IdP provisions (teams with source ``scim``) or asserts at SSO count, so
+    nobody can grant themselves a role by naming a hand-made team after a mapped group.
     """
 
     __tablename__ = "role_mappings"
-    __table_args__ = (UniqueConstraint("org_id", "group_key"),)
+    __table_args__ = (
+        # One org-wide mapping per group, and one per group at each resource.
+        Index(
+            "uq_role_mappings_org_id_group_key",
+            "org_id",
+            "group_key",
+            unique=True,
+            sqlite_where=text("resource_id IS NULL"),
+            postgresql_where=text("resource_id IS NULL"),
+        ),
+        UniqueConstraint("org_id", "group_key", "resource_id", name="uq_role_mappings_resource"),
+    )
 
     id: Mapped[str] = id_column("rmap")
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     group: Mapped[str] = mapped_column(String(255))
     group_key: Mapped[str] = mapped_column(String(255))
+    # The org role's key; at a resource, the key of the resource role (``resource_role_id``).
     role: Mapped[str] = mapped_column(role_key_column())
+    resource_id: Mapped[str | None] = mapped_column(
+        ForeignKey("resources.id", ondelete="CASCADE"), index=True
+    )
+    resource_role_id: Mapped[str | None] = mapped_column(
+        ForeignKey("resource_roles.id", ondelete="CASCADE")
+    )
     created_at: Mapped[datetime] = created_column()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, or_, select
@@ -38,6 +38,7 @@ from idp.orgs.roles import BUILTIN_ROLES, Permission, Role, RoleDef
 from idp.pagination import Page, paginate
 from idp.policies.chain import lock_policies, org_policy, refresh_effective_policies
 from idp.policies.enforcement import Action, Attempt, enforce
+from idp.resources.models import ResourceGrant, ResourceRole
 from idp.sessions.services import cut_member_access
 from idp.users.models import User, normalize_email
 
@@ -430,42 +431,56 @@ def count_active_owners(org_id: str) -> int:
     )
 
 
-def mapped_roles(org_id: str, membership_ids: list[str], book: RoleBook) -> dict[str, RoleDef]:
-    """The highest role each membership's IdP groups map it to (only mapped ones appear).
+@dataclass(frozen=True)
+class MappedGroup:
+    """A role mapping a membership's groups match: org-wide (``resource_id`` None) or at a
+    resource (the role then being the resource role ``resource_role_id``)."""
+
+    mapping_id: str
+    role: str
+    resource_id: str | None
+    resource_role_id: str | None
+
+
+def _mapping_scope(at_resources: bool) -> Any:
+    return (
+        RoleMapping.resource_id.is_not(None) if at_resources else RoleMapping.resource_id.is_(None)
+    )
+
+
+def group_matches(
+    org_id: str, membership_ids: list[str], *, at_resources: bool = False, without: str = ""
+) -> set[tuple[str, MappedGroup]]:
+    """(membership id, mapping) for each mapping one of the memberships' IdP groups matches,
+    among the org-wide mappings or those at a resource.
 
     A group counts when it is a team the IdP provisions (source ``scim``) whose name or
     externalId is a mapping's group, or a group the IdP asserted at the member's last SSO
-    login; compared case-insensitively.
+    login; compared case-insensitively. ``without``: a mapping to leave out (being deleted).
     """
     if not membership_ids:
-        return {}
-    mapping = RoleMapping
+        return set()
+    m = RoleMapping
+    columns = (m.id, m.role, m.resource_id, m.resource_role_id)
+    scope = (_mapping_scope(at_resources), m.id != without)
     rows = db.session.execute(
-        select(TeamMember.membership_id, mapping.role)
+        select(TeamMember.membership_id, *columns)
         .join(Team, Team.id == TeamMember.team_id)
         .join(
-            mapping,
-            (mapping.org_id == Team.org_id)
+            m,
+            (m.org_id == Team.org_id)
             & or_(
-                mapping.group_key == func.lower(Team.name),
-                mapping.group_key == func.lower(Team.external_id),
+                m.group_key == func.lower(Team.name), m.group_key == func.lower(Team.external_id)
             ),
         )
         .where(
             Team.org_id == org_id,
             Team.source == TeamSource.SCIM,
             TeamMember.membership_id.in_(membership_ids),
+            *scope,
         )
     )
-    best: dict[str, RoleDef] = {}
-
-    def keep(membership_id: str, key: str) -> None:
-        role = book.find(key)
-        if role is not None and (membership_id not in best or role.rank > best[membership_id].rank):
-            best[membership_id] = role
-
-    for membership_id, role in rows:
-        keep(membership_id, role)
+    found = {(membership_id, MappedGroup(*mapping)) for membership_id, *mapping in rows}
     # The groups of the last SSO login: a few names per member, matched here.
     asserted = db.session.execute(
         select(Membership.id, Membership.sso_groups).where(
@@ -473,15 +488,27 @@ def mapped_roles(org_id: str, membership_ids: list[str], book: RoleBook) -> dict
         )
     ).all()
     if asserted:
-        roles = dict(
-            db.session.execute(
-                select(RoleMapping.group_key, RoleMapping.role).where(RoleMapping.org_id == org_id)
-            ).all()
-        )
+        by_group: dict[str, list[MappedGroup]] = {}
+        for key, *mapping in db.session.execute(
+            select(m.group_key, *columns).where(m.org_id == org_id, *scope)
+        ):
+            by_group.setdefault(key, []).append(MappedGroup(*mapping))
         for membership_id, groups in asserted:
             for group in groups or ():
-                if (role := roles.get(str(group).lower())) is not None:
-                    keep(membership_id, role)
+                found.update((membership_id, hit) for hit in by_group.get(str(group).lower(), ()))
+    return found
+
+
+def mapped_roles(
+    org_id: str, membership_ids: list[str], book: RoleBook, *, without: str = ""
+) -> dict[str, RoleDef]:
+    """The highest org role each membership's IdP groups map it to (only mapped ones
+    appear)."""
+    best: dict[str, RoleDef] = {}
+    for membership_id, mapping in group_matches(org_id, membership_ids, without=without):
+        role = book.find(mapping.role)
+        if role is not None and (membership_id not in best or role.rank > best[membership_id].rank):
+            best[membership_id] = role
     return best
 
 
@@ -492,20 +519,109 @@ def has_role_mappings(org_id: str) -> bool:
     )
 
 
-def recompute_roles(actor: Actor, org: Organization, membership_ids: list[str]) -> None:
-    """Bring effective roles in line with hand-set roles and group mappings.
+def recompute_roles(
+    actor: Actor, org: Organization, membership_ids: list[str], *, without: str = ""
+) -> None:
+    """Bring effective roles, and the grants mappings give at resources, in line with
+    hand-set roles and group mappings (``without``: one about to be deleted).
 
     Called whenever group membership or a mapping changes; each change of role is audited and
     the last-owner rule holds (a change that would leave no owner is refused).
     """
     lock_org(org.id)
+    at_resources = _maps_at_resources(org.id)
     for start in range(0, len(membership_ids), 5000):
-        _recompute_chunk(actor, org, membership_ids[start : start + 5000])
+        chunk = membership_ids[start : start + 5000]
+        _recompute_chunk(actor, org, chunk, without)
+        if at_resources:
+            _recompute_mapped_grants(actor, org, chunk, without)
 
 
-def _recompute_chunk(actor: Actor, org: Organization, membership_ids: list[str]) -> None:
+def _maps_at_resources(org_id: str) -> bool:
+    """Whether the org maps any group at a resource (without one, it has no mapped grant:
+    they go with their mapping)."""
+    found = select(RoleMapping.id).where(RoleMapping.org_id == org_id, _mapping_scope(True))
+    return db.session.scalar(found.limit(1)) is not None
+
+
+def _recompute_mapped_grants(
+    actor: Actor, org: Organization, membership_ids: list[str], without: str
+) -> None:
+    """Bring the grants role mappings give at resources in line with the members' groups:
+    made when a member joins a mapped group, taken away when they leave it, changed with
+    the mapping's role; each change audited. Hand-made grants are left as they are."""
+    wanted = {
+        (membership_id, mapping.mapping_id): mapping
+        for membership_id, mapping in group_matches(
+            org.id, membership_ids, at_resources=True, without=without
+        )
+    }
+    held = {
+        (grant.membership_id, grant.mapping_id): grant
+        for grant in db.session.scalars(
+            select(ResourceGrant).where(
+                ResourceGrant.org_id == org.id,
+                ResourceGrant.membership_id.in_(membership_ids),
+                ResourceGrant.mapping_id.is_not(None),
+            )
+        )
+    }
+    gone = [key for key in held if key not in wanted]
+    made = [
+        key
+        for key, m in wanted.items()
+        if key not in held or held[key].role_id != m.resource_role_id
+    ]
+    if not gone and not made:
+        return
+    users = dict(
+        db.session.execute(
+            select(Membership.id, Membership.user_id).where(
+                Membership.id.in_({membership_id for membership_id, _ in gone + made})
+            )
+        ).all()
+    )
+    types = dict(
+        db.session.execute(
+            select(ResourceRole.id, ResourceRole.type_id).where(
+                ResourceRole.id.in_({wanted[key].resource_role_id for key in made})
+            )
+        ).all()
+    )
+
+    def record(event: str, resource_id: str, key: tuple[str, str], **change: Any) -> None:
+        why = {"user_id": users.get(key[0]), "reason": "role_mapping", "mapping_id": key[1]}
+        audit = {side: {**value, **why} for side, value in change.items()}
+        record_org_event(actor, org, event, "resource", resource_id, **audit)
+
+    for key in sorted(gone):
+        grant = held[key]
+        db.session.delete(grant)
+        record("resource.role_revoked", grant.resource_id, key, before={"role_id": grant.role_id})
+    for key in sorted(made):
+        mapping, grant = wanted[key], held.get(key)
+        if grant is None:
+            grant = ResourceGrant(
+                org_id=org.id,
+                resource_id=mapping.resource_id,
+                type_id=types[mapping.resource_role_id],
+                membership_id=key[0],
+                mapping_id=key[1],
+            )
+            db.session.add(grant)
+        before = {"before": {"role_id": grant.role_id}} if grant.role_id else {}
+        grant.role_id = mapping.resource_role_id
+        record(
+            "resource.role_granted", grant.resource_id, key, after={"role": mapping.role}, **before
+        )
+    db.session.flush()
+
+
+def _recompute_chunk(
+    actor: Actor, org: Organization, membership_ids: list[str], without: str
+) -> None:
     book = org_roles(org)
-    mapped = mapped_roles(org.id, membership_ids, book)
+    mapped = mapped_roles(org.id, membership_ids, book, without=without)
     # Only members with a mapped role, or raised above their hand-set role, can change.
     raised = db.session.scalars(
         select(Membership.id).where(

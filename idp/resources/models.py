@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import created_column, db, id_column
@@ -63,11 +63,22 @@ class Resource(db.Model):
 
 class ResourceGrant(db.Model):
     """A member, or a team (its members inherit it), holding a role on a resource and so on
-    everything below it. Removing the member from the org removes their grants."""
+    everything below it; given by hand, or by a role mapping of a group the member is in.
+    Removing the member from the org removes their grants."""
 
     __tablename__ = "resource_grants"
     __table_args__ = (
-        UniqueConstraint("resource_id", "membership_id", name="uq_resource_grants_member"),
+        # A member's own grant, one per resource; beside it, one per mapping of a group
+        # they are in (``mapping_id``: made and taken away as their groups change).
+        Index(
+            "uq_resource_grants_member",
+            "resource_id",
+            "membership_id",
+            unique=True,
+            sqlite_where=text("mapping_id IS NULL"),
+            postgresql_where=text("mapping_id IS NULL"),
+        ),
+        UniqueConstraint("mapping_id", "membership_id", name="uq_resource_grants_mapping"),
         UniqueConstraint("resource_id", "team_id", name="uq_resource_grants_team"),
         CheckConstraint("(membership_id IS NULL) <> (team_id IS NULL)", name="one_principal"),
         # A member's (or team's) grants by type, in resource order: the lookup's first page
@@ -85,4 +96,7 @@ class ResourceGrant(db.Model):
     )
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
     role_id: Mapped[str] = mapped_column(ForeignKey("resource_roles.id"))
+    mapping_id: Mapped[str | None] = mapped_column(
+        ForeignKey("role_mappings.id", ondelete="CASCADE")
+    )
     created_at: Mapped[datetime] = created_column()

@@ -175,6 +175,15 @@ def resource_snapshot(resource: Resource) -> dict[str, Any]:
     }
 
 
+def resource_ref(resource_id: str | None) -> dict[str, str] | None:
+    """How the app names a resource: ``{"type", "id"}`` (None for none)."""
+    found = db.session.get(Resource, resource_id) if resource_id else None
+    if found is None:
+        return None
+    kind = db.session.get(ResourceType, found.type_id)  # identity-mapped after the first
+    return {"type": kind.key if kind else "", "id": found.external_id}
+
+
 def find_resource(org_id: str, type_id: str, external_id: str) -> Resource | None:
     return db.session.scalar(
         select(Resource).where(
@@ -333,6 +342,7 @@ def _grant_of(resource: Resource, principal: Principal) -> ResourceGrant | None:
     return db.session.scalar(
         select(ResourceGrant).where(
             ResourceGrant.resource_id == resource.id,
+            ResourceGrant.mapping_id.is_(None),  # given by hand, not by a group's mapping
             ResourceGrant.membership_id == principal.membership_id
             if principal.membership_id
             else ResourceGrant.team_id == principal.team_id,

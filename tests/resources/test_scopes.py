@@ -141,7 +141,9 @@ def test_a_team_granted_a_role_passes_it_to_its_members(acme: dict[str, Any]) ->
     assert allowed(root, carl, "projects:deploy", ALL) == []
     assert allowed(root, acme["ann"], "projects:view", ALL) == []  # not on the team
     members = root("GET", "/orgs/acme/resources/project/p3/members")["data"]
-    assert members == [{"user_id": None, "team_id": acme["team"], "role": "project_viewer"}]
+    assert members == [
+        {"user_id": None, "team_id": acme["team"], "role": "project_viewer", "mapping_id": None}
+    ]
 
 
 def test_removing_a_member_from_the_org_removes_every_grant_below_it(

@@ -30,9 +30,12 @@ from idp.connections import services as connections
 from idp.connections.models import Connection, ConnectionKind, ExternalIdentity
 from idp.connections.services import create_connection
 from idp.db import db, new_id
+from idp.orgs.custom_roles import register_permission
 from idp.orgs.models import Membership, MembershipSource, Organization
 from idp.orgs.role_mappings import set_role_mapping
 from idp.orgs.roles import Role
+from idp.resources.models import ResourceGrant
+from idp.resources.services import create_resource, create_resource_type
 from idp.sessions.models import Session
 from idp.sso import oidc
 from idp.sso.models import LoginState
@@ -211,6 +214,32 @@ def test_groups_claim_with_role_mapping_gives_mapped_role(
     assert full_login(client, idp).status_code == 303
     membership = db.session.scalars(select(Membership)).one()
     assert membership.role == Role.ADMIN
+
+
+def test_groups_claim_mapped_at_a_resource_gives_the_role_there(
+    client: FlaskClient, idp: OidcIdp, connection: Connection
+) -> None:
+    org = db.session.get(Organization, connection.org_id)
+    assert org is not None
+    system = system_actor()
+    register_permission(system, org.workspace_id, key="projects:deploy")
+    create_resource_type(
+        system,
+        org.workspace_id,
+        key="project",
+        roles=[{"key": "developer", "permissions": ["projects:deploy"]}],
+    )
+    create_resource(system, org, type="project", id="p1")
+    set_role_mapping(
+        system, org, group="engineering", role="developer", resource={"type": "project", "id": "p1"}
+    )
+    db.session.commit()
+
+    assert full_login(client, idp).status_code == 303
+    membership = db.session.scalars(select(Membership)).one()
+    assert membership.role == Role.MEMBER  # nothing org-wide
+    grant = db.session.scalars(select(ResourceGrant)).one()
+    assert (grant.membership_id, grant.mapping_id is not None) == (membership.id, True)
 
 
 def test_connection_settings_hold_discovered_metadata(idp: OidcIdp, connection: Connection) -> None:
