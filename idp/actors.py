@@ -13,6 +13,7 @@ class ActorKind(StrEnum):
     API_KEY = "api_key"
     SCIM_TOKEN = "scim_token"  # noqa: S105 - a kind of actor, not a secret
     CONNECTION = "connection"  # an org's IdP, provisioning just in time at sign-in
+    SETUP_LINK = "setup_link"  # a customer's IT admin, holding a setup link of the org
     SYSTEM = "system"
     ANONYMOUS = "anonymous"
 
@@ -50,7 +51,10 @@ class Actor:
         """The role a credential acts with in ``org_id``: owner for workspace-wide ones."""
         if self.is_workspace:
             return OWNER
-        if self.kind in (ActorKind.API_KEY, ActorKind.SCIM_TOKEN) and self.org_id == org_id:
+        if (
+            self.kind in (ActorKind.API_KEY, ActorKind.SCIM_TOKEN, ActorKind.SETUP_LINK)
+            and self.org_id == org_id
+        ):
             return self.role  # None for a team's key: it holds nothing org-wide
         return None
 

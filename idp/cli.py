@@ -17,6 +17,7 @@ from idp.actors import system_actor
 from idp.config import ConfigError, current_settings
 from idp.connections import domains
 from idp.connections import services as connections
+from idp.credentials import setup_links
 from idp.credentials.models import ApiKey
 from idp.credentials.services import (
     create_api_key,
@@ -75,6 +76,7 @@ domain_cli = AppGroup("domain", help="Email domains of an organization, verified
 connection_cli = AppGroup("connection", help="SSO connections (OIDC, SAML) of an organization.")
 client_cli = AppGroup("client", help="OAuth clients: the apps signing people in through Gatehouse.")
 people_cli = AppGroup("people", help="People: memberships that are one person.")
+setup_link_cli = AppGroup("setup-link", help="Setup links for a customer's IT admin.")
 policy_cli = AppGroup(
     "policy", help="Policies: the workspace baseline and the stricter overrides of orgs."
 )
@@ -731,8 +733,30 @@ def people_merge(slug: str, user_ids: tuple[str, ...]) -> None:
     click.echo(f"{kept.user_id}\t{kept.role}\t{kept.status.value}")
 
 
+@setup_link_cli.command("create")
+@click.argument("slug")
+@click.option(
+    "--intent",
+    "intents",
+    multiple=True,
+    required=True,
+    type=click.Choice([i.value for i in setup_links.Intent]),
+    help="What the link sets up (repeat).",
+)
+@click.option("--expires-in", type=int, default=None, help="Seconds (default 72 hours).")
+@transactional
+def setup_link_create(slug: str, intents: tuple[str, ...], expires_in: int | None) -> None:
+    """Create a setup link for SLUG; prints only its URL (shown once)."""
+    org = services.get_org(_workspace().id, slug)
+    _, url = setup_links.create_setup_link(
+        system_actor(), org, intents=list(intents), expires_in=expires_in
+    )
+    click.echo(url)
+
+
 COMMANDS = (
     bootstrap,
+    setup_link_cli,
     org_cli,
     api_key_cli,
     invite_cli,

@@ -14,6 +14,7 @@ from idp.admin import (  # noqa: F401
     policies,
     resources,
     roles,
+    setup_links,
     teams,
 )
 from idp.admin.api import bp

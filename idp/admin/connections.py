@@ -8,10 +8,8 @@ from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
 from idp.connections import services as service
 from idp.connections.models import Connection, ConnectionKind
-from idp.errors import BadRequest
 from idp.orgs.roles import Permission
-from idp.sso import saml
-from idp.sso.setup import add_oidc_connection, add_saml_connection
+from idp.sso.setup import add_oidc_connection, add_saml_connection, change_connection
 
 _OIDC = ("issuer", "client_id", "client_secret", "scopes")
 _SAML = (
@@ -40,7 +38,8 @@ def list_connections(ctx: Ctx) -> dict[str, Any]:
     status=201,
 )
 def create_connection(ctx: Ctx, data: dict[str, Any]) -> Connection:
-    """Add an OIDC connection (issuer discovered) or a SAML one (from metadata or by hand)."""
+    """Add an OIDC connection (issuer discovered) or a SAML one (from metadata or by hand);
+    with only a kind and name, a draft whose SP values can be given to the IdP first."""
     common = {k: data[k] for k in ("name", "preset", "jit")}
     if data["kind"] == ConnectionKind.OIDC.value:
         given = {k: data[k] for k in _OIDC if k in data}
@@ -76,30 +75,12 @@ def get_connection(ctx: Ctx, connection_id: str) -> Connection:
     response=s.ConnectionOut,
 )
 def update_connection(ctx: Ctx, connection_id: str, data: dict[str, Any]) -> Connection:
-    """Rename, enable or disable, JIT and IdP-initiated login on or off, a new client secret,
-    the IdP's signing certificates (SAML rollover), what means and what asks for MFA, and
-    whether its emails count as proven for the org (``trust_email``, owners only)."""
+    """Rename, enable or disable; give the IdP's values (to a draft, or new ones); scopes,
+    claim and attribute mappings; JIT and IdP-initiated login; a new client secret; the
+    IdP's signing certificates (SAML rollover); what means and what asks for MFA; whether its
+    emails count as proven for the org (``trust_email``, owners only)."""
     connection = service.get_connection(ctx.org.id, connection_id)
-    settings = None
-    keys = ("jit", "allow_idp_initiated", "mfa_values", "mfa_request", "trust_email")
-    changes = {k: data[k] for k in keys if k in data}
-    if "idp_certs" in data and connection.kind is ConnectionKind.SAML:
-        # Rollover: list the IdP's next certificate beside the current one, then drop the old.
-        certs = [saml.certificate_body(c) for c in data["idp_certs"]]
-        if not certs:
-            raise BadRequest("invalid_settings", "At least one IdP signing certificate is required")
-        changes["idp_certs"] = list(dict.fromkeys(certs))
-    if changes:
-        settings = {**connection.settings, **changes}
-    return service.update_connection(
-        ctx.actor,
-        ctx.org,
-        connection,
-        name=data.get("name"),
-        enabled=data.get("enabled"),
-        settings=settings,
-        secret=data.get("client_secret"),
-    )
+    return change_connection(ctx.actor, ctx.org, connection, data)
 
 
 @operation(

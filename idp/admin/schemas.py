@@ -275,6 +275,33 @@ class ScimTokenOut(Schema):
     revoked_at = fields.DateTime(allow_none=True)
 
 
+class SetupLinkCreate(Schema):
+    intents = fields.List(
+        fields.String(validate=validate.OneOf(["sso", "scim", "domains"])),
+        required=True,
+        validate=validate.Length(min=1, max=3),
+    )
+    expires_in = fields.Integer(
+        strict=True,
+        load_default=None,
+        metadata={"description": "seconds, 300 to 30 days (default 72 hours)"},
+    )
+
+
+class SetupLinkOut(Schema):
+    id = fields.String()
+    intents = fields.List(fields.String())
+    expires_at = fields.DateTime()
+    created_by = fields.String()
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+
+
+class SetupLinkCreated(SetupLinkOut):
+    url = fields.String(metadata={"description": "the link, shown in this response only"})
+
+
 class RoleMappingSet(Schema):
     group = fields.String(required=True, metadata={"description": "displayName or externalId"})
     role = role_key(required=True)  # with a resource: a role of the resource's type
@@ -508,8 +535,22 @@ class ConnectionCreate(Schema):
 
 class ConnectionUpdate(Schema):
     name = fields.String()
-    enabled = fields.Boolean()
+    enabled = fields.Boolean(metadata={"description": "a draft cannot be enabled"})
     jit = fields.Boolean()
+    # The IdP's values: they turn a draft into a connection that can be enabled.
+    issuer = fields.String(metadata={"description": "OIDC: discovered again"})
+    client_id = fields.String()
+    scopes = fields.List(fields.String(), metadata={"description": "OIDC: openid is always asked"})
+    claims = fields.Dict(
+        metadata={"description": "OIDC: where subject, email, name, groups, external_id are read"}
+    )
+    metadata_xml = fields.String(metadata={"description": "SAML: the IdP's metadata"})
+    metadata_url = fields.String(metadata={"description": "SAML: or where to fetch it (https)"})
+    idp_entity_id = fields.String()
+    sso_url = fields.String()
+    attribute_map = fields.Dict(
+        metadata={"description": "SAML: attribute names for email, name, groups, ..."}
+    )
     trust_email = fields.Boolean(
         metadata={"description": "count the IdP's emails as proven for this org (owners only)"}
     )
@@ -541,6 +582,7 @@ class ConnectionOut(Schema):
     name = fields.String()
     preset = fields.String()
     enabled = fields.Boolean()
+    draft = fields.Boolean(metadata={"description": "waiting for the IdP's values"})
     settings = fields.Function(
         public_settings, metadata={"description": "the connection's public configuration"}
     )

@@ -78,6 +78,9 @@ class Connection(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     preset: Mapped[str] = mapped_column(String(20), default="generic")
     enabled: Mapped[bool] = mapped_column(default=True)
+    # Made before the IdP gave its values (so the SP's URLs exist first): never enabled
+    # until they are given.
+    draft: Mapped[bool] = mapped_column(default=False, server_default="0")
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     secret: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_column()

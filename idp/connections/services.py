@@ -16,7 +16,7 @@ from idp.audit.services import record_org_event
 from idp.connections.models import Connection, ConnectionKind
 from idp.crypto import register_encrypted_column
 from idp.db import db, new_id
-from idp.errors import BadRequest, Forbidden, NotFound
+from idp.errors import BadRequest, Conflict, Forbidden, NotFound
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, check_workspace_authority, validate_name
@@ -35,6 +35,7 @@ def connection_snapshot(connection: Connection) -> dict[str, Any]:
         "kind": connection.kind.value,
         "preset": connection.preset,
         "enabled": connection.enabled,
+        "draft": connection.draft,
         "trust_email": bool(connection.settings.get("trust_email")),
     }
 
@@ -115,7 +116,10 @@ def create_connection(
     settings: dict[str, Any],
     secret: str | None,
     preset: str = "generic",
+    draft: bool = False,
 ) -> Connection:
+    """A new connection of the org: enabled at once, or a ``draft`` waiting for the IdP's
+    values."""
     check_permission(actor, Permission.CONNECTIONS_WRITE)
     _check_mfa_values(actor, {}, settings)
     _check_trust_email(actor, {}, settings)
@@ -131,7 +135,8 @@ def create_connection(
         kind=kind,
         name=validate_name(name),
         preset=check_preset(preset),
-        enabled=True,
+        enabled=not draft,
+        draft=draft,
         settings=settings,
     )
     if secret:
@@ -158,9 +163,13 @@ def update_connection(
     enabled: bool | None = None,
     settings: dict[str, Any] | None = None,
     secret: str | None = None,
+    configured: bool = False,
 ) -> Connection:
-    """Change what is given; a new secret replaces the old one (the old one is not kept)."""
+    """Change what is given; a new secret replaces the old one (the old one is not kept).
+    ``configured``: the IdP's values are in ``settings`` now (a draft is one no longer)."""
     check_permission(actor, Permission.CONNECTIONS_WRITE)
+    if enabled and connection.draft and not configured:
+        raise Conflict("connection_draft", "Give the IdP's values before enabling this connection")
     if settings is not None:
         _check_mfa_values(actor, connection.settings, settings)
         _check_trust_email(actor, connection.settings, settings)
@@ -173,6 +182,8 @@ def update_connection(
         connection.settings = settings
     if secret:
         connection.secret = SECRET.encrypt(connection.id, secret)
+    if configured:
+        connection.draft = False
     db.session.flush()
     after = connection_snapshot(connection)
     if settings is not None:

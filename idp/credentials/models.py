@@ -1,10 +1,10 @@
-"""Machine credentials: API keys and SCIM tokens, stored as digests."""
+"""Bearer credentials: API keys, SCIM tokens and setup links, stored as digests."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from idp.db import UTCDateTime, created_column, db, id_column
@@ -55,3 +55,17 @@ class ScimToken(SecretCredential, db.Model):
     org_id: Mapped[str] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
+
+
+class SetupLink(SecretCredential, db.Model):
+    """A link for a customer's IT admin to set up one org's SSO, directory and domains without
+    an account: the ``intents`` say which, until ``expires_at`` or revocation."""
+
+    __tablename__ = "setup_links"
+
+    id: Mapped[str] = id_column("setl")
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    intents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -294,7 +294,8 @@ def build_settings(
     entity_id = idp_entity_id or found.get("idp_entity_id")
     sso = sso_url or found.get("sso_url")
     certs = [
-        certificate_body(c) for c in (idp_certs if idp_certs is not None else found["idp_certs"])
+        certificate_body(c)
+        for c in (idp_certs if idp_certs is not None else found.get("idp_certs", []))
     ]
     if not entity_id or not sso:
         raise BadRequest("invalid_settings", "An IdP entity id and SSO URL are required")
@@ -326,6 +327,31 @@ def build_settings(
     return settings, sp_key_pem
 
 
+def draft_settings(
+    *,
+    preset: str = "generic",
+    authn_request_binding: str = "redirect",
+    allow_idp_initiated: bool = False,
+) -> tuple[dict[str, Any], str]:
+    """A draft connection's settings and SP private key: the SP's side (entity id, ACS,
+    metadata, signing certificate) to give the IdP before it has given anything back."""
+    if preset not in PRESETS:
+        raise BadRequest("invalid_preset", f"preset must be one of {', '.join(PRESETS)}")
+    if authn_request_binding not in BINDINGS:
+        raise BadRequest("invalid_binding", "authn_request_binding must be redirect or post")
+    sp_cert_pem, sp_key_pem = new_sp_keypair()
+    settings = {
+        "preset": preset,
+        "attribute_map": PRESETS[preset],
+        "sp_entity_id": None,
+        "sp_cert": sp_cert_pem,
+        "name_id_format": C.NAMEID_UNSPECIFIED,
+        "authn_request_binding": authn_request_binding,
+        "allow_idp_initiated": bool(allow_idp_initiated),
+    }
+    return settings, sp_key_pem
+
+
 def _base(connection_id: str) -> str:
     return f"{current_settings().issuer.rstrip('/')}/sso/saml/{connection_id}"
 
@@ -347,8 +373,8 @@ def onelogin_settings(
     s = connection.settings
     certs = list(s.get("idp_certs") or [])
     idp: dict[str, Any] = {
-        "entityId": s["idp_entity_id"],
-        "singleSignOnService": {"url": s["sso_url"], "binding": C.BINDING_HTTP_REDIRECT},
+        "entityId": s.get("idp_entity_id", ""),
+        "singleSignOnService": {"url": s.get("sso_url", ""), "binding": C.BINDING_HTTP_REDIRECT},
         "x509certMulti": {"signing": certs, "encryption": []},
     }
     return {
@@ -443,8 +469,9 @@ def acs_request_data(connection: Connection, post_data: Mapping[str, str]) -> di
 
 def sp_metadata(connection: Connection, sp_private_key: str) -> str:
     """The SP's metadata (SAML metadata §2.4.4): entity id, ACS, signing certificate."""
-    settings = saml_settings(connection, sp_private_key)
-    xml = settings.get_sp_metadata()
+    # The SP's side only, so a draft (no IdP values yet) has metadata too.
+    described = onelogin_settings(connection, sp_private_key)
+    xml = OneLogin_Saml2_Settings(described, sp_validation_only=True).get_sp_metadata()
     return xml.decode() if isinstance(xml, bytes) else xml
 
 

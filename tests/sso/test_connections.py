@@ -168,3 +168,88 @@ def test_saml_certificate_rollover_through_the_api(client: FlaskClient) -> None:
     refused = client.patch(url, json={"idp_certs": ["not a certificate"]}, headers=headers)
     assert refused.status_code == 400 and refused.json["error"] == "invalid_certificate"
     assert client.patch(url, json={"idp_certs": []}, headers=headers).status_code == 400
+
+
+# --- drafts: the SP's values first, the IdP's later -------------------------------------
+
+
+def test_a_saml_draft_shows_the_sp_values_first_and_takes_the_idps_later(
+    client: FlaskClient,
+) -> None:
+    org = make_org("acme")
+    headers = auth(make_key(org))
+    created = client.post(
+        "/api/v1/orgs/acme/connections", json={"kind": "saml", "name": "Entra"}, headers=headers
+    )
+    assert created.status_code == 201, created.json
+    draft = created.json
+    assert (draft["draft"], draft["enabled"]) == (True, False)
+    base = f"/sso/saml/{draft['id']}"
+    assert draft["settings"]["acs_url"].endswith(f"{base}/acs")
+    metadata = client.get(f"{base}/metadata")
+    assert metadata.status_code == 200 and draft["settings"]["acs_url"] in metadata.text
+    url = f"/api/v1/orgs/acme/connections/{draft['id']}"
+    refused = client.patch(url, json={"enabled": True}, headers=headers)
+    assert refused.status_code == 409 and refused.json["error"] == "connection_draft"
+    assert client.get(f"{base}/login").status_code == 403  # nobody signs in through a draft
+    with SamlIdp(
+        sps=[SamlSp(draft["settings"]["sp_entity_id"], draft["settings"]["acs_url"])], users={}
+    ) as idp:
+        given = client.patch(url, json={"metadata_url": idp.metadata_url}, headers=headers)
+    assert given.status_code == 200, given.json
+    assert (given.json["draft"], given.json["settings"]["idp_entity_id"]) == (False, idp.entity_id)
+    # The SP's key pair is the one the IdP was given.
+    assert given.json["settings"]["sp_cert"] == draft["settings"]["sp_cert"]
+    enabled = client.patch(url, json={"enabled": True}, headers=headers)
+    assert enabled.status_code == 200 and enabled.json["enabled"] is True
+
+
+def test_a_saml_connection_without_certificates_is_a_clear_400(client: FlaskClient) -> None:
+    org = make_org("acme")
+    body = {
+        "kind": "saml",
+        "name": "X",
+        "idp_entity_id": "https://i.example",
+        "sso_url": "https://i.example/sso",
+    }
+    refused = client.post("/api/v1/orgs/acme/connections", json=body, headers=auth(make_key(org)))
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_settings"
+    assert db.session.query(Connection).count() == 0
+
+
+def test_an_oidc_draft_gives_its_redirect_uri_first_and_its_scopes_can_change(
+    client: FlaskClient, oidc_idp: OidcIdp
+) -> None:
+    org = make_org("acme")
+    headers = auth(make_key(org))
+    body = {"kind": "oidc", "name": "Okta", "preset": "okta"}
+    draft = client.post("/api/v1/orgs/acme/connections", json=body, headers=headers).json
+    assert draft["draft"] is True
+    assert draft["settings"]["redirect_uri"].endswith(f"/sso/oidc/{draft['id']}/callback")
+    assert draft["settings"]["scopes"] == ["openid", "email", "profile", "groups"]  # Okta's
+    url = f"/api/v1/orgs/acme/connections/{draft['id']}"
+    no_secret = client.patch(
+        url, json={"issuer": oidc_idp.issuer, "client_id": "gh"}, headers=headers
+    )
+    assert no_secret.status_code == 400 and no_secret.json["error"] == "invalid_client_secret"
+    given = client.patch(
+        url,
+        json={"issuer": oidc_idp.issuer, "client_id": "gh", "client_secret": SECRET_VALUE},
+        headers=headers,
+    )
+    assert given.status_code == 200, given.json
+    assert given.json["draft"] is False and given.json["settings"]["issuer"] == oidc_idp.issuer
+    scoped = client.patch(
+        url, json={"scopes": ["email", "groups"], "claims": {"groups": "roles"}}, headers=headers
+    )
+    assert scoped.status_code == 200, scoped.json
+    assert scoped.json["settings"]["scopes"] == ["openid", "email", "groups"]
+    assert scoped.json["settings"]["claims"]["groups"] == "roles"
+    for bad in (
+        {"scopes": "openid email"},
+        {"claims": {"password": "x"}},
+        {"claims": {"subject": []}},
+    ):
+        refused = client.patch(url, json=bad, headers=headers)
+        assert refused.status_code == 400, (bad, refused.json)
+    assert db.session.get(Connection, draft["id"]).settings["claims"]["groups"] == "roles"
