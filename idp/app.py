@@ -42,6 +42,11 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
             "hide_parameters": True,
         },
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        # Flask's own (signed) session holds only the pages' CSRF secret (Flask-WTF).
+        SESSION_COOKIE_NAME="gatehouse_csrf",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
         TESTING=settings.env == "testing",
         JSON_SORT_KEYS=False,
     )
@@ -62,6 +67,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     from idp import health
     from idp.admin import bp as admin_bp
+    from idp.console import bp as console_bp
+    from idp.console.pages import render_error_page
     from idp.login.forward_auth import bp as forward_auth_bp
     from idp.login.views import bp as login_bp
     from idp.oauth.views import install as install_oauth
@@ -74,6 +81,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(sso_bp)
     app.register_blueprint(login_bp)
     app.register_blueprint(forward_auth_bp)
+    app.register_blueprint(console_bp)
+    register_error_renderer(app, "/setup", render_error_page)
     install_oauth(app)
     init_scim(app)
 

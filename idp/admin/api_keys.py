@@ -6,7 +6,6 @@ from typing import Any
 
 from idp.admin import schemas as s
 from idp.admin.api import Ctx, operation
-from idp.config import current_settings
 from idp.credentials import services
 from idp.credentials.models import ApiKey, ScimToken
 from idp.orgs.roles import Permission
@@ -93,7 +92,7 @@ def list_scim_tokens(ctx: Ctx, args: dict[str, Any]) -> Page[ScimToken]:
 def create_scim_token(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Create a SCIM token for the org's IdP; the token is in this response only."""
     credential, token = services.create_scim_token(ctx.actor, ctx.org, **data)
-    base_url = f"{current_settings().issuer}/scim/v2/{ctx.org.slug}"
+    base_url = services.scim_base_url(ctx.org)
     return {**s.ScimTokenOut().dump(credential), "token": token, "scim_base_url": base_url}, 201
 
 

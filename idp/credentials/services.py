@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, select
 
 from idp.actors import Actor, ActorKind
 from idp.audit.services import record_event, record_org_event
+from idp.config import current_settings
 from idp.credentials.models import ApiKey, ScimToken, SecretCredential
 from idp.crypto import new_token, token_digest
 from idp.db import db, utcnow
@@ -211,6 +212,11 @@ def revoke_api_key(
 
 def scim_token_snapshot(token: ScimToken) -> dict[str, Any]:
     return {"name": token.name, "hint": token.hint, "revoked": token.revoked_at is not None}
+
+
+def scim_base_url(org: Organization) -> str:
+    """Where the org's IdP sends SCIM requests."""
+    return f"{current_settings().issuer.rstrip('/')}/scim/v2/{org.slug}"
 
 
 def create_scim_token(actor: Actor, org: Organization, *, name: str) -> tuple[ScimToken, str]:

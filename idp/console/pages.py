@@ -1,0 +1,105 @@
+"""What every page shares: one layout, a nonce per response for the CSP (no inline script
+without it), headers that keep pages out of frames and caches, errors as pages with the
+request id, and one commit per request."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Blueprint, Response, g, render_template
+from flask_wtf import FlaskForm
+
+from idp.config import current_settings
+from idp.db import db, finish_request
+from idp.errors import GatehouseError
+
+bp = Blueprint(
+    "console",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/console/static",
+)
+
+
+def _nonce() -> str:
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def render(template: str, status: int = 200, **values: Any) -> Response:
+    """A page from ``template`` (extending ``base.html``), autoescaped."""
+    html = render_template(template, csp_nonce=_nonce(), request_id=g.get("request_id"), **values)
+    return Response(html, status=status, content_type="text/html; charset=utf-8")
+
+
+@bp.after_app_request
+def secure_page(response: Response) -> Response:
+    """Every HTML answer of these pages: no framing, no caching, no sniffing, no referrer
+    (a setup link's URL holds its token), and a CSP allowing only this site's styles and
+    the response's own nonce for scripts."""
+    if "csp_nonce" not in g:
+        return response
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; "
+        f"script-src 'nonce-{g.csp_nonce}'; "
+        "style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    if current_settings().issuer.startswith("https://"):
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+    return response
+
+
+@bp.errorhandler(GatehouseError)
+def error(exc: GatehouseError) -> Response:
+    """A page naming what went wrong (never an exception's text) and the request id."""
+    db.session.rollback()
+    status = exc.status if exc.status < 500 else 500
+    message = exc.message if status < 500 else "Something went wrong on our side"
+    response = render("error.html", status, code=exc.code, message=message)
+    response.headers["X-Gatehouse-Error"] = exc.code
+    return response
+
+
+def render_error_page(status: int, message: str) -> Response:
+    """An HTTP error (unknown URL, wrong method) under these pages, as a page."""
+    return render("error.html", status, code=str(status), message=message)
+
+
+@bp.after_request
+def commit(response: Response) -> Response:
+    return finish_request(
+        response,
+        lambda: render(
+            "error.html", 409, code="conflict", message="A concurrent change conflicts; try again"
+        ),
+    )
+
+
+@bp.app_template_global()
+def field_attributes(field: Any, hint: str | None, autocomplete: str | None) -> dict[str, str]:
+    """A field's accessibility attributes: its hint and error described, invalid marked."""
+    described = [f"{field.id}-hint"] if hint else []
+    attributes: dict[str, str] = {}
+    if field.errors:
+        described.append(f"{field.id}-error")
+        attributes["aria-invalid"] = "true"
+    if described:
+        attributes["aria-describedby"] = " ".join(described)
+    if autocomplete:
+        attributes["autocomplete"] = autocomplete
+    return attributes
+
+
+def refuse_into(form: FlaskForm, exc: GatehouseError, default: str) -> None:
+    """A service's refusal shown beside the field it names (``default`` when it names none)."""
+    name = exc.details.get("field") or default
+    field = getattr(form, name, None) or getattr(form, default)
+    field.errors = [*field.errors, exc.message]

@@ -1,0 +1,266 @@
+"""The setup portal: the customer's IT admin opens a setup link (no account) and connects the
+org's IdP, directory and domains, one IdP's guide at a time.
+
+The link's token is exchanged at once for a cookie scoped to ``/setup``, so it leaves the
+address bar (and any referrer); every page reads the link again, so a revoked or expired
+link stops working on the next click.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Response, abort, flash, g, redirect, request, url_for
+
+from idp.actors import Actor
+from idp.config import current_settings
+from idp.connections import domains as domain_service
+from idp.connections import services as connections
+from idp.connections.models import Connection, ConnectionKind
+from idp.console.forms import ChooseIdpForm, ConfirmForm, DomainForm, OidcIdpForm, SamlIdpForm
+from idp.console.guides import GUIDES, Guide, render_step
+from idp.console.pages import bp, refuse_into, render
+from idp.credentials import services as credentials
+from idp.credentials import setup_links
+from idp.credentials.setup_links import Intent
+from idp.db import utcnow
+from idp.errors import Forbidden, GatehouseError
+from idp.orgs.models import Organization
+from idp.sso import saml
+from idp.sso.setup import (
+    add_oidc_connection,
+    add_saml_connection,
+    change_connection,
+    public_settings,
+)
+
+COOKIE = "gatehouse_setup"
+
+
+class Portal:
+    """This request's link, its org, and who acts through it."""
+
+    def __init__(self) -> None:
+        token = request.cookies.get(COOKIE, "")
+        self.link, self.org = setup_links.open_setup_link(token)
+        self.actor: Actor = setup_links.actor_for_setup_link(
+            self.link, self.org.workspace_id, g.get("request_id")
+        )
+
+    def require(self, intent: Intent) -> None:
+        if not setup_links.allows(self.link, intent):
+            raise Forbidden("setup_link_scope", f"This setup link does not cover {intent.value}")
+
+
+def _secure() -> bool:
+    return current_settings().issuer.startswith("https://")
+
+
+@bp.get("/setup/<token>")
+def open_link(token: str) -> Response:
+    """Check the link, keep it in a cookie for ``/setup`` only, and take it off the URL."""
+    link, _ = setup_links.open_setup_link(token)
+    response = redirect(url_for("console.setup_home"), code=303)
+    lifetime = link.expires_at - utcnow()
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=max(int(lifetime / timedelta(seconds=1)), 0),
+        httponly=True,
+        secure=_secure(),
+        samesite="Strict",
+        path="/setup",
+    )
+    return response
+
+
+@bp.get("/setup")
+def setup_home() -> Response:
+    portal = Portal()
+    listed = connections.list_connections(portal.org.id) if "sso" in portal.link.intents else []
+    return render(
+        "setup/home.html",
+        portal=portal,
+        org=portal.org,
+        connections=listed,
+        guide_of=guide_of,
+    )
+
+
+def guide_of(connection: Connection) -> Guide:
+    """The guide a connection was made from (its preset, or the generic one of its kind)."""
+    if connection.preset != "generic" and connection.preset in GUIDES:
+        return GUIDES[connection.preset]
+    return GUIDES["oidc" if connection.kind is ConnectionKind.OIDC else "saml"]
+
+
+@bp.route("/setup/sso", methods=["GET", "POST"])
+def choose_idp() -> Response:
+    portal = Portal()
+    portal.require(Intent.SSO)
+    form = ChooseIdpForm()
+    if form.validate_on_submit():
+        guide = GUIDES[form.idp.data]
+        if guide.kind is ConnectionKind.SAML:
+            made = add_saml_connection(
+                portal.actor, portal.org, name=guide.name, preset=guide.preset
+            )
+        else:
+            made = add_oidc_connection(
+                portal.actor, portal.org, name=guide.name, preset=guide.preset
+            )
+        return redirect(url_for("console.connect_idp", connection_id=made.id), code=303)
+    status = 400 if form.errors else 200
+    return render("setup/choose.html", status, portal=portal, org=portal.org, form=form)
+
+
+def _values(connection: Connection, org: Organization) -> dict[str, str]:
+    shown = public_settings(connection)
+    return {
+        "acs_url": shown.get("acs_url", ""),
+        "entity_id": shown.get("sp_entity_id", ""),
+        "metadata_url": shown.get("sp_metadata_url", ""),
+        "redirect_uri": shown.get("redirect_uri", ""),
+        "scim_url": credentials.scim_base_url(org),
+    }
+
+
+@bp.route("/setup/sso/<connection_id>", methods=["GET", "POST"])
+def connect_idp(connection_id: str) -> Response:
+    """The IdP's guide with the SP's values filled in, and the form for what the IdP gives
+    back; errors beside the field, what was typed kept (never the secret)."""
+    portal = Portal()
+    portal.require(Intent.SSO)
+    connection = connections.get_connection(portal.org.id, connection_id)
+    guide = guide_of(connection)
+    saml_kind = connection.kind is ConnectionKind.SAML
+    form = SamlIdpForm() if saml_kind else OidcIdpForm()
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            given = {k: v for k, v in form.data.items() if k != "csrf_token" and v}
+            try:
+                change_connection(portal.actor, portal.org, connection, given)
+            except GatehouseError as refused:
+                refuse_into(form, refused, "metadata_url" if saml_kind else "issuer")
+            else:
+                flash("Saved. Your IdP's values are in; you can switch the connection on.")
+                return redirect(
+                    url_for("console.connect_idp", connection_id=connection.id), code=303
+                )
+        status = 400
+    values = _values(connection, portal.org)
+    return render(
+        "setup/connection.html",
+        status,
+        portal=portal,
+        org=portal.org,
+        connection=connection,
+        guide=guide,
+        steps=[render_step(step, values) for step in guide.sso],
+        values=values,
+        form=form,
+        activate=ConfirmForm(),
+    )
+
+
+@bp.post("/setup/sso/<connection_id>/activate")
+def activate_connection(connection_id: str) -> Response:
+    portal = Portal()
+    portal.require(Intent.SSO)
+    connection = connections.get_connection(portal.org.id, connection_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    connections.update_connection(portal.actor, portal.org, connection, enabled=True)
+    flash(f"{connection.name} is on: people of {portal.org.name} can sign in with it.")
+    return redirect(url_for("console.connect_idp", connection_id=connection.id), code=303)
+
+
+@bp.get("/setup/sso/<connection_id>/metadata.xml")
+def download_sp_metadata(connection_id: str) -> Response:
+    portal = Portal()
+    portal.require(Intent.SSO)
+    connection = connections.get_connection(portal.org.id, connection_id)
+    if connection.kind is not ConnectionKind.SAML:
+        abort(404)
+    xml = saml.sp_metadata(connection, connections.connection_secret(connection))
+    response = Response(xml, content_type="application/samlmetadata+xml; charset=utf-8")
+    response.headers["Content-Disposition"] = 'attachment; filename="sp-metadata.xml"'
+    return response
+
+
+@bp.route("/setup/scim", methods=["GET", "POST"])
+def connect_directory() -> Response:
+    """The SCIM base URL, a token (shown once, on the answer to the button), the IdP's steps,
+    and whether the IdP's first request has arrived."""
+    portal = Portal()
+    portal.require(Intent.SCIM)
+    form = ConfirmForm()
+    token = None
+    if form.validate_on_submit():
+        _, token = credentials.create_scim_token(
+            portal.actor, portal.org, name="Set up by the IT admin"
+        )
+    guide = GUIDES.get(request.args.get("idp", ""), GUIDES["okta"])
+    values = _values_for_scim(portal.org)
+    tokens = credentials.list_scim_tokens(portal.org.id, limit=20).items
+    return render(
+        "setup/scim.html",
+        portal=portal,
+        org=portal.org,
+        form=form,
+        token=token,
+        base_url=values["scim_url"],
+        tokens=[t for t in tokens if t.revoked_at is None],
+        guides=[g for g in GUIDES.values() if g.scim],
+        guide=guide,
+        steps=[render_step(step, values) for step in guide.scim],
+    )
+
+
+def _values_for_scim(org: Organization) -> dict[str, str]:
+    return {"scim_url": credentials.scim_base_url(org)}
+
+
+@bp.route("/setup/domains", methods=["GET", "POST"])
+def claim_domains() -> Response:
+    portal = Portal()
+    portal.require(Intent.DOMAINS)
+    form = DomainForm()
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                domain_service.claim_domain(portal.actor, portal.org, form.domain.data)
+            except GatehouseError as refused:
+                refuse_into(form, refused, "domain")
+            else:
+                return redirect(url_for("console.claim_domains"), code=303)
+        status = 400
+    return render(
+        "setup/domains.html",
+        status,
+        portal=portal,
+        org=portal.org,
+        form=form,
+        domains=domain_service.list_domains(portal.org.id),
+        record=domain_service.verification_record,
+        verify=ConfirmForm(),
+    )
+
+
+@bp.post("/setup/domains/<domain_id>/verify")
+def verify_domain(domain_id: str) -> Response:
+    portal = Portal()
+    portal.require(Intent.DOMAINS)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        found = domain_service.verify_domain(portal.actor, portal.org, domain_id)
+    except GatehouseError as refused:
+        if refused.status >= 500 or refused.code == "domain_not_found":
+            raise
+        flash(refused.message)
+    else:
+        flash(f"{found.domain} is verified.")
+    return redirect(url_for("console.claim_domains"), code=303)
