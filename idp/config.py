@@ -41,6 +41,8 @@ class Settings:
     invitation_ttl_days: int = 7
     # Origins (scheme://host[:port], comma-separated) a sign-in may return to besides the issuer.
     return_origins: str = ""
+    # Where a browser signed in without a ``next`` goes (the app); empty: a signed-in page.
+    default_return_url: str = ""
     session_hours: int = 12  # lifetime of a browser session
     access_token_seconds: int = 300  # lifetime of an OAuth access token (a JWT)
     dns_resolver: str = ""  # comma-separated ip[:port]; empty: the system's resolver

@@ -8,10 +8,15 @@ every connection stays on loopback."""
 
 from __future__ import annotations
 
+import fcntl
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.debian import ensure_deb
 
@@ -49,3 +54,44 @@ def chromium(hosts: Sequence[str] = ()) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def new_page(browser: Browser) -> Page:
+    """A fresh browser profile (its own cookies): another person, or another device."""
+    page = browser.new_context().new_page()
+    page.set_default_timeout(ACTION_TIMEOUT_MS)
+    return page
+
+
+A11Y = Path(__file__).parent / "a11y"  # npm axe-core, installed on first use
+SERIOUS = ("serious", "critical")
+
+
+@cache
+def axe_source() -> str:
+    """axe-core's script (npm ``axe-core``, installed into tests/a11y once; a lock keeps
+    parallel test processes from installing it twice)."""
+    script = A11Y / "node_modules" / "axe-core" / "axe.min.js"
+    with (A11Y / "package.json").open() as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not script.is_file():
+            subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],  # noqa: S607 - npm on PATH
+                cwd=A11Y,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+    return script.read_text()
+
+
+def serious_findings(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical findings on the page as it stands (run through the
+    devtools protocol, which the page's CSP does not govern)."""
+    page.evaluate(axe_source())
+    found = page.evaluate("async () => (await axe.run(document)).violations")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in found
+        if v["impact"] in SERIOUS
+    ]

@@ -22,7 +22,7 @@ class ChooseIdpForm(FlaskForm):
 
 class SamlIdpForm(FlaskForm):
     metadata_url = StringField(
-        "Metadata URL", validators=[Optional(), URL(require_tld=False), Length(max=2000)]
+        "IdP metadata URL", validators=[Optional(), URL(require_tld=False), Length(max=2000)]
     )
     metadata_xml = TextAreaField(
         "Or the metadata XML", validators=[Optional(), Length(max=200_000)]

@@ -157,6 +157,25 @@ def _connections_page(org: Organization, return_to: str) -> Response:
     return page("Choose how to sign in", _CHOOSE, org=org, connections=targets)
 
 
+_SIGNED_IN = """<p id="signed-in">Signed in as {{ email }} to {{ org.name }} ({{ role }}).</p>
+<form method="post" action="/logout"><button>Sign out</button></form>"""
+
+
+@bp.get("/")
+def home() -> Response:
+    """Where a sign-in without ``next`` lands: the app (``GATEHOUSE_DEFAULT_RETURN_URL``), or
+    a page saying who is signed in; the sign-in page when nobody is."""
+    try:
+        session, membership = current_session()
+    except Unauthorized:
+        return redirect("/login", code=303)
+    target = current_settings().default_return_url
+    if target and safe_return_to(target) == target:
+        return redirect(target, code=303)
+    org = db.session.get(Organization, session.org_id)
+    return page("Signed in", _SIGNED_IN, email=session.user.email, org=org, role=membership.role)
+
+
 @bp.get("/login")
 def login_page() -> Response:
     """Ask for the email (home-realm discovery), or go to ``?org=SLUG``'s connection."""

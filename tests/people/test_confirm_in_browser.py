@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from idp.actors import system_actor
 from idp.connections import services as connections
@@ -21,7 +21,7 @@ from idp.db import db, new_id
 from idp.orgs.roles import Role
 from idp.sso import oidc
 from tests import test_mail
-from tests.browser import ACTION_TIMEOUT_MS, chromium
+from tests.browser import chromium, new_page
 from tests.builders import invite_mailed, make_member, make_org
 from tests.peers import OidcIdp
 from tests.proxies import free_port, serve_app
@@ -81,13 +81,6 @@ def settings_overrides(inbox: Inbox, issuer: str) -> dict[str, Any]:
 def served(app: Flask, port: int) -> Iterator[None]:
     with serve_app(app, port):
         yield
-
-
-def new_page(browser: Browser) -> Page:
-    """A fresh browser profile (its own cookies): another person, or another device."""
-    page = browser.new_context().new_page()
-    page.set_default_timeout(ACTION_TIMEOUT_MS)
-    return page
 
 
 def test_the_mailed_link_finishes_the_sign_in_only_in_the_browser_that_began_it(
