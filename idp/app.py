@@ -83,6 +83,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.register_blueprint(forward_auth_bp)
     app.register_blueprint(console_bp)
     register_error_renderer(app, "/setup", render_error_page)
+    register_error_renderer(app, "/console", render_error_page)
     install_oauth(app)
     init_scim(app)
 

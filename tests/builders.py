@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -9,11 +10,13 @@ from idp.actors import system_actor
 from idp.connections.models import Domain, DomainStatus
 from idp.credentials.services import create_api_key
 from idp.db import db, utcnow
+from idp.login.cookies import signed_session_cookie
 from idp.mail import OUTBOX
 from idp.orgs import invitations, services
 from idp.orgs.models import Membership, Organization, Workspace
 from idp.orgs.roles import Role
 from idp.people import services as people
+from idp.sessions.services import start_email_session
 
 
 def workspace() -> Workspace:
@@ -73,3 +76,12 @@ def make_key(org: Organization | None = None, role: Role = Role.ADMIN) -> str:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def signed_in_cookie(membership: Membership, hours: int = 1) -> str:
+    """A browser session of the member in their org (as an email link would start), as the
+    value of its ``gatehouse_session`` cookie."""
+    org = db.session.get(Organization, membership.org_id)
+    _session, token = start_email_session(membership.user, org, lifetime=timedelta(hours=hours))
+    db.session.commit()
+    return signed_session_cookie(token)

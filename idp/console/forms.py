@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, RadioField, StringField, TextAreaField
+from wtforms import PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, Length, Optional, ValidationError
 
@@ -47,3 +47,12 @@ class ConfirmForm(FlaskForm):
 
 class DomainForm(FlaskForm):
     domain = StringField("Domain", validators=[DataRequired(), Length(max=253)])
+
+
+class InviteForm(FlaskForm):
+    email = StringField("Email address", validators=[DataRequired(), Length(max=320)])
+    role = SelectField("Role", validators=[DataRequired()])
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("New role", validators=[DataRequired()])
