@@ -101,3 +101,22 @@ class ExternalIdentity(db.Model):
     created_at: Mapped[datetime] = created_column()
 
     user: Mapped[User] = relationship()
+
+
+class ConnectionTest(db.Model):
+    """A test sign-in through a connection (before it is switched on): the request it began
+    and, once the IdP answered, each check's outcome. It never signs anyone in."""
+
+    __tablename__ = "connection_tests"
+
+    id: Mapped[str] = id_column("ctst")
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    started_by: Mapped[str] = mapped_column(String(200))  # the actor's label
+    return_to: Mapped[str] = mapped_column(String(500))  # this site's page showing the result
+    passed: Mapped[bool | None] = mapped_column()  # None: waiting for the IdP's answer
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = created_column()
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

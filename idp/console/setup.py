@@ -24,9 +24,9 @@ from idp.credentials import services as credentials
 from idp.credentials import setup_links
 from idp.credentials.setup_links import Intent
 from idp.db import utcnow
-from idp.errors import Forbidden, GatehouseError
+from idp.errors import Conflict, Forbidden, GatehouseError
 from idp.orgs.models import Organization
-from idp.sso import saml
+from idp.sso import saml, testing
 from idp.sso.setup import (
     add_oidc_connection,
     add_saml_connection,
@@ -68,7 +68,7 @@ def open_link(token: str) -> Response:
         max_age=max(int(lifetime / timedelta(seconds=1)), 0),
         httponly=True,
         secure=_secure(),
-        samesite="Strict",
+        samesite="Lax",  # the IdP's answer to a test sign-in comes back through a redirect
         path="/setup",
     )
     return response
@@ -161,7 +161,42 @@ def connect_idp(connection_id: str) -> Response:
         values=values,
         form=form,
         activate=ConfirmForm(),
+        needs_test=needs_test(connection),
+        last_test=testing.latest_test(connection),
     )
+
+
+@bp.get("/setup/sso/<connection_id>/test")
+def start_test_sign_in(connection_id: str) -> Response:
+    """Off to the IdP with a fresh request; its answer comes back to the trace page."""
+    portal = Portal()
+    portal.require(Intent.SSO)
+    connection = connections.get_connection(portal.org.id, connection_id)
+    _test, url = testing.start_test(
+        portal.actor,
+        portal.org,
+        connection,
+        lambda test_id: url_for(
+            "console.test_result", connection_id=connection.id, test_id=test_id
+        ),
+    )
+    return redirect(url, code=303)
+
+
+@bp.get("/setup/sso/<connection_id>/tests/<test_id>")
+def test_result(connection_id: str, test_id: str) -> Response:
+    portal = Portal()
+    portal.require(Intent.SSO)
+    connection = connections.get_connection(portal.org.id, connection_id)
+    test = testing.get_test(connection, test_id)
+    return render(
+        "setup/test.html", portal=portal, org=portal.org, connection=connection, test=test
+    )
+
+
+def needs_test(connection: Connection) -> bool:
+    """A SAML connection is switched on here only after a test sign-in passed."""
+    return connection.kind is ConnectionKind.SAML and not testing.has_passed_test(connection)
 
 
 @bp.post("/setup/sso/<connection_id>/activate")
@@ -171,6 +206,8 @@ def activate_connection(connection_id: str) -> Response:
     connection = connections.get_connection(portal.org.id, connection_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
+    if needs_test(connection):
+        raise Conflict("test_required", "Run a test sign-in that passes before switching it on")
     connections.update_connection(portal.actor, portal.org, connection, enabled=True)
     flash(f"{connection.name} is on: people of {portal.org.name} can sign in with it.")
     return redirect(url_for("console.connect_idp", connection_id=connection.id), code=303)

@@ -651,3 +651,222 @@ def validate_response(
     attribute_map = connection.settings.get("attribute_map") or PRESETS["generic"]
     assertion = map_attributes(attribute_map, name_id, name_id_format, attributes, contexts)
     return assertion, in_response_to, assertion_id, not_on_or_after
+
+
+# --- test sign-in: what each check of a response found -------------------------------------
+
+
+def _check(
+    key: str, label: str, passed: bool | None, expected: Any = None, received: Any = None
+) -> dict[str, Any]:
+    """One line of a test sign-in's trace; ``passed`` None: not checked."""
+    return {
+        "key": key,
+        "label": label,
+        "passed": passed,
+        "expected": expected,
+        "received": received,
+    }
+
+
+_SIGNATURE_CODES = frozenset({"invalid_signature", "deprecated_algorithm"})
+_FAILED_BY: dict[str, str] = {
+    "wrong_audience": "audience",
+    "wrong_destination": "destination",
+    "wrong_issuer": "issuer",
+    "assertion_expired": "validity",
+    "assertion_not_yet_valid": "validity",
+    "invalid_subject_confirmation": "recipient",
+    "idp_error": "status",
+    "invalid_subject": "subject",
+}
+
+
+def trace_response(
+    connection: Connection,
+    saml_response_b64: str,
+    request_data: Mapping[str, Any],
+    request_id: str,
+    now: dt.datetime | None = None,
+) -> tuple[bool, list[dict[str, Any]]]:
+    """A test sign-in's response, check by check, expected against received: what the
+    customer's IT admin reads to mend their IdP's side. The verdict is the real one
+    (``validate_response``); the other lines are read off the document to say where it went
+    wrong. Nothing secret is kept: no key, no signature value, no raw assertion."""
+    now = now or dt.datetime.now(dt.UTC)
+    settings = saml_settings(connection, connection_secret(connection))
+    try:
+        if not saml_response_b64 or len(saml_response_b64) > MAX_RESPONSE:
+            raise ValueError
+        raw = base64.b64decode("".join(saml_response_b64.split()), validate=True)
+        if b"<!--" in raw or b"<![CDATA[" in raw:
+            raise ValueError
+        response = OneLogin_Saml2_Response(settings, saml_response_b64)
+    except Exception:  # anything unreadable: one line says so
+        return False, [_check("readable", "The response can be read", False)]
+    doc = response.document
+    verdict: str | None = None
+    assertion: IdpAssertion | None = None
+    try:
+        assertion, *_ = validate_response(connection, saml_response_b64, request_data)
+    except LoginRefused as refused:
+        verdict = refused.code
+    checks = [_check("readable", "The response can be read", True)]
+    status = OneLogin_Saml2_XML.query(doc, "/samlp:Response/samlp:Status/samlp:StatusCode")
+    status_value = status[0].get("Value") if status else None
+    checks.append(
+        _check(
+            "status",
+            "The IdP signed the person in",
+            status_value == C.STATUS_SUCCESS,
+            C.STATUS_SUCCESS,
+            status_value,
+        )
+    )
+    # As python3-saml holds them: PEM, formatted from the stored bodies.
+    certs = list((settings.get_idp_data().get("x509certMulti") or {}).get("signing") or [])
+    signed = (
+        any(
+            OneLogin_Saml2_Utils.validate_sign(
+                doc, multicerts=certs, xpath=xpath, raise_exceptions=False
+            )
+            for xpath in (
+                OneLogin_Saml2_Utils.ASSERTION_SIGNATURE_XPATH,
+                OneLogin_Saml2_Utils.RESPONSE_SIGNATURE_XPATH,
+            )
+        )
+        if certs
+        else False
+    )
+    signature_ok = verdict is None or (verdict not in _SIGNATURE_CODES and signed)
+    checks.append(
+        _check(
+            "signature",
+            "Signed (RSA-SHA256 or stronger) by a certificate of the IdP's metadata",
+            signature_ok,
+            f"{len(certs)} certificate(s) from the metadata",
+            "a valid signature" if signature_ok else "no valid signature",
+        )
+    )
+    issuers = _safe(response.get_issuers)
+    expected_issuer = connection.settings.get("idp_entity_id")
+    checks.append(
+        _check(
+            "issuer",
+            "Issued by the IdP of the metadata",
+            expected_issuer in (issuers or []),
+            expected_issuer,
+            issuers,
+        )
+    )
+    audiences = _safe(response.get_audiences)
+    checks.append(
+        _check(
+            "audience",
+            "Meant for this service (Audience)",
+            sp_entity_id(connection) in (audiences or []),
+            sp_entity_id(connection),
+            audiences,
+        )
+    )
+    destination = doc.get("Destination")
+    checks.append(
+        _check(
+            "destination",
+            "Sent to this ACS URL (Destination)",
+            destination == acs_url(connection),
+            acs_url(connection),
+            destination,
+        )
+    )
+    in_response_to = doc.get("InResponseTo")
+    checks.append(
+        _check(
+            "in_response_to",
+            "Answers this test's request (InResponseTo)",
+            in_response_to == request_id,
+            request_id,
+            in_response_to,
+        )
+    )
+    issued = _time(doc.get("IssueInstant"))
+    offset = None if issued is None else round((issued - now).total_seconds())
+    checks.append(
+        _check(
+            "clock",
+            "The IdP's clock agrees with ours (within 5 minutes)",
+            offset is not None and abs(offset) <= CLOCK_DRIFT.total_seconds(),
+            "within 300 seconds",
+            None if offset is None else f"{offset:+d} seconds",
+        )
+    )
+    if verdict in _FAILED_BY:
+        failed = _FAILED_BY[verdict]
+        for line in checks:
+            if line["key"] == failed:
+                line["passed"] = False
+        if failed not in {line["key"] for line in checks}:
+            checks.append(_check(failed, _refuse(verdict).message, False))
+    mapped = assertion
+    if mapped is None:  # read off the document only to show what the IdP sent
+        attribute_map = connection.settings.get("attribute_map") or PRESETS["generic"]
+        mapped = map_attributes(
+            attribute_map,
+            _safe(response.get_nameid) or "",
+            _safe(response.get_nameid_format),
+            _safe(response.get_attributes) or {},
+        )
+    checks.append(
+        _check(
+            "email",
+            "An email address was sent",
+            bool(mapped.email),
+            ", ".join((connection.settings.get("attribute_map") or {}).get("email", [])[:3]),
+            mapped.email,
+        )
+    )
+    checks.append(
+        _check(
+            "groups",
+            "Groups were sent (for role mappings)",
+            bool(mapped.groups) or None,
+            ", ".join((connection.settings.get("attribute_map") or {}).get("groups", [])[:3]),
+            list(mapped.groups)[:20],
+        )
+    )
+    checks.append(
+        _check(
+            "subject",
+            "A subject (NameID) was sent",
+            bool(mapped.subject),
+            None,
+            mapped.subject or None,
+        )
+    )
+    passed = verdict is None and bool(mapped.email)
+    if verdict is not None and all(line["passed"] is not False for line in checks):
+        checks.append(_check("accepted", _refuse(verdict).message, False, None, verdict))
+    return passed, checks
+
+
+def _safe(read: Any) -> Any:
+    try:
+        return read()
+    except Exception:  # a value the document lacks or holds malformed: shown as none
+        return None
+
+
+def peek_in_response_to(saml_response_b64: str) -> str | None:
+    """The InResponseTo a response names, read without trusting it (to tell a test sign-in's
+    response from a login's before either is checked)."""
+    try:
+        raw = base64.b64decode(
+            "".join((saml_response_b64 or "")[:MAX_RESPONSE].split()), validate=True
+        )
+        if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+            return None
+        root = OneLogin_Saml2_XML.to_etree(raw)
+        value = root.get("InResponseTo")
+    except Exception:
+        return None
+    return value if isinstance(value, str) and len(value) <= 128 else None

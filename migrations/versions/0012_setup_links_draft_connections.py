@@ -1,9 +1,9 @@
-"""Setup links for a customer's IT admin, and draft connections (the SP's values before the
-IdP's)
+"""Setup links for a customer's IT admin, draft connections (the SP's values before the IdP's)
+and test sign-ins
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-07 11:55:02.648169
+Create Date: 2026-12-07 12:16:50.678536
 
 """
 from alembic import op
@@ -37,6 +37,23 @@ def upgrade():
     with op.batch_alter_table('setup_links', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_setup_links_org_id'), ['org_id'], unique=False)
 
+    op.create_table('connection_tests',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('connection_id', sa.String(length=40), nullable=False),
+    sa.Column('request_id', sa.String(length=128), nullable=False),
+    sa.Column('started_by', sa.String(length=200), nullable=False),
+    sa.Column('return_to', sa.String(length=500), nullable=False),
+    sa.Column('passed', sa.Boolean(), nullable=True),
+    sa.Column('checks', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['connection_id'], ['connections.id'], name=op.f('fk_connection_tests_connection_id_connections'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_connection_tests')),
+    sa.UniqueConstraint('request_id', name=op.f('uq_connection_tests_request_id'))
+    )
+    with op.batch_alter_table('connection_tests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_connection_tests_connection_id'), ['connection_id'], unique=False)
+
     with op.batch_alter_table('connections', schema=None) as batch_op:
         batch_op.add_column(sa.Column('draft', sa.Boolean(), server_default='0', nullable=False))
 
@@ -46,6 +63,10 @@ def downgrade():
     with op.batch_alter_table('connections', schema=None) as batch_op:
         batch_op.drop_column('draft')
 
+    with op.batch_alter_table('connection_tests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_connection_tests_connection_id'))
+
+    op.drop_table('connection_tests')
     with op.batch_alter_table('setup_links', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_setup_links_org_id'))
 

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import Email, ScimProvider, User
 from sqlalchemy import select
@@ -74,6 +74,23 @@ def accessible(page: Any, seen: dict[str, list[Any]]) -> None:
     seen[page.url.split("?")[0] + f"#{len(seen)}"] = serious_findings(page)
 
 
+def run_test_sign_in(admin: Page) -> Page:
+    """Run a test sign-in in the window it opens; that window ends on the trace."""
+    with admin.context.expect_page() as opened:
+        admin.get_by_role("link", name="Run a test sign-in").click()
+    window = opened.value
+    window.fill("input[name=username]", "ann")
+    window.fill("input[name=password]", "ann-password")
+    window.get_by_role("button", name="Login").click()
+    expect(window.get_by_role("heading", level=1)).to_contain_text("Test sign-in through")
+    return window
+
+
+def failed_checks(trace: Page) -> list[str]:
+    rows = trace.locator("tr[data-passed=no]")
+    return [r.get_attribute("id").removeprefix("check-") for r in rows.all()]  # type: ignore[union-attr]
+
+
 def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     app: Flask, served: None, browser: Browser, runner: FlaskCliRunner, issuer: str
 ) -> None:
@@ -102,9 +119,10 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     expect(admin.locator("#connection-status")).to_have_text("Save your IdP's values first.")
     accessible(admin, checked)
 
-    with SamlIdp(sps=[SamlSp(entity_id, acs_url)], users=ANN) as idp:
+    sp = SamlSp(entity_id, acs_url)
+    with SamlIdp(sps=[sp], users=ANN, sign_response=False, sign_assertion=False) as unsigned:
         # A wrong URL first: the error beside the field, the value kept, nothing saved.
-        wrong = idp.metadata_url.replace("/metadata", "/no-such-metadata")
+        wrong = unsigned.metadata_url.replace("/metadata", "/no-such-metadata")
         admin.get_by_label("IdP metadata URL").fill(wrong)
         admin.get_by_role("button", name="Save").click()
         expect(admin.locator("#metadata_url-error")).to_be_visible()
@@ -113,9 +131,30 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
         connection = db.session.scalars(select(Connection)).one()
         assert connection.draft is True
 
+        # An IdP that signs nothing: the test sign-in names exactly that check.
+        admin.get_by_label("IdP metadata URL").fill(unsigned.metadata_url)
+        admin.get_by_role("button", name="Save").click()
+        expect(admin.get_by_role("status")).to_contain_text("Saved")
+        expect(admin.locator("#connection-status")).to_have_text(
+            "Run a test sign-in that passes first."
+        )
+        trace = run_test_sign_in(admin)
+        expect(trace.locator("#test-outcome")).to_contain_text("Failed")
+        assert failed_checks(trace) == ["signature"]
+        accessible(trace, checked)
+        trace.close()
+
+    with SamlIdp(sps=[sp], users=ANN) as idp:
+        admin.reload()
         admin.get_by_label("IdP metadata URL").fill(idp.metadata_url)
         admin.get_by_role("button", name="Save").click()
         expect(admin.get_by_role("status")).to_contain_text("Saved")
+        trace = run_test_sign_in(admin)
+        expect(trace.locator("#test-outcome")).to_contain_text("Passed")
+        assert failed_checks(trace) == []
+        expect(trace.locator("#check-email")).to_contain_text("ann@acme.example")
+        trace.close()
+        admin.reload()
         admin.get_by_role("button", name="Switch on Another SAML 2.0 IdP").click()
         expect(admin.locator("#connection-status")).to_have_text("Another SAML 2.0 IdP is on.")
 
@@ -154,11 +193,11 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     db.session.expire_all()
     members = {m.email for m in db.session.scalars(select(Membership))}
     assert members == {"ann@acme.example", "bob@acme.example"}
-    actors = set(
-        db.session.scalars(
-            select(AuditEvent.actor_type).where(AuditEvent.action.like("connection.%"))
+    changes = select(AuditEvent.action, AuditEvent.actor_type).where(
+        AuditEvent.action.in_(
+            ("connection.created", "connection.updated", "connection.test_started")
         )
     )
-    assert actors == {"setup_link"}
-    assert len(checked) == 6 and not any(checked.values()), checked
+    assert {actor for _action, actor in db.session.execute(changes)} == {"setup_link"}
+    assert len(checked) == 7 and not any(checked.values()), checked
     print(f"IT-admin flow: {time.monotonic() - started:.1f} s")
