@@ -51,7 +51,7 @@ class DomainForm(FlaskForm):
 
 class InviteForm(FlaskForm):
     email = StringField("Email address", validators=[DataRequired(), Length(max=320)])
-    role = SelectField("Role", validators=[DataRequired()])
+    role = SelectField("Their role", validators=[DataRequired()])
 
 
 class RoleForm(FlaskForm):
