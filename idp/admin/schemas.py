@@ -223,6 +223,13 @@ class AuditQuery(PageQuery):
     since = fields.AwareDateTime(load_default=None, default_timezone=UTC)
 
 
+class AuditExportQuery(Schema):
+    format = fields.String(load_default="csv", validate=validate.OneOf(["csv", "jsonl"]))
+    action = fields.String(load_default=None)
+    actor = fields.String(load_default=None)
+    since = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+
+
 class AuditEventOut(Schema):
     id = fields.String()
     action = fields.String()

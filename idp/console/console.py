@@ -47,6 +47,20 @@ def sign_in_first(exc: SignInFirst) -> Response:
     return redirect("/login?" + urlencode(query), code=303)
 
 
+class NoAccess(Exception):
+    """The person's role here does not include the page."""
+
+    def __init__(self, visit: Visit) -> None:
+        super().__init__("no access")
+        self.visit = visit
+
+
+@bp.errorhandler(NoAccess)
+def no_access(exc: NoAccess) -> Response:
+    db.session.rollback()
+    return render("console/no_access.html", 403, visit=exc.visit, org=exc.visit.org)
+
+
 class Visit:
     """The signed-in person in the org the URL names: their membership, role and actor. The
     session moves to that org when the sign-in admits it; one of their orgs that does not
@@ -87,6 +101,10 @@ class Visit:
     def can(self, permission: Permission) -> bool:
         return self.actor.can(permission).allowed
 
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise NoAccess(self)
+
     def grantable(self) -> list[RoleDef]:
         """The roles this person may hand out here (none above their own)."""
         mine = self.role.permissions if self.role else frozenset()
@@ -110,8 +128,7 @@ def console_home() -> Response:
 
 
 def _members_view(visit: Visit, invite: InviteForm | None = None, status: int = 200) -> Response:
-    if not visit.can(Permission.MEMBERS_READ):
-        return render("console/no_access.html", 403, visit=visit, org=visit.org)
+    visit.require(Permission.MEMBERS_READ)
     tab = request.args.get("tab", "members")
     q = (request.args.get("q") or "").strip()[:200]
     role = request.args.get("role") or ""

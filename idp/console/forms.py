@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    widgets,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import URL, DataRequired, Length, Optional, ValidationError
+from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional, ValidationError
 
 from idp.console.guides import GUIDES
 
@@ -56,3 +66,52 @@ class InviteForm(FlaskForm):
 
 class RoleForm(FlaskForm):
     role = SelectField("New role", validators=[DataRequired()])
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """Several choices as checkboxes (WTForms' documented recipe)."""
+
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class SetupLinkForm(FlaskForm):
+    intents = MultiCheckboxField(
+        "What the link sets up",
+        choices=[
+            SelectChoice("sso", "Single sign-on"),
+            SelectChoice("scim", "Provisioning (SCIM)"),
+            SelectChoice("domains", "Domains"),
+        ],
+        validators=[DataRequired(message="Choose at least one")],
+    )
+    expires_hours = IntegerField(
+        "Valid for (hours)", default=72, validators=[DataRequired(), NumberRange(min=1, max=720)]
+    )
+
+
+class NameForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField("Key name", validators=[DataRequired(), Length(max=200)])
+    role = SelectField("Key role", validators=[DataRequired()])
+
+
+class RoleCreateForm(FlaskForm):
+    key = StringField("Key", validators=[DataRequired(), Length(max=64)])
+    name = StringField("Role name", validators=[DataRequired(), Length(max=200)])
+    description = StringField("Description", validators=[Optional(), Length(max=500)])
+    permissions = MultiCheckboxField("Permissions")
+
+
+class TeamForm(FlaskForm):
+    name = StringField("Team name", validators=[DataRequired(), Length(max=200)])
+    parent_id = SelectField("Inside team", validators=[Optional()])
+
+
+class PolicyForm(FlaskForm):
+    key = SelectField("Setting", validators=[DataRequired()])
+    value = StringField("New value", validators=[DataRequired(), Length(max=2000)])
+    confirmed = HiddenField()

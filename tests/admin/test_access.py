@@ -281,6 +281,7 @@ SPECS: dict[str, Spec] = {
     "connections_delete_connection": Spec("org", "connections:write"),
     # audit, authorization, docs
     "audit_list_audit_events": Spec("org", "audit:read"),
+    "audit_export_audit_events": Spec("org", "audit:read"),
     "audit_list_workspace_audit_events": Spec("workspace"),
     # policies
     "policies_get_workspace_policy": Spec("workspace"),
