@@ -45,9 +45,12 @@ class Client:
         token: str | None = None,
         content_type: str = "application/json",
         timeout: float = REQUEST_TIMEOUT,
+        cookie: str | None = None,
     ) -> None:
         self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if cookie:  # a browser's: the console's pages answer its session
+            self._headers["Cookie"] = cookie
         self._content_type = content_type
         self._last_used = 0.0
 

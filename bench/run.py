@@ -22,6 +22,7 @@ from bench.report import Report, format_table, machine_info, report_dict, write_
 BENCHMARKS = {
     "forward_auth": "bench.forward_auth",
     "members_list": "bench.members_list",
+    "console_members": "bench.console_members",
     "permission_decisions": "bench.permission_decisions",
     "resource_decisions": "bench.resource_decisions",
     "scim_provisioning": "bench.scim_provisioning",

@@ -9,6 +9,7 @@ every connection stays on loopback."""
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -95,3 +96,12 @@ def serious_findings(page: Page) -> list[dict[str, Any]]:
         for v in found
         if v["impact"] in SERIOUS
     ]
+
+
+def screenshot(page: Page, name: str) -> None:
+    """With ``GATEHOUSE_SCREENSHOTS`` naming a folder (``docs/screenshots`` for the docs), the
+    page as it stands is saved there as ``<name>.png``; otherwise nothing is written."""
+    folder = os.environ.get("GATEHOUSE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

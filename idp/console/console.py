@@ -165,8 +165,10 @@ def _members_view(visit: Visit, invite: InviteForm | None = None, status: int = 
         at_cap=seats >= cap,
         pending=pending,
         invite=invite,
-        role_form=_role_form(visit),
-        confirm=ConfirmForm(),
+        role_choices=_role_form(visit).role.choices,
+        # One token serves every form of the page (Flask-WTF's is per session), rendered once.
+        csrf_input=ConfirmForm().csrf_token(),
+        members_url=url_for("console.members_page", slug=visit.org.slug),
         Permission=Permission,
         MembershipStatus=MembershipStatus,
     )

@@ -16,7 +16,7 @@ from idp.orgs import services
 from idp.orgs.models import MembershipStatus
 from idp.orgs.roles import Role
 from tests import test_mail
-from tests.browser import chromium, new_page, serious_findings
+from tests.browser import chromium, new_page, screenshot, serious_findings
 from tests.builders import make_member, make_org, signed_in_cookie
 from tests.proxies import free_port, serve_app
 from tests.test_mail import Inbox
@@ -59,9 +59,41 @@ def signed_in(browser: Browser, issuer: str, cookie: str) -> Page:
     return page
 
 
-def no_serious_findings(page: Page) -> None:
+def no_serious_findings(page: Page, name: str | None = None) -> None:
     found = serious_findings(page)
     assert not found, (page.url, found)
+    if name:
+        screenshot(page, name)
+
+
+PAGES = {
+    "teams": "Teams",
+    "roles": "Roles",
+    "sso": "Single sign-on",
+    "directory": "Directory (SCIM)",
+    "domains": "Domains",
+    "policy": "Policy",
+    "audit": "Audit log",
+    "api-keys": "API keys",
+    "settings": "Settings",
+}
+
+
+def test_every_console_page_of_an_owner_is_accessible(
+    app: Flask, served: None, browser: Browser, issuer: str
+) -> None:
+    org = make_org("acme", name="Acme")
+    owner = make_member(org, "owner@acme.example", Role.OWNER)
+    make_member(org, "ann@acme.example")
+    page = signed_in(browser, issuer, signed_in_cookie(owner))
+    page.goto(f"{issuer}/console/orgs/acme/members")
+    no_serious_findings(page, "console-members")
+    for path, heading in PAGES.items():
+        page.get_by_role("navigation", name="Console").get_by_role(
+            "link", name=heading.split(" (")[0].replace("Single sign-on", "SSO")
+        ).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        no_serious_findings(page, f"console-{path}")
 
 
 def test_an_admin_invites_and_manages_a_member(
@@ -109,7 +141,7 @@ def test_an_admin_invites_and_manages_a_member(
     # A member cannot reach the admin's page; another org's is not found.
     invitee.goto(f"{issuer}/console/orgs/acme/members")
     expect(invitee.get_by_role("heading", level=1)).to_have_text("Not available to your role")
-    no_serious_findings(invitee)
+    no_serious_findings(invitee, "console-not-your-role")
     invitee.goto(f"{issuer}/console/orgs/beta/members")
     expect(invitee.locator("#error")).to_have_attribute("data-code", "org_not_found")
     assert "bee@beta.example" not in invitee.content()

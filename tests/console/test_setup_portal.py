@@ -24,7 +24,7 @@ from idp.audit.models import AuditEvent
 from idp.connections.models import Connection
 from idp.db import db
 from idp.orgs.models import Membership
-from tests.browser import chromium, new_page, serious_findings
+from tests.browser import chromium, new_page, screenshot, serious_findings
 from tests.builders import make_org
 from tests.peers import SamlIdp, SamlSp
 from tests.proxies import free_port, serve_app
@@ -69,9 +69,11 @@ def served(app: Flask, port: int) -> Iterator[None]:
         yield
 
 
-def accessible(page: Any, seen: dict[str, list[Any]]) -> None:
-    """axe-core over the page as it stands: no serious or critical finding."""
+def accessible(page: Any, seen: dict[str, list[Any]], name: str) -> None:
+    """axe-core over the page as it stands: no serious or critical finding (and, for the
+    docs, a screenshot)."""
     seen[page.url.split("?")[0] + f"#{len(seen)}"] = serious_findings(page)
+    screenshot(page, name)
 
 
 def run_test_sign_in(admin: Page) -> Page:
@@ -107,9 +109,9 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     admin.goto(url)
     expect(admin.get_by_role("heading", level=1)).to_have_text("Set up Acme")
     assert admin.url == f"{issuer}/setup"
-    accessible(admin, checked)
+    accessible(admin, checked, "setup-overview")
     admin.get_by_role("link", name="Connect an identity provider").click()
-    accessible(admin, checked)
+    accessible(admin, checked, "setup-choose-idp")
     admin.get_by_label("Another SAML 2.0 IdP").check()
     admin.get_by_role("button", name="Continue").click()
     expect(admin.get_by_role("heading", level=1)).to_have_text("Connect Another SAML 2.0 IdP")
@@ -117,7 +119,7 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     acs_url = admin.locator("#acs-url").inner_text()
     assert acs_url.startswith(f"{issuer}/sso/saml/") and acs_url.endswith("/acs")
     expect(admin.locator("#connection-status")).to_have_text("Save your IdP's values first.")
-    accessible(admin, checked)
+    accessible(admin, checked, "setup-connection-draft")
 
     sp = SamlSp(entity_id, acs_url)
     with SamlIdp(sps=[sp], users=ANN, sign_response=False, sign_assertion=False) as unsigned:
@@ -127,7 +129,7 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
         admin.get_by_role("button", name="Save").click()
         expect(admin.locator("#metadata_url-error")).to_be_visible()
         expect(admin.get_by_label("IdP metadata URL")).to_have_value(wrong)
-        accessible(admin, checked)  # with an error shown
+        accessible(admin, checked, "setup-connection-error")  # with an error shown
         connection = db.session.scalars(select(Connection)).one()
         assert connection.draft is True
 
@@ -141,7 +143,7 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
         trace = run_test_sign_in(admin)
         expect(trace.locator("#test-outcome")).to_contain_text("Failed")
         assert failed_checks(trace) == ["signature"]
-        accessible(trace, checked)
+        accessible(trace, checked, "setup-test-failed")
         trace.close()
 
     with SamlIdp(sps=[sp], users=ANN) as idp:
@@ -174,7 +176,7 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     admin.get_by_role("button", name="Create a token").click()
     token = admin.locator("#scim-token").inner_text()
     expect(admin.locator("#scim-status")).to_contain_text("Waiting for your IdP's first request")
-    accessible(admin, checked)
+    accessible(admin, checked, "setup-scim")
     with httpx2.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as http:
         scim = SyncSCIMClient(http, provider=ScimProvider(models=[User]))
         scim.discover()
@@ -188,7 +190,7 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     admin.reload()
     assert token not in admin.content()  # shown once
     admin.goto(f"{issuer}/setup/nothing-here")
-    accessible(admin, checked)  # an error page
+    accessible(admin, checked, "setup-error-page")  # an error page
 
     db.session.expire_all()
     members = {m.email for m in db.session.scalars(select(Membership))}
