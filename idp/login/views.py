@@ -158,6 +158,9 @@ def _connections_page(org: Organization, return_to: str) -> Response:
 
 
 _SIGNED_IN = """<p id="signed-in">Signed in as {{ email }} to {{ org.name }} ({{ role }}).</p>
+<nav aria-label="Your organizations"><ul>{% for o, m in orgs %}
+<li><a href="/console/orgs/{{ o.slug }}/members">{{ o.name }}</a> ({{ m.role }})</li>{% endfor %}
+</ul></nav>
 <form method="post" action="/logout"><button>Sign out</button></form>"""
 
 
@@ -173,7 +176,14 @@ def home() -> Response:
     if target and safe_return_to(target) == target:
         return redirect(target, code=303)
     org = db.session.get(Organization, session.org_id)
-    return page("Signed in", _SIGNED_IN, email=session.user.email, org=org, role=membership.role)
+    return page(
+        "Signed in",
+        _SIGNED_IN,
+        email=session.user.email,
+        org=org,
+        role=membership.role,
+        orgs=reachable_memberships(session),  # the org chooser: switching needs no new sign-in
+    )
 
 
 @bp.get("/login")
