@@ -115,3 +115,12 @@ class PolicyForm(FlaskForm):
     key = SelectField("Setting", validators=[DataRequired()])
     value = StringField("New value", validators=[DataRequired(), Length(max=2000)])
     confirmed = HiddenField()
+
+
+class TransferForm(FlaskForm):
+    to_user_id = SelectField("New owner", validators=[DataRequired()])
+    confirm = StringField("Type the organization's slug to confirm", validators=[DataRequired()])
+
+
+class DeleteOrgForm(FlaskForm):
+    confirm = StringField("Type the organization's slug to delete it", validators=[DataRequired()])

@@ -21,12 +21,14 @@ from idp.console.console import SignInFirst, Visit
 from idp.console.forms import (
     ApiKeyForm,
     ConfirmForm,
+    DeleteOrgForm,
     DomainForm,
     NameForm,
     PolicyForm,
     RoleCreateForm,
     SetupLinkForm,
     TeamForm,
+    TransferForm,
 )
 from idp.console.pages import bp, refuse_into, render
 from idp.credentials import services as credentials
@@ -444,12 +446,26 @@ def policy_page(slug: str) -> Response:
 # --- settings --------------------------------------------------------------------------------
 
 
+def _transfer_form(visit: Visit) -> TransferForm:
+    form = TransferForm(prefix="transfer")
+    others = orgs.list_members(visit.org.id, limit=200).items
+    form.to_user_id.choices = [
+        (m.user_id, m.email) for m in others if m.user_id != visit.membership.user_id
+    ]
+    return form
+
+
 @bp.route("/console/orgs/<slug>/settings", methods=["GET", "POST"])
 def settings_page(slug: str) -> Response:
+    """The name; for owners, handing the org to another member and deleting it (both after a
+    recent sign-in, both confirmed by typing the slug)."""
     visit = Visit(slug)
     visit.require(Permission.ORG_READ)
     form = NameForm(data={"name": visit.org.name} if request.method == "GET" else None)
-    if form.is_submitted() and form.validate():
+    transfer = _transfer_form(visit)
+    delete = DeleteOrgForm(prefix="delete")
+    action = request.form.get("action") if request.method == "POST" else None
+    if action == "rename" and form.validate_on_submit():
         try:
             orgs.update_org(visit.actor, visit.org, name=form.name.data)
         except GatehouseError as refused:
@@ -457,4 +473,38 @@ def settings_page(slug: str) -> Response:
         else:
             flash("Saved.")
             return redirect(url_for("console.settings_page", slug=slug), code=303)
-    return _page("console/settings.html", visit, 400 if form.errors else 200, form=form)
+    elif action == "transfer" and transfer.validate_on_submit():
+        _recently_signed_in(visit)
+        try:
+            orgs.transfer_ownership(
+                visit.actor,
+                visit.org,
+                to_user_id=transfer.to_user_id.data,
+                confirm=transfer.confirm.data,
+                from_user_id=visit.membership.user_id,
+            )
+        except GatehouseError as refused:
+            refuse_into(transfer, refused, "confirm")
+        else:
+            flash("Ownership handed over; you are an admin now.")
+            return redirect(url_for("console.settings_page", slug=slug), code=303)
+    elif action == "delete" and delete.validate_on_submit():
+        _recently_signed_in(visit)
+        if delete.confirm.data != visit.org.slug:
+            delete.confirm.errors = [f"Type {visit.org.slug} to delete the organization"]
+        else:
+            try:
+                orgs.delete_org(visit.actor, visit.org)
+            except GatehouseError as refused:
+                refuse_into(delete, refused, "confirm")
+            else:
+                return redirect("/", code=303)
+    failed = bool(form.errors or transfer.errors or delete.errors) and request.method == "POST"
+    return _page(
+        "console/settings.html",
+        visit,
+        400 if failed else 200,
+        form=form,
+        transfer=transfer,
+        delete=delete,
+    )

@@ -239,10 +239,14 @@ def test_roles_teams_policy_and_settings(client: FlaskClient, acme: dict[str, Me
         and 'value="sometimes"' in bad.text
     )
     # Settings: the name.
-    renamed = client.post(f"{base()}/settings", data={"csrf_token": token, "name": "Acme Corp"})
+    renamed = client.post(
+        f"{base()}/settings", data={"csrf_token": token, "action": "rename", "name": "Acme Corp"}
+    )
     assert renamed.status_code == 303
     assert db.session.get(Organization, acme["owner"].org_id).name == "Acme Corp"
-    blank = client.post(f"{base()}/settings", data={"csrf_token": token, "name": ""})
+    blank = client.post(
+        f"{base()}/settings", data={"csrf_token": token, "action": "rename", "name": ""}
+    )
     assert blank.status_code == 400 and 'id="name-error"' in blank.text
 
 
@@ -258,3 +262,40 @@ def test_an_export_larger_than_memory_is_sent_from_disk(
         small.close()
     assert len(lines) >= 4 and all(json.loads(line)["action"] for line in lines)
     assert small.headers["Content-Disposition"] == "attachment; filename=acme-audit.jsonl"
+
+
+def test_an_owner_hands_over_the_org_and_deletes_another(
+    client: FlaskClient, acme: dict[str, Membership]
+) -> None:
+    sign_in(client, acme["owner"])
+    page = client.get(f"{base()}/settings")
+    token = csrf(page.text)
+    form = {
+        "transfer-csrf_token": token,
+        "action": "transfer",
+        "transfer-to_user_id": acme["admin"].user_id,
+    }
+    wrong = client.post(f"{base()}/settings", data={**form, "transfer-confirm": "acm"})
+    assert wrong.status_code == 400 and 'id="transfer-confirm-error"' in wrong.text
+    done = client.post(f"{base()}/settings", data={**form, "transfer-confirm": "acme"})
+    assert done.status_code == 303
+    roles = {m.email: m.role for m in db.session.scalars(select(Membership))}
+    assert roles["admin@acme.example"] == Role.OWNER and roles["owner@acme.example"] == Role.ADMIN
+    # Deleting: the slug typed again; a former owner (now admin) may not.
+    beta = make_org("beta")
+    boss = make_member(beta, "boss@beta.example", Role.OWNER)
+    sign_in(client, boss)
+    token = csrf(client.get(f"{base('beta')}/settings").text)
+    kept = client.post(
+        f"{base('beta')}/settings",
+        data={"delete-csrf_token": token, "action": "delete", "delete-confirm": "acme"},
+    )
+    assert kept.status_code == 400 and 'id="delete-confirm-error"' in kept.text
+    gone = client.post(
+        f"{base('beta')}/settings",
+        data={"delete-csrf_token": token, "action": "delete", "delete-confirm": "beta"},
+    )
+    assert gone.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Organization, beta.id).deleted_at is not None
+    assert client.get(f"{base('beta')}/members").status_code == 404  # it is gone
