@@ -14,6 +14,7 @@ class ActorKind(StrEnum):
     SCIM_TOKEN = "scim_token"  # noqa: S105 - a kind of actor, not a secret
     CONNECTION = "connection"  # an org's IdP, provisioning just in time at sign-in
     SETUP_LINK = "setup_link"  # a customer's IT admin, holding a setup link of the org
+    OPERATOR = "operator"  # a person of the SaaS team, in the console's operator pages
     SYSTEM = "system"
     ANONYMOUS = "anonymous"
 
@@ -43,7 +44,7 @@ class Actor:
 
     @property
     def is_workspace(self) -> bool:
-        return self.kind is ActorKind.SYSTEM or (
+        return self.kind in (ActorKind.SYSTEM, ActorKind.OPERATOR) or (
             self.kind is ActorKind.API_KEY and self.org_id is None
         )
 

@@ -41,6 +41,9 @@ class Settings:
     invitation_ttl_days: int = 7
     # Origins (scheme://host[:port], comma-separated) a sign-in may return to besides the issuer.
     return_origins: str = ""
+    # The SaaS team's own org: its owners are the operators (workspace authority in the
+    # console's operator pages). Empty: no operator pages.
+    operator_org: str = ""
     # Where a browser signed in without a ``next`` goes (the app); empty: a signed-in page.
     default_return_url: str = ""
     session_hours: int = 12  # lifetime of a browser session

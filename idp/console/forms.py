@@ -6,6 +6,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     HiddenField,
     IntegerField,
     PasswordField,
@@ -124,3 +125,15 @@ class TransferForm(FlaskForm):
 
 class DeleteOrgForm(FlaskForm):
     confirm = StringField("Type the organization's slug to delete it", validators=[DataRequired()])
+
+
+class OrgCreateForm(FlaskForm):
+    slug = StringField("Slug", validators=[DataRequired(), Length(max=63)])
+    name = StringField("Organization name", validators=[DataRequired(), Length(max=200)])
+    parent = SelectField("Sub-organization of", validators=[Optional()])
+
+
+class ClientForm(FlaskForm):
+    name = StringField("App name", validators=[DataRequired(), Length(max=200)])
+    redirect_uri = StringField("Redirect URI", validators=[DataRequired(), Length(max=2000)])
+    public = BooleanField("Public client (a browser or mobile app: PKCE, no secret)")

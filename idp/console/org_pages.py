@@ -400,7 +400,7 @@ def teams_page(slug: str) -> Response:
 # --- policy ----------------------------------------------------------------------------------
 
 
-def _policy_value(raw: str) -> Any:
+def policy_value(raw: str) -> Any:
     """What was typed: JSON when it reads as JSON (true, 3600, ["a.example"]), else the text."""
     try:
         return json.loads(raw)
@@ -418,7 +418,7 @@ def policy_page(slug: str) -> Response:
     form.key.choices = [(name, name) for name in KEYS]
     dry_run = None
     if form.is_submitted() and form.validate():
-        change = {form.key.data: _policy_value(form.value.data)}
+        change = {form.key.data: policy_value(form.value.data)}
         confirmed = form.confirmed.data == "yes"
         try:
             result = policies.set_org_policy(

@@ -145,14 +145,35 @@ def get_org(workspace_id: str, slug: str) -> Organization:
     return org
 
 
+def contains_pattern(q: str) -> str:
+    """A LIKE pattern (escape ``\\``) matching any text holding ``q``, lowercased."""
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def list_orgs(
-    workspace_id: str, *, only_id: str | None = None, cursor: str | None = None, limit: int = 50
+    workspace_id: str,
+    *,
+    only_id: str | None = None,
+    q: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
 ) -> Page[Organization]:
+    """The workspace's orgs in creation order; ``q`` matches the slug or name,
+    case-insensitively."""
     query = select(Organization).where(
         Organization.workspace_id == workspace_id, Organization.deleted_at.is_(None)
     )
     if only_id is not None:
         query = query.where(Organization.id == only_id)
+    if q:
+        pattern = contains_pattern(q)
+        query = query.where(
+            or_(
+                Organization.slug.like(pattern, escape="\\"),
+                func.lower(Organization.name).like(pattern, escape="\\"),
+            )
+        )
     return paginate(query, Organization.id, cursor=cursor, limit=limit)
 
 
@@ -927,9 +948,7 @@ def list_members(
     if roles:
         query = query.where(Membership.role.in_(roles))
     if q:
-        pattern = (
-            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        )
+        pattern = contains_pattern(q)
         query = query.where(
             or_(
                 Membership.email_key.like(pattern, escape="\\"),

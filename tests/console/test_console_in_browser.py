@@ -44,7 +44,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def settings_overrides(inbox: Inbox, issuer: str) -> dict[str, Any]:
-    return {"ISSUER": issuer, "SMTP_URL": f"smtp://127.0.0.1:{inbox.port}"}
+    return {"ISSUER": issuer, "SMTP_URL": f"smtp://127.0.0.1:{inbox.port}", "OPERATOR_ORG": "house"}
 
 
 @pytest.fixture
@@ -163,3 +163,27 @@ def test_an_admin_invites_and_manages_a_member(
     )
     invitee.goto(f"{issuer}/console/orgs/acme/members")
     expect(invitee.get_by_role("heading", level=1)).to_have_text("Sign in")
+
+
+def test_every_operator_page_is_accessible(
+    app: Flask, served: None, browser: Browser, issuer: str
+) -> None:
+    house = make_org("house", name="The SaaS team")
+    make_org("acme", name="Acme")
+    page = signed_in(
+        browser, issuer, signed_in_cookie(make_member(house, "ops@saas.example", Role.OWNER))
+    )
+    page.goto(f"{issuer}/console/operator")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Organizations")
+    no_serious_findings(page, "operator-orgs")
+    page.get_by_role("link", name="Acme").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Acme")
+    no_serious_findings(page, "operator-org")
+    for label, heading, name in (
+        ("Baseline policy", "Baseline policy", "operator-policy"),
+        ("Apps", "Apps (OIDC clients)", "operator-apps"),
+        ("Workspace keys", "Workspace keys", "operator-keys"),
+    ):
+        page.get_by_role("navigation", name="Operator").get_by_role("link", name=label).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        no_serious_findings(page, name)
