@@ -16,7 +16,7 @@ from idp.actors import Actor, ActorKind
 from idp.console.forms import ConfirmForm, InviteForm, RoleForm
 from idp.console.pages import bp, refuse_into, render
 from idp.db import db
-from idp.errors import GatehouseError, NotFound
+from idp.errors import BadRequest, GatehouseError, NotFound
 from idp.login.cookies import session_token
 from idp.orgs import invitations
 from idp.orgs import services as orgs
@@ -25,6 +25,7 @@ from idp.orgs.role_book import org_roles
 from idp.orgs.roles import Permission, RoleDef
 from idp.people.signin import admission, reachable_memberships
 from idp.policies.chain import org_policy
+from idp.resources import services as resources
 from idp.sessions.models import Session
 from idp.sessions.services import find_live_session, move_session, touch_session
 
@@ -174,12 +175,49 @@ def _members_view(visit: Visit, invite: InviteForm | None = None, status: int = 
     )
 
 
+RESOURCE_TARGETS = 200  # resources offered as an invitation's target, first created first
+
+
 def _invite_form(visit: Visit, **data: Any) -> InviteForm:
+    """The invite form: to the org with one of its roles, or (when the org has tenants or
+    projects and the person may give roles there) to one of them with a role of its type."""
     form = InviteForm(**data)
+    form.target.choices = [("org", f"{visit.org.name} (the organization)")]
     form.role.choices = [(r.key, r.name) for r in visit.grantable()]
+    if visit.can(Permission.RESOURCES_WRITE):
+        found = resources.list_resources(visit.org, limit=RESOURCE_TARGETS).items
+        kinds = {k.id: k for k in resources.list_resource_types(visit.org.workspace_id)}
+        form.target.choices += [
+            (
+                f"{kinds[r.type_id].key}:{r.external_id}",
+                f"{kinds[r.type_id].name}: {r.name or r.external_id}",
+            )
+            for r in found
+            if r.type_id in kinds
+        ]
+        form.role.choices += [
+            (f"{kind.key}:{role.key}", f"{role.name} (on a {kind.name.lower()})")
+            for kind in kinds.values()
+            for role in resources.type_roles(kind.id)
+        ]
     if not form.role.data:
         form.role.data = "member"
     return form
+
+
+def _invitation_target(form: InviteForm) -> dict[str, Any]:
+    """What to pass ``invite_by_email``: an org role, or a resource and a role of its type."""
+    if form.target.data == "org":
+        if ":" in form.role.data:
+            raise BadRequest("role_for_resource", "Choose a role of the organization", field="role")
+        return {"role": form.role.data}
+    type_key, _, external_id = form.target.data.partition(":")
+    role_type, _, role_key = form.role.data.partition(":")
+    if role_type != type_key:
+        raise BadRequest(
+            "role_for_resource", "Choose a role of that kind of resource", field="role"
+        )
+    return {"resource": {"type": type_key, "id": external_id}, "resource_role": role_key}
 
 
 def _role_form(visit: Visit) -> RoleForm:
@@ -200,7 +238,7 @@ def invite_member(slug: str) -> Response:
     if form.validate_on_submit():
         try:
             invitations.invite_by_email(
-                visit.actor, visit.org, email=form.email.data, role=form.role.data
+                visit.actor, visit.org, email=form.email.data, **_invitation_target(form)
             )
         except GatehouseError as refused:
             refuse_into(form, refused, "email")

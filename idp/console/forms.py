@@ -62,6 +62,7 @@ class DomainForm(FlaskForm):
 
 class InviteForm(FlaskForm):
     email = StringField("Email address", validators=[DataRequired(), Length(max=320)])
+    target = SelectField("Invite to", default="org", validators=[DataRequired()])
     role = SelectField("Their role", validators=[DataRequired()])
 
 

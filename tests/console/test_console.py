@@ -8,10 +8,13 @@ import re
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from idp.actors import system_actor
 from idp.db import db
 from idp.orgs import services
+from idp.orgs.custom_roles import register_permission
 from idp.orgs.models import Invitation, Membership, MembershipStatus
 from idp.orgs.roles import Role
+from idp.resources import services as resources
 from tests.builders import make_member, make_org, signed_in_cookie
 
 MEMBERS = "/console/orgs/acme/members"
@@ -129,3 +132,45 @@ def test_a_member_cannot_reach_admin_pages_and_another_org_is_not_found(
     other = client.get("/console/orgs/beta/members")
     assert other.status_code == 404 and "bee@beta.example" not in other.text
     assert client.get("/console/orgs/nope/members").status_code == 404
+
+
+def test_an_invitation_names_its_target_the_org_or_a_project(client: FlaskClient) -> None:
+    org = make_org("acme", name="Acme")
+    admin = make_member(org, "admin@acme.example", Role.ADMIN)
+    system = system_actor()
+    register_permission(system, org.workspace_id, key="projects:deploy")
+    resources.create_resource_type(
+        system,
+        org.workspace_id,
+        key="project",
+        roles=[{"key": "developer", "permissions": ["projects:deploy"]}],
+        invite_outsiders=True,
+    )
+    resources.create_resource(system, org, type="project", id="p1", name="Payments")
+    db.session.commit()
+    sign_in(client, admin)
+    page = client.get(MEMBERS)
+    assert '<option value="project:p1">Project: Payments</option>' in page.text
+    token = csrf(page.text)
+    mixed = client.post(
+        "/console/orgs/acme/invitations",
+        data={
+            "csrf_token": token,
+            "email": "dev@else.example",
+            "target": "project:p1",
+            "role": "member",
+        },
+    )
+    assert mixed.status_code == 400 and 'id="role-error"' in mixed.text
+    sent = client.post(
+        "/console/orgs/acme/invitations",
+        data={
+            "csrf_token": token,
+            "email": "dev@else.example",
+            "target": "project:p1",
+            "role": "project:developer",
+        },
+    )
+    assert sent.status_code == 303
+    invitation = db.session.scalars(select(Invitation)).one()
+    assert invitation.resource_id is not None and invitation.role == Role.GUEST
