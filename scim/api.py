@@ -13,7 +13,11 @@ from werkzeug.exceptions import HTTPException
 
 from idp.actors import Actor
 from idp.config import current_settings
-from idp.credentials.services import actor_for_scim_token, authenticate_scim_token
+from idp.credentials.services import (
+    actor_for_scim_token,
+    authenticate_scim_token,
+    note_scim_failure,
+)
 from idp.db import db, finish_request
 from idp.errors import GatehouseError
 from idp.jsonbody import has_unstorable_text, parse_json
@@ -125,9 +129,18 @@ def _conflict() -> Response:
     return error_response(uniqueness("A concurrent change conflicts with this one; retry"))
 
 
+def _note_failure(status: int, scim_type: str | None, message: str) -> None:
+    """A refused request of an authenticated IdP: kept on its token, in its own commit."""
+    scim = g.get("scim")
+    if scim is not None and status < 500:
+        note_scim_failure(scim.actor.id, status, scim_type, message)
+        db.session.commit()
+
+
 @bp.errorhandler(ScimError)
 def scim_error(exc: ScimError) -> Response:
     db.session.rollback()
+    _note_failure(exc.status, exc.scim_type, exc.detail)
     response = error_response(exc)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="SCIM"'
@@ -137,6 +150,7 @@ def scim_error(exc: ScimError) -> Response:
 @bp.errorhandler(GatehouseError)
 def domain_error(exc: GatehouseError) -> Response:
     db.session.rollback()
+    _note_failure(exc.status, SCIM_TYPES.get(exc.code), exc.message)
     return error_response(ScimError(exc.status, exc.message, SCIM_TYPES.get(exc.code)))
 
 

@@ -55,6 +55,10 @@ class ScimToken(SecretCredential, db.Model):
     org_id: Mapped[str] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
+    # The last request refused (status, scimType, message): what the IT admin sees to mend
+    # their IdP's side. Never the request itself.
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SetupLink(SecretCredential, db.Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 
 from idp.actors import Actor, ActorKind
 from idp.audit.services import record_event, record_org_event
@@ -261,6 +261,17 @@ def authenticate_scim_token(
     credential, org = row
     _touch(credential, utcnow())
     return credential, org
+
+
+def note_scim_failure(token_id: str, status: int, scim_type: str | None, message: str) -> None:
+    """Keep the last refused request's outcome on its token (the caller commits it apart
+    from the refused change, which is rolled back)."""
+    detail = f"{status} {scim_type or ''}: {message}".replace("  ", " ")[:300]
+    db.session.execute(
+        update(ScimToken)
+        .where(ScimToken.id == token_id)
+        .values(last_error=detail, last_error_at=utcnow())
+    )
 
 
 def actor_for_scim_token(credential: ScimToken, workspace_id: str, request_id: str | None) -> Actor:

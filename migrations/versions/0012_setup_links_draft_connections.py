@@ -1,9 +1,9 @@
-"""Setup links for a customer's IT admin, draft connections (the SP's values before the IdP's)
-and test sign-ins
+"""Setup links for a customer's IT admin, draft connections (the SP's values before the IdP's),
+test sign-ins, and the last refused SCIM request of each token
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-07 12:16:50.678536
+Create Date: 2026-12-07 12:47:44.638309
 
 """
 from alembic import op
@@ -57,9 +57,17 @@ def upgrade():
     with op.batch_alter_table('connections', schema=None) as batch_op:
         batch_op.add_column(sa.Column('draft', sa.Boolean(), server_default='0', nullable=False))
 
+    with op.batch_alter_table('scim_tokens', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('last_error', sa.String(length=300), nullable=True))
+        batch_op.add_column(sa.Column('last_error_at', sa.DateTime(timezone=True), nullable=True))
+
 
 
 def downgrade():
+    with op.batch_alter_table('scim_tokens', schema=None) as batch_op:
+        batch_op.drop_column('last_error_at')
+        batch_op.drop_column('last_error')
+
     with op.batch_alter_table('connections', schema=None) as batch_op:
         batch_op.drop_column('draft')
 
