@@ -138,3 +138,13 @@ class ClientForm(FlaskForm):
     name = StringField("App name", validators=[DataRequired(), Length(max=200)])
     redirect_uri = StringField("Redirect URI", validators=[DataRequired(), Length(max=2000)])
     public = BooleanField("Public client (a browser or mobile app: PKCE, no secret)")
+
+
+class AttributeMapForm(FlaskForm):
+    email = StringField(
+        "Email attribute names (comma-separated, first found wins)",
+        validators=[Optional(), Length(max=1000)],
+    )
+    groups = StringField(
+        "Groups attribute names (comma-separated)", validators=[Optional(), Length(max=1000)]
+    )

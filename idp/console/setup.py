@@ -17,7 +17,14 @@ from idp.config import current_settings
 from idp.connections import domains as domain_service
 from idp.connections import services as connections
 from idp.connections.models import Connection, ConnectionKind
-from idp.console.forms import ChooseIdpForm, ConfirmForm, DomainForm, OidcIdpForm, SamlIdpForm
+from idp.console.forms import (
+    AttributeMapForm,
+    ChooseIdpForm,
+    ConfirmForm,
+    DomainForm,
+    OidcIdpForm,
+    SamlIdpForm,
+)
 from idp.console.guides import GUIDES, Guide, render_step
 from idp.console.pages import bp, refuse_into, render
 from idp.credentials import services as credentials
@@ -183,14 +190,42 @@ def start_test_sign_in(connection_id: str) -> Response:
     return redirect(url, code=303)
 
 
-@bp.get("/setup/sso/<connection_id>/tests/<test_id>")
+def _names(raw: str | None) -> list[str]:
+    return [n.strip() for n in (raw or "").split(",") if n.strip()]
+
+
+@bp.route("/setup/sso/<connection_id>/tests/<test_id>", methods=["GET", "POST"])
 def test_result(connection_id: str, test_id: str) -> Response:
+    """The trace of a test sign-in, and where the IdP's attributes are read from (changed
+    here, it takes a new test)."""
     portal = Portal()
     portal.require(Intent.SSO)
     connection = connections.get_connection(portal.org.id, connection_id)
     test = testing.get_test(connection, test_id)
+    current = connection.settings.get("attribute_map") or {}
+    form = AttributeMapForm(
+        data={k: ", ".join(current.get(k, [])) for k in ("email", "groups")}
+        if request.method == "GET"
+        else None
+    )
+    if form.is_submitted() and form.validate():
+        mapping = {k: _names(getattr(form, k).data) for k in ("email", "groups")}
+        try:
+            change_connection(portal.actor, portal.org, connection, {"attribute_map": mapping})
+        except GatehouseError as refused:
+            refuse_into(form, refused, "email")
+        else:
+            flash("Mapping saved. Run a new test sign-in to check it.")
+            return redirect(url_for("console.connect_idp", connection_id=connection.id), code=303)
     return render(
-        "setup/test.html", portal=portal, org=portal.org, connection=connection, test=test
+        "setup/test.html",
+        400 if form.errors else 200,
+        portal=portal,
+        org=portal.org,
+        connection=connection,
+        test=test,
+        form=form,
+        saml_kind=connection.kind is ConnectionKind.SAML,
     )
 
 

@@ -843,6 +843,9 @@ def trace_response(
             mapped.subject or None,
         )
     )
+    # The names (never the values) of what the IdP sent, for mapping them.
+    sent = sorted(_safe(response.get_attributes) or {})[:50]
+    checks.append(_check("attributes", "Attributes the IdP sent (names)", None, None, sent or None))
     passed = verdict is None and bool(mapped.email)
     if verdict is not None and all(line["passed"] is not False for line in checks):
         checks.append(_check("accepted", _refuse(verdict).message, False, None, verdict))

@@ -10,9 +10,12 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from idp.connections.models import Connection
+from idp.actors import system_actor
+from idp.connections.models import Connection, ConnectionTest
 from idp.console import guides
 from idp.db import db
+from idp.sso.saml import new_sp_keypair
+from idp.sso.setup import add_saml_connection
 from tests.builders import auth, make_org
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "idps"
@@ -114,3 +117,37 @@ def test_a_guide_step_is_escaped_before_it_is_marked_up() -> None:
     assert str(html) == (
         "<strong>Open</strong> <code>&lt;script&gt;x&lt;/script&gt;</code> &lt;b&gt;"
     )
+
+
+def test_the_attribute_mapping_is_changed_beside_the_trace(
+    client: FlaskClient, root_key: str
+) -> None:
+    org = make_org("acme")
+    cert, _ = new_sp_keypair("idp.test")
+    connection = add_saml_connection(
+        system_actor(),
+        org,
+        name="Okta",
+        preset="okta",
+        idp_entity_id="https://idp.example/saml",
+        sso_url="https://idp.example/sso",
+        idp_certs=[cert],
+    )
+    test = ConnectionTest(
+        connection_id=connection.id, request_id="_t1", started_by="x", return_to="/", checks=[]
+    )
+    db.session.add(test)
+    db.session.commit()
+    open_link(client, root_key, "acme", "sso")
+    path = f"/setup/sso/{connection.id}/tests/{test.id}"
+    page = client.get(path)
+    assert 'value="email"' in page.text  # Okta's preset
+    bad = client.post(path, data={"csrf_token": csrf(client, path), "email": "x" * 300})
+    assert bad.status_code == 400 and 'id="email-error"' in bad.text
+    saved = client.post(
+        path, data={"csrf_token": csrf(client, path), "email": "mail, email", "groups": "memberOf"}
+    )
+    assert saved.status_code == 303
+    db.session.refresh(connection)
+    assert connection.settings["attribute_map"]["email"] == ["mail", "email"]
+    assert connection.settings["attribute_map"]["groups"] == ["memberOf"]

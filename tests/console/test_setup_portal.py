@@ -155,6 +155,11 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
         expect(trace.locator("#test-outcome")).to_contain_text("Passed")
         assert failed_checks(trace) == []
         expect(trace.locator("#check-email")).to_contain_text("ann@acme.example")
+        expect(trace.locator("#check-attributes")).to_contain_text("displayName, email")
+        expect(trace.get_by_label("Email attribute names", exact=False)).to_have_value(
+            "email, mail, urn:oid:0.9.2342.19200300.100.1.3, "
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+        )
         trace.close()
         admin.reload()
         admin.get_by_role("button", name="Switch on Another SAML 2.0 IdP").click()

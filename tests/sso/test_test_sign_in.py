@@ -115,3 +115,14 @@ def test_an_unreadable_answer_is_one_failed_line(client: FlaskClient, env: Env) 
             "received": None,
         }
     }
+
+
+def test_the_trace_names_the_attributes_sent_never_their_values(
+    client: FlaskClient,
+    env: Env,  # noqa: F811
+) -> None:
+    test, fields = answer_to_test(env)
+    client.post(sf.acs_path(env.connection), data=fields)
+    sent = checks_of(test)["attributes"]
+    assert sent["passed"] is None and "email" in sent["received"]
+    assert "bob@example.com" not in json.dumps(sent)
