@@ -393,6 +393,7 @@ def teams_page(slug: str) -> Response:
         visit,
         400 if form.errors else 200,
         children=children,
+        leads=teams.team_leads(visit.org.id),
         form=form,
     )
 

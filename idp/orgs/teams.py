@@ -56,6 +56,20 @@ def is_team_lead(team: Team, user_id: str) -> bool:
     )
 
 
+def team_leads(org_id: str) -> dict[str, list[str]]:
+    """Each team's leads (the emails the org knows them by), one query for the org."""
+    rows = db.session.execute(
+        select(TeamMember.team_id, Membership.email)
+        .join(Membership, Membership.id == TeamMember.membership_id)
+        .where(Membership.org_id == org_id, TeamMember.is_lead.is_(True))
+        .order_by(Membership.email)
+    )
+    leads: dict[str, list[str]] = {}
+    for team_id, email in rows:
+        leads.setdefault(team_id, []).append(email or "")
+    return leads
+
+
 def check_team_permission(actor: Actor, team: Team, permission: Permission) -> None:
     """The org role's permission, or -- for what a team scope holds (``TEAM_SCOPE``) -- the
     team's own API key or one of its leads, on this team only."""

@@ -19,6 +19,7 @@ from idp.actors import system_actor
 from idp.audit.services import record_org_event
 from idp.credentials.models import ApiKey, ScimToken, SetupLink
 from idp.db import db
+from idp.orgs import teams as teams_service
 from idp.orgs.models import CustomRole, Membership, Organization, Team
 from idp.orgs.roles import Role
 from idp.sessions.models import Session
@@ -223,8 +224,20 @@ def test_roles_teams_policy_and_settings(client: FlaskClient, acme: dict[str, Me
     client.post(
         f"{base()}/teams", data={"csrf_token": token, "name": "Platform", "parent_id": eng.id}
     )
+    teams_service.add_team_member(
+        system_actor(),
+        db.session.get(Organization, acme["owner"].org_id),
+        eng.id,
+        acme["member"].user_id,
+        is_lead=True,
+    )
+    db.session.commit()
     tree = client.get(f"{base()}/teams").text
-    assert re.search(r"Engineering</strong>\s*<ul>\s*<li><strong>Platform", tree)
+    assert "led by ann@acme.example" in tree
+    assert re.search(
+        r"Engineering</strong>[^<]*<span[^>]*>led by [^<]*</span>\s*<ul>\s*<li><strong>Platform",
+        tree,
+    )
     # Policy: the dry run first, then the confirmed change; a loosening is refused.
     shown = client.post(
         f"{base()}/policy", data={"csrf_token": token, "key": "invite_links", "value": "false"}
