@@ -133,9 +133,14 @@ def test_an_admin_invites_and_manages_a_member(
     link = re.search(rf"{re.escape(issuer)}/invitations/accept\?\S+", mail.body).group(0)  # type: ignore[union-attr]
     invitee = new_page(browser)
     invitee.goto(link)
+    no_serious_findings(invitee, "invitation")
     invitee.get_by_role("button", name="Accept").click()
     expect(invitee.locator("#signed-in")).to_contain_text(
         "new.person@acme.example to Acme (member)"
+    )
+    no_serious_findings(invitee, "signed-in")
+    expect(invitee.get_by_role("link", name="Acme")).to_have_attribute(
+        "href", "/console/orgs/acme/members"
     )
 
     # A member cannot reach the admin's page; another org's is not found.
@@ -163,6 +168,7 @@ def test_an_admin_invites_and_manages_a_member(
     )
     invitee.goto(f"{issuer}/console/orgs/acme/members")
     expect(invitee.get_by_role("heading", level=1)).to_have_text("Sign in")
+    no_serious_findings(invitee, "sign-in")
 
 
 def test_every_operator_page_is_accessible(
