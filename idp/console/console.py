@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, abort, flash, g, redirect, request, url_for
+from flask import Response, flash, g, redirect, request, url_for
 
 from idp.actors import Actor, ActorKind
-from idp.console.forms import ConfirmForm, InviteForm, RoleForm
-from idp.console.pages import bp, refuse_into, render
+from idp.console.forms import ConfirmForm, InviteForm, RoleForm, check_button
+from idp.console.pages import bp, flash_refusal, refuse_into, render
 from idp.db import db
 from idp.errors import BadRequest, GatehouseError, NotFound
 from idp.login.cookies import session_token
@@ -250,15 +250,11 @@ def invite_member(slug: str) -> Response:
 
 def _member_action(slug: str, user_id: str, act: Any, done: str) -> Response:
     visit = Visit(slug)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    check_button()
     try:
         act(visit)
     except GatehouseError as refused:
-        if refused.status >= 500 or isinstance(refused, NotFound):
-            raise
-        flash(refused.message)
-        db.session.rollback()
+        flash_refusal(refused)
         return redirect(url_for("console.members_page", slug=slug), code=303)
     flash(done)
     return redirect(url_for("console.members_page", slug=slug), code=303)
@@ -274,10 +270,7 @@ def change_member_role(slug: str, user_id: str) -> Response:
     try:
         orgs.change_role(visit.actor, visit.org, user_id, form.role.data)
     except GatehouseError as refused:
-        if refused.status >= 500 or isinstance(refused, NotFound):
-            raise
-        db.session.rollback()
-        flash(refused.message)
+        flash_refusal(refused)
     else:
         flash("Role changed.")
     return redirect(url_for("console.members_page", slug=slug), code=303)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import abort
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -54,6 +55,12 @@ class OidcIdpForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button: only its CSRF token is checked."""
+
+
+def check_button() -> None:
+    """A button's post: its CSRF token, or 400 and nothing done."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
 
 
 class DomainForm(FlaskForm):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, abort, flash, g, redirect, request, url_for
+from flask import Response, flash, g, redirect, request, url_for
 
 from idp.actors import Actor, ActorKind
 from idp.config import current_settings
@@ -21,9 +21,10 @@ from idp.console.forms import (
     OrgCreateForm,
     PolicyForm,
     SetupLinkForm,
+    check_button,
 )
 from idp.console.org_pages import policy_value
-from idp.console.pages import bp, refuse_into, render
+from idp.console.pages import bp, flash_refusal, refuse_into, render
 from idp.credentials import services as credentials
 from idp.credentials import setup_links
 from idp.db import db
@@ -229,15 +230,11 @@ def operator_keys() -> Response:
 @bp.post("/console/operator/keys/<key_id>/revoke")
 def operator_revoke_key(key_id: str) -> Response:
     operator = Operator()
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    check_button()
     try:
         credentials.revoke_api_key(operator.actor, operator.workspace.id, key_id)
     except GatehouseError as refused:
-        if refused.status >= 500 or isinstance(refused, NotFound):
-            raise
-        db.session.rollback()
-        flash(refused.message)
+        flash_refusal(refused)
     else:
         flash("Key revoked.")
     return redirect(url_for("console.operator_keys"), code=303)

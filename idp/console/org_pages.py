@@ -29,13 +29,14 @@ from idp.console.forms import (
     SetupLinkForm,
     TeamForm,
     TransferForm,
+    check_button,
 )
-from idp.console.pages import bp, refuse_into, render
+from idp.console.pages import bp, flash_refusal, refuse_into, render
 from idp.credentials import services as credentials
 from idp.credentials import setup_links
-from idp.db import db, utcnow
+from idp.db import utcnow
 from idp.downloads import audit_export
-from idp.errors import GatehouseError, NotFound
+from idp.errors import GatehouseError
 from idp.orgs import custom_roles, teams
 from idp.orgs import services as orgs
 from idp.orgs.roles import Permission
@@ -62,19 +63,6 @@ def _recently_signed_in(visit: Visit) -> None:
     """Handing out a credential needs a fresh sign-in (a stolen, idle session cannot)."""
     if utcnow() - visit.session.auth_time > RECENT_SIGN_IN:
         raise SignInFirst(visit.org.slug)
-
-
-def _refused(refused: GatehouseError) -> None:
-    """A refusal of a button's action, said on the page it returns to."""
-    if refused.status >= 500 or isinstance(refused, NotFound):
-        raise refused
-    db.session.rollback()
-    flash(refused.message)
-
-
-def _confirmed() -> None:
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
 
 
 # --- SSO connections and setup links -------------------------------------------------------
@@ -119,14 +107,14 @@ def sso_page(slug: str) -> Response:
 @bp.post("/console/orgs/<slug>/sso/<connection_id>/<state>")
 def switch_connection(slug: str, connection_id: str, state: str) -> Response:
     visit = Visit(slug)
-    _confirmed()
+    check_button()
     if state not in ("on", "off"):
         abort(404)
     connection = connections.get_connection(visit.org.id, connection_id)
     try:
         connections.update_connection(visit.actor, visit.org, connection, enabled=state == "on")
     except GatehouseError as refused:
-        _refused(refused)
+        flash_refusal(refused)
     else:
         flash(f"{connection.name} is {state}.")
     return redirect(url_for("console.sso_page", slug=slug), code=303)
@@ -135,12 +123,12 @@ def switch_connection(slug: str, connection_id: str, state: str) -> Response:
 @bp.post("/console/orgs/<slug>/setup-links/<link_id>/revoke")
 def revoke_setup_link(slug: str, link_id: str) -> Response:
     visit = Visit(slug)
-    _confirmed()
+    check_button()
     link = setup_links.get_setup_link(visit.org.id, link_id)
     try:
         setup_links.revoke_setup_link(visit.actor, visit.org, link)
     except GatehouseError as refused:
-        _refused(refused)
+        flash_refusal(refused)
     else:
         flash("Setup link revoked.")
     return redirect(url_for("console.sso_page", slug=slug), code=303)
@@ -182,11 +170,11 @@ def directory_page(slug: str) -> Response:
 @bp.post("/console/orgs/<slug>/directory/tokens/<token_id>/revoke")
 def revoke_scim_token(slug: str, token_id: str) -> Response:
     visit = Visit(slug)
-    _confirmed()
+    check_button()
     try:
         credentials.revoke_scim_token(visit.actor, visit.org, token_id)
     except GatehouseError as refused:
-        _refused(refused)
+        flash_refusal(refused)
     else:
         flash("Token revoked: the IdP's requests with it are refused from now on.")
     return redirect(url_for("console.directory_page", slug=slug), code=303)
@@ -220,11 +208,11 @@ def domains_page(slug: str) -> Response:
 @bp.post("/console/orgs/<slug>/domains/<domain_id>/verify")
 def verify_org_domain(slug: str, domain_id: str) -> Response:
     visit = Visit(slug)
-    _confirmed()
+    check_button()
     try:
         found = domain_service.verify_domain(visit.actor, visit.org, domain_id)
     except GatehouseError as refused:
-        _refused(refused)
+        flash_refusal(refused)
     else:
         flash(f"{found.domain} is verified.")
     return redirect(url_for("console.domains_page", slug=slug), code=303)
@@ -273,11 +261,11 @@ def api_keys_page(slug: str) -> Response:
 @bp.post("/console/orgs/<slug>/api-keys/<key_id>/revoke")
 def revoke_api_key(slug: str, key_id: str) -> Response:
     visit = Visit(slug)
-    _confirmed()
+    check_button()
     try:
         credentials.revoke_api_key(visit.actor, visit.org.workspace_id, key_id, org=visit.org)
     except GatehouseError as refused:
-        _refused(refused)
+        flash_refusal(refused)
     else:
         flash("Key revoked.")
     return redirect(url_for("console.api_keys_page", slug=slug), code=303)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Blueprint, Response, g, render_template
+from flask import Blueprint, Response, flash, g, render_template
 from flask_wtf import FlaskForm
 
 from idp.config import current_settings
 from idp.db import db, finish_request
-from idp.errors import GatehouseError
+from idp.errors import GatehouseError, NotFound
 
 bp = Blueprint(
     "console",
@@ -96,6 +96,15 @@ def field_attributes(field: Any, hint: str | None, autocomplete: str | None) -> 
     if autocomplete:
         attributes["autocomplete"] = autocomplete
     return attributes
+
+
+def flash_refusal(refused: GatehouseError) -> None:
+    """A button's action refused: said on the page it returns to, nothing of it kept. A
+    missing target or our own failure is an error page instead."""
+    if refused.status >= 500 or isinstance(refused, NotFound):
+        raise refused
+    db.session.rollback()
+    flash(refused.message)
 
 
 def refuse_into(form: FlaskForm, exc: GatehouseError, default: str) -> None:

@@ -24,6 +24,7 @@ from idp.console.forms import (
     DomainForm,
     OidcIdpForm,
     SamlIdpForm,
+    check_button,
 )
 from idp.console.guides import GUIDES, Guide, render_step
 from idp.console.pages import bp, refuse_into, render
@@ -239,8 +240,7 @@ def activate_connection(connection_id: str) -> Response:
     portal = Portal()
     portal.require(Intent.SSO)
     connection = connections.get_connection(portal.org.id, connection_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    check_button()
     if needs_test(connection):
         raise Conflict("test_required", "Run a test sign-in that passes before switching it on")
     connections.update_connection(portal.actor, portal.org, connection, enabled=True)
@@ -325,8 +325,7 @@ def claim_domains() -> Response:
 def verify_domain(domain_id: str) -> Response:
     portal = Portal()
     portal.require(Intent.DOMAINS)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    check_button()
     try:
         found = domain_service.verify_domain(portal.actor, portal.org, domain_id)
     except GatehouseError as refused:
