@@ -19,7 +19,7 @@ from wtforms import (
     widgets,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional
 
 from idp.console.guides import GUIDES
 
@@ -37,12 +37,50 @@ class SamlIdpForm(FlaskForm):
         "IdP metadata URL", validators=[Optional(), URL(require_tld=False), Length(max=2000)]
     )
     metadata_xml = TextAreaField(
-        "Or the metadata XML", validators=[Optional(), Length(max=200_000)]
+        "Or the IdP metadata XML", validators=[Optional(), Length(max=200_000)]
+    )
+    # Or by hand, for an IdP that publishes no metadata.
+    idp_entity_id = StringField(
+        "The IdP's entity id (issuer)", validators=[Optional(), Length(max=2000)]
+    )
+    sso_url = StringField(
+        "The IdP's SSO URL", validators=[Optional(), URL(require_tld=False), Length(max=2000)]
+    )
+    idp_certificate = TextAreaField(
+        "The IdP's signing certificate (PEM)", validators=[Optional(), Length(max=20_000)]
     )
 
-    def validate_metadata_url(self, field: Any) -> None:
-        if not field.data and not self.metadata_xml.data:
-            raise ValidationError("Give the metadata URL, or paste the metadata XML")
+    def validate(self, extra_validators: Any = None) -> bool:
+        """One of three ways, whole: the metadata URL, its XML, or the values by hand (as a
+        field-level check it would be skipped for an empty, optional URL)."""
+        valid = super().validate(extra_validators)
+        by_hand = self.idp_entity_id.data or self.sso_url.data or self.idp_certificate.data
+        problem = None
+        if not self.metadata_url.data and not self.metadata_xml.data and not by_hand:
+            problem = "Give the metadata URL, paste the metadata XML, or give the values by hand"
+        elif by_hand and not (
+            self.idp_entity_id.data and self.sso_url.data and self.idp_certificate.data
+        ):
+            problem = "By hand, give the entity id, the SSO URL and the certificate"
+        if problem:
+            self.metadata_url.errors = [*self.metadata_url.errors, problem]
+            return False
+        return valid
+
+    def idp_values(self) -> dict[str, Any]:
+        """What the service takes: the metadata, or the three values by hand."""
+        given: dict[str, Any] = {
+            k: getattr(self, k).data
+            for k in ("metadata_url", "metadata_xml")
+            if getattr(self, k).data
+        }
+        if self.idp_entity_id.data:
+            given.update(
+                idp_entity_id=self.idp_entity_id.data.strip(),
+                sso_url=self.sso_url.data.strip(),
+                idp_certs=[self.idp_certificate.data],
+            )
+        return given
 
 
 class OidcIdpForm(FlaskForm):
@@ -51,6 +89,9 @@ class OidcIdpForm(FlaskForm):
     )
     client_id = StringField("Client ID", validators=[DataRequired(), Length(max=255)])
     client_secret = PasswordField("Client secret", validators=[DataRequired(), Length(max=2000)])
+
+    def idp_values(self) -> dict[str, Any]:
+        return {k: getattr(self, k).data for k in ("issuer", "client_id", "client_secret")}
 
 
 class ConfirmForm(FlaskForm):

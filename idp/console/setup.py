@@ -146,13 +146,17 @@ def connect_idp(connection_id: str) -> Response:
     status = 200
     if form.is_submitted():
         if form.validate():
-            given = {k: v for k, v in form.data.items() if k != "csrf_token" and v}
             try:
-                change_connection(portal.actor, portal.org, connection, given)
+                change_connection(portal.actor, portal.org, connection, form.idp_values())
             except GatehouseError as refused:
-                refuse_into(form, refused, "metadata_url" if saml_kind else "issuer")
+                by_hand = saml_kind and bool(form.idp_entity_id.data)
+                refuse_into(
+                    form,
+                    refused,
+                    "idp_certificate" if by_hand else ("metadata_url" if saml_kind else "issuer"),
+                )
             else:
-                flash("Saved. Your IdP's values are in; you can switch the connection on.")
+                flash("Saved. Your IdP's values are in: run a test sign-in, then switch it on.")
                 return redirect(
                     url_for("console.connect_idp", connection_id=connection.id), code=303
                 )

@@ -151,3 +151,29 @@ def test_the_attribute_mapping_is_changed_beside_the_trace(
     db.session.refresh(connection)
     assert connection.settings["attribute_map"]["email"] == ["mail", "email"]
     assert connection.settings["attribute_map"]["groups"] == ["memberOf"]
+
+
+def test_a_saml_idp_without_metadata_is_given_by_hand(client: FlaskClient, root_key: str) -> None:
+    make_org("acme")
+    open_link(client, root_key, "acme", "sso")
+    made = client.post("/setup/sso", data={"idp": "saml", "csrf_token": csrf(client, "/setup/sso")})
+    path = made.headers["Location"]
+    token = csrf(client, path)
+    half = client.post(
+        path, data={"csrf_token": token, "idp_entity_id": "https://idp.example/saml"}
+    )
+    assert half.status_code == 400 and "By hand, give the entity id" in half.text
+    assert 'value="https://idp.example/saml"' in half.text  # what was typed is kept
+    wrong = {
+        "csrf_token": token,
+        "idp_entity_id": "https://idp.example/saml",
+        "sso_url": "https://idp.example/sso",
+        "idp_certificate": "not a certificate",
+    }
+    refused = client.post(path, data=wrong)
+    assert refused.status_code == 400 and 'id="idp_certificate-error"' in refused.text
+    cert, _ = new_sp_keypair("idp.test")
+    saved = client.post(path, data={**wrong, "idp_certificate": cert})
+    assert saved.status_code == 303
+    connection = db.session.scalars(select(Connection)).one()
+    assert connection.draft is False and connection.settings["sso_url"] == "https://idp.example/sso"
