@@ -118,5 +118,7 @@ class ConnectionTest(db.Model):
     return_to: Mapped[str] = mapped_column(String(500))  # this site's page showing the result
     passed: Mapped[bool | None] = mapped_column()  # None: waiting for the IdP's answer
     checks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # OIDC: the request's nonce and its PKCE verifier (encrypted); SAML: nothing.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = created_column()
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -235,8 +235,8 @@ def test_result(connection_id: str, test_id: str) -> Response:
 
 
 def needs_test(connection: Connection) -> bool:
-    """A SAML connection is switched on here only after a test sign-in passed."""
-    return connection.kind is ConnectionKind.SAML and not testing.has_passed_test(connection)
+    """A connection is switched on here only after a test sign-in passed."""
+    return not testing.has_passed_test(connection)
 
 
 @bp.post("/setup/sso/<connection_id>/activate")

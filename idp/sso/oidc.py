@@ -480,3 +480,158 @@ def assertion_from_claims(connection: Connection, claims: Mapping[str, Any]) -> 
         auth_time=datetime.fromtimestamp(auth_time, UTC) if _is_number(auth_time) else None,
         external_id=external_id if isinstance(external_id, str) else None,
     )
+
+
+# --- test sign-in: what each check of the answer found ---------------------------------------
+
+
+def _line(
+    key: str, label: str, passed: bool | None, expected: Any = None, received: Any = None
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "label": label,
+        "passed": passed,
+        "expected": expected,
+        "received": received,
+    }
+
+
+def _unverified_claims(id_token: str) -> dict[str, Any]:
+    """The ID token's claims read without trusting them, only to say what was received."""
+    try:
+        segment = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, binascii.Error, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+_FAILED_CLAIM = {
+    "invalid_issuer": "issuer",
+    "invalid_audience": "audience",
+    "expired_id_token": "clock",
+    "invalid_nonce": "nonce",
+    "invalid_subject": "subject",
+    "unsupported_id_token_alg": "signature",
+    "unknown_signing_key": "signature",
+    "invalid_id_token_signature": "signature",
+}
+
+
+def trace_callback(
+    connection: Connection, code: str, code_verifier: str, nonce: str, error: str | None
+) -> tuple[bool, list[dict[str, Any]]]:
+    """A test sign-in's answer, check by check: the IdP's own answer, the token exchange, the
+    ID token's signature and claims (iss, aud, exp/iat with the clock offset, nonce, sub),
+    and what the claim mapping reads (email, groups); the claim names sent, never a token
+    nor a claim's value beyond those mapped."""
+    if error is not None:
+        return False, [
+            _line("status", "The IdP signed the person in", False, "a code", f"error {error}")
+        ]
+    lines = [_line("status", "The IdP signed the person in", True, "a code", "a code")]
+    try:
+        tokens = request_tokens(connection, code, code_verifier)
+    except LoginRefused as refused:
+        lines.append(
+            _line(
+                "exchange",
+                "The code was exchanged at the token endpoint",
+                False,
+                None,
+                refused.code,
+            )
+        )
+        return False, lines
+    lines.append(_line("exchange", "The code was exchanged at the token endpoint", True))
+    id_token = tokens.get("id_token")
+    if not isinstance(id_token, str):
+        lines.append(_line("id_token", "An ID token was sent", False))
+        return False, lines
+    verdict, claims = None, {}
+    try:
+        claims = verify_id_token(connection, id_token, nonce)
+    except LoginRefused as refused:
+        verdict = refused.code
+        claims = _unverified_claims(id_token)
+    settings = connection.settings
+    client_id = settings.get("client_id")
+    aud = claims.get("aud")
+    now = time.time()
+    iat = claims.get("iat")
+    offset = round(iat - now) if _is_number(iat) else None
+    lines += [
+        _line(
+            "signature",
+            "Signed with an asymmetric key of the IdP's JWKS",
+            verdict
+            not in {
+                "unsupported_id_token_alg",
+                "unknown_signing_key",
+                "invalid_id_token_signature",
+                "invalid_id_token",
+            },
+        ),
+        _line(
+            "issuer",
+            "Issued by the connection's issuer (iss)",
+            claims.get("iss") == settings.get("issuer"),
+            settings.get("issuer"),
+            claims.get("iss"),
+        ),
+        _line(
+            "audience",
+            "Meant for this client (aud)",
+            client_id in ([aud] if isinstance(aud, str) else aud or []),
+            client_id,
+            aud,
+        ),
+        _line(
+            "clock",
+            "The IdP's clock agrees with ours (iat, exp)",
+            offset is not None and abs(offset) <= LEEWAY_SECONDS and verdict != "expired_id_token",
+            f"within {LEEWAY_SECONDS} seconds",
+            None if offset is None else f"{offset:+d} seconds",
+        ),
+        _line("nonce", "Answers this test's request (nonce)", verdict != "invalid_nonce"),
+    ]
+    if verdict in _FAILED_CLAIM:
+        for line in lines:
+            if line["key"] == _FAILED_CLAIM[verdict]:
+                line["passed"] = False
+    mapped = None
+    if verdict is None:
+        try:
+            mapped = assertion_from_claims(connection, claims)
+        except LoginRefused as refused:
+            verdict = refused.code
+            lines.append(_line("tenant", refused.message, False))
+    mapping = {**PRESETS["generic"], **(settings.get("claims") or {})}
+    email = mapped.email if mapped else _first_string(claims, mapping.get("email") or [])
+    groups = list(mapped.groups)[:20] if mapped else []
+    lines += [
+        _line(
+            "email",
+            "An email address was sent",
+            bool(email),
+            ", ".join(mapping.get("email") or []),
+            email,
+        ),
+        _line(
+            "groups",
+            "Groups were sent (for role mappings)",
+            bool(groups) or None,
+            mapping.get("groups"),
+            groups,
+        ),
+        _line(
+            "subject", "A subject (sub) was sent", bool(claims.get("sub")), None, claims.get("sub")
+        ),
+        _line("attributes", "Claims the IdP sent (names)", None, None, sorted(claims)[:50] or None),
+    ]
+    if verdict is not None and all(line["passed"] is not False for line in lines):
+        lines.append(
+            _line("accepted", "The ID token is not valid for this sign-in", False, None, verdict)
+        )
+    return verdict is None and bool(email), lines

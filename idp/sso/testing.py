@@ -3,6 +3,7 @@ it once; nobody is signed in, and each check of the IdP's answer is kept for the
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -14,12 +15,13 @@ from idp.audit.services import record_org_event
 from idp.connections.mfa import requested_authn_contexts
 from idp.connections.models import Connection, ConnectionKind, ConnectionTest
 from idp.connections.services import connection_secret
+from idp.crypto import DecryptionError, decrypt_secret, encrypt_secret, token_digest
 from idp.db import db, new_id, utcnow
-from idp.errors import BadRequest, Conflict, NotFound
+from idp.errors import Conflict, NotFound
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission
-from idp.sso import saml
+from idp.sso import oidc, saml
 
 TEST_LIFETIME = timedelta(minutes=15)
 
@@ -27,20 +29,29 @@ TEST_LIFETIME = timedelta(minutes=15)
 def start_test(
     actor: Actor, org: Organization, connection: Connection, result_page: Callable[[str], str]
 ) -> tuple[ConnectionTest, str]:
-    """Begin a test sign-in: the URL to open (the IdP's, with a fresh signed request); the
-    IdP's answer then goes to ``result_page(test id)``, a path of this site."""
+    """Begin a test sign-in: the URL to open (the IdP's, with a fresh request: a signed
+    AuthnRequest, or state, nonce and PKCE S256); the IdP's answer then goes to
+    ``result_page(test id)``, a path of this site."""
     check_permission(actor, Permission.CONNECTIONS_WRITE)
-    if connection.kind is not ConnectionKind.SAML:
-        raise BadRequest("test_not_offered", "Test sign-ins are offered for SAML connections")
     if connection.draft:
         raise Conflict("connection_draft", "Give the IdP's values before testing")
-    key = connection_secret(connection)
-    request_id, url = saml.redirect_login_url(connection, key, requested_authn_contexts(connection))
+    data: dict[str, Any] = {}
+    if connection.kind is ConnectionKind.SAML:
+        key = connection_secret(connection)
+        request_id, url = saml.redirect_login_url(
+            connection, key, requested_authn_contexts(connection)
+        )
+    else:
+        request_id, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        verifier = secrets.token_urlsafe(64)
+        url = oidc.authorization_url(connection, request_id, nonce, verifier)
+        data = {"nonce": nonce, "verifier": encrypt_secret(verifier, _verifier_context(request_id))}
     test = ConnectionTest(
         id=new_id("ctst"),
         connection_id=connection.id,
         request_id=request_id,
         started_by=actor.label,
+        data=data,
     )
     test.return_to = result_page(test.id)
     db.session.add(test)
@@ -56,15 +67,57 @@ def start_test(
     return test, url
 
 
-def pending_test(connection: Connection, saml_response_b64: str) -> ConnectionTest | None:
-    """The waiting test a response answers, if it answers one of this connection's."""
-    in_response_to = saml.peek_in_response_to(saml_response_b64)
-    if in_response_to is None:
+def _verifier_context(request_id: str) -> str:
+    """Binds a test's encrypted PKCE verifier to that test."""
+    return f"connection_tests.verifier:{token_digest(request_id)}"
+
+
+def pending_oidc_test(connection: Connection, state: str) -> ConnectionTest | None:
+    """The waiting test an OIDC answer's ``state`` names, if it is one of this connection's."""
+    if not state or len(state) > 128:
         return None
+    return _pending(connection, state)
+
+
+def finish_oidc_test(
+    connection: Connection, test: ConnectionTest, code: str, error: str | None
+) -> ConnectionTest:
+    """Exchange the code and check the ID token, keeping the trace (once)."""
+    try:
+        nonce = str(test.data["nonce"])
+        verifier = decrypt_secret(
+            test.data["verifier"], _verifier_context(test.request_id)
+        ).decode()
+    except (KeyError, TypeError, DecryptionError):
+        return _finish(
+            connection,
+            test,
+            False,
+            [
+                {
+                    "key": "readable",
+                    "label": "The test's request is intact",
+                    "passed": False,
+                    "expected": None,
+                    "received": None,
+                }
+            ],
+        )
+    passed, checks = oidc.trace_callback(connection, code, verifier, nonce, error)
+    return _finish(connection, test, passed, checks)
+
+
+def pending_test(connection: Connection, saml_response_b64: str) -> ConnectionTest | None:
+    """The waiting test a SAML response answers, if it answers one of this connection's."""
+    in_response_to = saml.peek_in_response_to(saml_response_b64)
+    return None if in_response_to is None else _pending(connection, in_response_to)
+
+
+def _pending(connection: Connection, request_id: str) -> ConnectionTest | None:
     return db.session.scalar(
         select(ConnectionTest).where(
             ConnectionTest.connection_id == connection.id,
-            ConnectionTest.request_id == in_response_to,
+            ConnectionTest.request_id == request_id,
             ConnectionTest.passed.is_(None),
             ConnectionTest.created_at > utcnow() - TEST_LIFETIME,
         )
@@ -77,11 +130,18 @@ def finish_test(
     saml_response_b64: str,
     request_data: dict[str, Any],
 ) -> ConnectionTest:
-    """Check the IdP's answer and keep the trace (once: the test is then finished)."""
+    """Check the IdP's SAML answer and keep the trace (once: the test is then finished)."""
     passed, checks = saml.trace_response(
         connection, saml_response_b64, request_data, test.request_id
     )
+    return _finish(connection, test, passed, checks)
+
+
+def _finish(
+    connection: Connection, test: ConnectionTest, passed: bool, checks: list[dict[str, Any]]
+) -> ConnectionTest:
     test.passed, test.checks, test.finished_at = passed, checks, utcnow()
+    test.data = {}  # the nonce and verifier served their one use
     db.session.flush()
     org = db.session.get(Organization, connection.org_id)
     actor = Actor(

@@ -18,7 +18,7 @@ from idp.errors import NotFound
 from idp.login.cookies import login_browser_token, presented_login_token
 from idp.login.redirects import safe_return_to
 from idp.people.signin import LoginRefused
-from idp.sso import oidc
+from idp.sso import oidc, testing
 from idp.sso.states import begin_login, finish_login
 from idp.sso.views import bp, complete_sign_in
 
@@ -33,11 +33,11 @@ def _verifier_context(state: str) -> str:
     return f"login_states.verifier:{token_digest(state)}"
 
 
-def _oidc_connection(connection_id: str) -> Connection:
+def _oidc_connection(connection_id: str, *, enabled: bool = True) -> Connection:
     connection = load_connection(connection_id)
     if connection.kind is not ConnectionKind.OIDC:
         raise NotFound("connection_not_found", "No such connection")
-    if not connection.enabled:
+    if enabled and not connection.enabled:
         raise LoginRefused("connection_disabled", "This sign-in connection is not available")
     return connection
 
@@ -76,8 +76,18 @@ def _check_iss(connection: Connection, iss: str | None) -> None:
 @bp.get("/oidc/<connection_id>/callback")
 def oidc_callback(connection_id: str) -> Response:
     """The authorization response (OpenID Connect Core §3.1.2.5): check, exchange, sign in."""
-    connection = _oidc_connection(connection_id)
     args = request.args
+    connection = _oidc_connection(connection_id, enabled=False)
+    test = testing.pending_oidc_test(connection, args.get("state", ""))
+    if test is not None:  # a test sign-in's answer: checked and shown, nobody signed in
+        error = args.get("error")
+        shown_error = (
+            None if error is None else (error if _ERROR_CODE.fullmatch(error) else "unknown")
+        )
+        testing.finish_oidc_test(connection, test, args.get("code", "")[:MAX_PARAM], shown_error)
+        return redirect(test.return_to, code=303)
+    if not connection.enabled:
+        raise LoginRefused("connection_disabled", "This sign-in connection is not available")
     if "error" in args:
         error = args["error"] if _ERROR_CODE.fullmatch(args["error"]) else "unknown"
         log.info("oidc: %s answered with error %s", connection.id, error)

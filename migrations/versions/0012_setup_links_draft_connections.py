@@ -3,7 +3,7 @@ test sign-ins, and the last refused SCIM request of each token
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-07 12:47:44.638309
+Create Date: 2026-12-07 12:59:00.540421
 
 """
 from alembic import op
@@ -45,6 +45,7 @@ def upgrade():
     sa.Column('return_to', sa.String(length=500), nullable=False),
     sa.Column('passed', sa.Boolean(), nullable=True),
     sa.Column('checks', sa.JSON(), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['connection_id'], ['connections.id'], name=op.f('fk_connection_tests_connection_id_connections'), ondelete='CASCADE'),

@@ -37,7 +37,7 @@ from idp.orgs.roles import Role
 from idp.resources.models import ResourceGrant
 from idp.resources.services import create_resource, create_resource_type
 from idp.sessions.models import Session
-from idp.sso import oidc
+from idp.sso import oidc, testing
 from idp.sso.models import LoginState
 from idp.users.models import User
 from tests.builders import make_org
@@ -659,3 +659,46 @@ def test_unverified_email_is_not_used() -> None:
     generic = Connection(settings={"claims": oidc.PRESETS["generic"]})
     claims = {"sub": "s", "email": "x@example.com", "email_verified": False}
     assert oidc.assertion_from_claims(generic, claims).email is None
+
+
+# --- test sign-ins ---
+
+
+def test_a_test_sign_in_checks_the_answer_and_signs_nobody_in(
+    client: FlaskClient, idp: OidcIdp, connection: Connection
+) -> None:
+    org = db.session.get(Organization, connection.org_id)
+    connections.update_connection(system_actor(), org, connection, enabled=False)  # not on yet
+    test, url = testing.start_test(system_actor(), org, connection, lambda t: f"/results/{t}")
+    db.session.commit()
+    assert url_params(url)["state"] == test.request_id
+    answered = callback(client, idp_login(idp, url))
+    assert answered.status_code == 303 and answered.headers["Location"] == f"/results/{test.id}"
+    assert session_count() == 0
+    db.session.refresh(test)
+    checks = {c["key"]: c for c in test.checks}
+    assert test.passed is True, checks
+    assert checks["email"]["received"] == "alice@example.com"
+    assert checks["audience"]["received"] == CLIENT_ID
+    assert checks["clock"]["passed"] and checks["clock"]["received"].endswith("seconds")
+    assert "email" in checks["attributes"]["received"]
+    kept = json.dumps(test.checks)
+    assert CLIENT_SECRET not in kept and "eyJ" not in kept  # no token, no secret
+    assert test.data == {}  # the nonce and verifier are gone with their one use
+    assert testing.has_passed_test(connection)
+    # The same answer again is a login's answer now: the connection is off, refused.
+    assert callback(client, idp_login(idp, url)).status_code >= 400
+
+
+def test_a_test_sign_in_names_a_failed_exchange(
+    client: FlaskClient, idp: OidcIdp, connection: Connection
+) -> None:
+    org = db.session.get(Organization, connection.org_id)
+    connections.update_connection(system_actor(), org, connection, secret="not-the-secret")
+    test, url = testing.start_test(system_actor(), org, connection, lambda t: f"/results/{t}")
+    db.session.commit()
+    callback(client, idp_login(idp, url))
+    db.session.refresh(test)
+    failed = [c["key"] for c in test.checks if c["passed"] is False]
+    assert test.passed is False and failed == ["exchange"]
+    assert test.checks[-1]["received"] == "token_exchange_failed"
