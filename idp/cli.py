@@ -448,6 +448,9 @@ def keys_rotate() -> None:
 @click.option("--public", "is_public", is_flag=True, help="No secret; PKCE (S256) required.")
 @click.option("--third-party", is_flag=True, help="Ask each person's consent once per scopes.")
 @click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default="RS256")
+@click.option(
+    "--initiate-login-uri", default=None, help="Where people signed in at Gatehouse are sent."
+)
 @transactional
 def client_create(
     name: str,
@@ -456,6 +459,7 @@ def client_create(
     is_public: bool,
     third_party: bool,
     id_token_alg: str,
+    initiate_login_uri: str | None,
 ) -> None:
     """Register an OAuth client; prints its client_id (and secret, shown once) as JSON."""
     from idp.oauth.services import create_client
@@ -468,6 +472,7 @@ def client_create(
         is_public=is_public,
         first_party=not third_party,
         id_token_alg=id_token_alg,
+        initiate_login_uri=initiate_login_uri,
     )
     out = {"client_id": client.client_id}
     if secret is not None:

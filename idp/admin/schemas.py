@@ -674,6 +674,11 @@ class ClientCreate(Schema):
     is_public = fields.Boolean(load_default=False)
     first_party = fields.Boolean(load_default=True)
     id_token_alg = fields.String(load_default="RS256", validate=validate.OneOf(["RS256", "ES256"]))
+    initiate_login_uri = fields.String(
+        load_default=None,
+        validate=validate.Length(max=2000),
+        metadata={"description": "where a person signed in at Gatehouse itself is sent"},
+    )
 
 
 class ClientOut(Schema):
@@ -685,6 +690,7 @@ class ClientOut(Schema):
     is_public = fields.Boolean()
     first_party = fields.Boolean()
     id_token_alg = fields.String(attribute="id_token_signed_response_alg")
+    initiate_login_uri = fields.String(allow_none=True)
     created_at = fields.DateTime()
 
 

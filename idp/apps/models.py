@@ -42,6 +42,9 @@ class OAuthClient(db.Model):
     is_public: Mapped[bool] = mapped_column(default=False)
     first_party: Mapped[bool] = mapped_column(default=True)  # False: consent is asked
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(10), default="RS256")
+    # OIDC Registration §2 ``initiate_login_uri``: where a person signed in at Gatehouse
+    # itself (no app asked) is sent, for the app to begin its own login.
+    initiate_login_uri: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = created_column()
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy import select
 
 from idp.actors import Actor, ActorKind
+from idp.apps.clients import login_uri_for_signed_in
 from idp.config import current_settings
 from idp.connections.domains import verified_org_for_email
 from idp.connections.services import list_connections
@@ -166,16 +167,18 @@ _SIGNED_IN = """<p id="signed-in">Signed in as {{ email }} to {{ org.name }} ({{
 
 @bp.get("/")
 def home() -> Response:
-    """Where a sign-in without ``next`` lands: the app (``GATEHOUSE_DEFAULT_RETURN_URL``), or
-    a page saying who is signed in; the sign-in page when nobody is."""
+    """Where a sign-in without ``next`` lands: the app (``GATEHOUSE_DEFAULT_RETURN_URL``, or
+    the one app's ``initiate_login_uri``), or a page saying who is signed in and their orgs;
+    the sign-in page when nobody is."""
     try:
         session, membership = current_session()
     except Unauthorized:
         return redirect("/login", code=303)
-    target = current_settings().default_return_url
-    if target and safe_return_to(target) == target:
-        return redirect(target, code=303)
     org = db.session.get(Organization, session.org_id)
+    # Both set by the operator (configuration, a registered app), not by the request.
+    target = current_settings().default_return_url or login_uri_for_signed_in(org.workspace_id)
+    if target:
+        return redirect(target, code=303)
     return page(
         "Signed in",
         _SIGNED_IN,

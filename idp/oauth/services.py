@@ -52,6 +52,7 @@ def create_client(
     is_public: bool = False,
     first_party: bool = True,
     id_token_alg: str = SigningAlg.RS256.value,
+    initiate_login_uri: str | None = None,
 ) -> tuple[OAuthClient, str | None]:
     """Register an app; its secret (confidential clients only) is returned once, here."""
     name = name.strip()
@@ -73,10 +74,20 @@ def create_client(
         is_public=is_public,
         first_party=first_party,
         id_token_signed_response_alg=id_token_alg,
+        initiate_login_uri=_check_login_uri(initiate_login_uri) if initiate_login_uri else None,
     )
     db.session.add(client)
     db.session.flush()
     return client, secret
+
+
+def _check_login_uri(uri: str) -> str:
+    """OIDC Registration §2: ``initiate_login_uri`` is https (http on loopback in tests)."""
+    checked = _check_uri(uri)
+    parts = urlsplit(checked)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost"):
+        raise BadRequest("invalid_initiate_login_uri", "initiate_login_uri must use https")
+    return checked
 
 
 def list_clients(workspace_id: str) -> list[OAuthClient]:

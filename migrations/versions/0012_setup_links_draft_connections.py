@@ -1,9 +1,9 @@
 """Setup links for a customer's IT admin, draft connections (the SP's values before the IdP's),
-test sign-ins, and the last refused SCIM request of each token
+test sign-ins, the last refused SCIM request of each token, and apps' initiate_login_uri
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-07 12:59:00.540421
+Create Date: 2026-12-07 13:02:38.989596
 
 """
 from alembic import op
@@ -58,6 +58,9 @@ def upgrade():
     with op.batch_alter_table('connections', schema=None) as batch_op:
         batch_op.add_column(sa.Column('draft', sa.Boolean(), server_default='0', nullable=False))
 
+    with op.batch_alter_table('oauth_clients', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('initiate_login_uri', sa.String(length=2000), nullable=True))
+
     with op.batch_alter_table('scim_tokens', schema=None) as batch_op:
         batch_op.add_column(sa.Column('last_error', sa.String(length=300), nullable=True))
         batch_op.add_column(sa.Column('last_error_at', sa.DateTime(timezone=True), nullable=True))
@@ -68,6 +71,9 @@ def downgrade():
     with op.batch_alter_table('scim_tokens', schema=None) as batch_op:
         batch_op.drop_column('last_error_at')
         batch_op.drop_column('last_error')
+
+    with op.batch_alter_table('oauth_clients', schema=None) as batch_op:
+        batch_op.drop_column('initiate_login_uri')
 
     with op.batch_alter_table('connections', schema=None) as batch_op:
         batch_op.drop_column('draft')

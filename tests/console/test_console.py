@@ -4,12 +4,16 @@ API, errors beside the field with what was typed kept, and another org's pages n
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from idp.actors import system_actor
 from idp.db import db
+from idp.errors import BadRequest
+from idp.oauth.services import create_client
 from idp.orgs import services
 from idp.orgs.custom_roles import register_permission
 from idp.orgs.models import Invitation, Membership, MembershipStatus
@@ -174,3 +178,28 @@ def test_an_invitation_names_its_target_the_org_or_a_project(client: FlaskClient
     assert sent.status_code == 303
     invitation = db.session.scalars(select(Invitation)).one()
     assert invitation.resource_id is not None and invitation.role == Role.GUEST
+
+
+def test_a_sign_in_without_next_goes_to_the_app(client: FlaskClient, app: Any) -> None:
+    org = make_org("acme", name="Acme")
+    ann = make_member(org, "ann@acme.example")
+    sign_in(client, ann)
+    page = client.get("/")
+    assert page.status_code == 200 and "Signed in as ann@acme.example to Acme" in page.text
+    create_client(
+        org.workspace_id,
+        name="Portal",
+        redirect_uris=["https://app.example/cb"],
+        initiate_login_uri="https://app.example/login",
+    )
+    db.session.commit()
+    assert client.get("/").headers["Location"] == "https://app.example/login"
+    client.delete_cookie("gatehouse_session")
+    assert client.get("/").headers["Location"] == "/login"
+    with pytest.raises(BadRequest):
+        create_client(
+            org.workspace_id,
+            name="X",
+            redirect_uris=["https://x.example/cb"],
+            initiate_login_uri="http://x.example/",
+        )
