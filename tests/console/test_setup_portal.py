@@ -23,9 +23,10 @@ from sqlalchemy import select
 from idp.audit.models import AuditEvent
 from idp.connections.models import Connection
 from idp.db import db
-from idp.orgs.models import Membership
+from idp.orgs.models import Membership, Organization
+from idp.orgs.roles import Role
 from tests.browser import chromium, new_page, screenshot, serious_findings
-from tests.builders import make_org
+from tests.builders import make_member, make_org, signed_in_cookie
 from tests.peers import SamlIdp, SamlSp
 from tests.proxies import free_port, serve_app
 from tests.test_cli import ok
@@ -200,6 +201,18 @@ def test_the_it_admin_connects_saml_and_scim_through_a_setup_link(
     db.session.expire_all()
     members = {m.email for m in db.session.scalars(select(Membership))}
     assert members == {"ann@acme.example", "bob@acme.example"}
+    # Acme's owner sees them in the console: Ann signed in through SAML, Bob provisioned.
+    owner = make_member(
+        db.session.get(Organization, connection.org_id), "boss@acme.example", Role.OWNER
+    )
+    console = new_page(browser)
+    console.context.add_cookies(
+        [{"name": "gatehouse_session", "value": signed_in_cookie(owner), "url": issuer}]
+    )
+    console.goto(f"{issuer}/console/orgs/acme/members")
+    table = console.get_by_role("table", name="Members")
+    expect(table).to_contain_text("ann@acme.example")
+    expect(table).to_contain_text("bob@acme.example")
     changes = select(AuditEvent.action, AuditEvent.actor_type).where(
         AuditEvent.action.in_(
             ("connection.created", "connection.updated", "connection.test_started")
