@@ -23,8 +23,7 @@ from idp.console.forms import (
     SetupLinkForm,
     check_button,
 )
-from idp.console.org_pages import policy_value
-from idp.console.pages import bp, flash_refusal, refuse_into, render
+from idp.console.pages import bp, flash_refusal, refuse_into, render, run_policy_form
 from idp.credentials import services as credentials
 from idp.credentials import setup_links
 from idp.db import db
@@ -151,21 +150,15 @@ def operator_policy() -> Response:
     operator = Operator()
     form = PolicyForm()
     form.key.choices = [(name, name) for name in KEYS]
-    dry_run = None
-    if form.is_submitted() and form.validate():
-        change = {form.key.data: policy_value(form.value.data)}
-        confirmed = form.confirmed.data == "yes"
-        try:
-            result = policies.set_workspace_policy(
-                operator.actor, operator.workspace, change, merge=True, dry_run=not confirmed
-            )
-        except GatehouseError as refused:
-            refuse_into(form, refused, "value")
-        else:
-            if confirmed:
-                flash(f"{form.key.data} changed for every organization.")
-                return redirect(url_for("console.operator_policy"), code=303)
-            dry_run, form.confirmed.data = result, "yes"
+    made, dry_run = run_policy_form(
+        form,
+        lambda change, dry: policies.set_workspace_policy(
+            operator.actor, operator.workspace, change, merge=True, dry_run=dry
+        ),
+    )
+    if made:
+        flash(f"{form.key.data} changed for every organization.")
+        return redirect(url_for("console.operator_policy"), code=303)
     return _page(
         "operator/policy.html",
         operator,

@@ -8,7 +8,6 @@ needs a sign-in within the last few minutes.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +30,7 @@ from idp.console.forms import (
     TransferForm,
     check_button,
 )
-from idp.console.pages import bp, flash_refusal, refuse_into, render
+from idp.console.pages import bp, flash_refusal, refuse_into, render, run_policy_form
 from idp.credentials import services as credentials
 from idp.credentials import setup_links
 from idp.db import utcnow
@@ -389,14 +388,6 @@ def teams_page(slug: str) -> Response:
 # --- policy ----------------------------------------------------------------------------------
 
 
-def policy_value(raw: str) -> Any:
-    """What was typed: JSON when it reads as JSON (true, 3600, ["a.example"]), else the text."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
 @bp.route("/console/orgs/<slug>/policy", methods=["GET", "POST"])
 def policy_page(slug: str) -> Response:
     """The effective policy with where each value comes from; a change shows its dry run
@@ -405,22 +396,15 @@ def policy_page(slug: str) -> Response:
     visit.require(Permission.POLICIES_WRITE)
     form = PolicyForm()
     form.key.choices = [(name, name) for name in KEYS]
-    dry_run = None
-    if form.is_submitted() and form.validate():
-        change = {form.key.data: policy_value(form.value.data)}
-        confirmed = form.confirmed.data == "yes"
-        try:
-            result = policies.set_org_policy(
-                visit.actor, visit.org, change, merge=True, dry_run=not confirmed
-            )
-        except GatehouseError as refused:
-            refuse_into(form, refused, "value")
-        else:
-            if confirmed:
-                flash(f"{form.key.data} changed.")
-                return redirect(url_for("console.policy_page", slug=slug), code=303)
-            dry_run = result
-            form.confirmed.data = "yes"
+    made, dry_run = run_policy_form(
+        form,
+        lambda change, dry: policies.set_org_policy(
+            visit.actor, visit.org, change, merge=True, dry_run=dry
+        ),
+    )
+    if made:
+        flash(f"{form.key.data} changed.")
+        return redirect(url_for("console.policy_page", slug=slug), code=303)
     return _page(
         "console/policy.html",
         visit,

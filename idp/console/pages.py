@@ -4,7 +4,9 @@ request id, and one commit per request."""
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, flash, g, render_template
@@ -112,3 +114,31 @@ def refuse_into(form: FlaskForm, exc: GatehouseError, default: str) -> None:
     name = exc.details.get("field") or default
     field = getattr(form, name, None) or getattr(form, default)
     field.errors = [*field.errors, exc.message]
+
+
+def policy_value(raw: str) -> Any:
+    """What was typed: JSON when it reads as JSON (true, 3600, ["a.example"]), else the text."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def run_policy_form(
+    form: FlaskForm, apply: Callable[[dict[str, Any], bool], dict[str, Any]]
+) -> tuple[bool, dict[str, Any] | None]:
+    """A policy form's two steps: ``apply(change, dry_run)`` first as a dry run (its answer
+    shown, the form then asking for confirmation), then, confirmed, for real. Returns (made,
+    the dry run to show); a refusal is shown beside the value."""
+    if not (form.is_submitted() and form.validate()):
+        return False, None
+    confirmed = form.confirmed.data == "yes"
+    try:
+        result = apply({form.key.data: policy_value(form.value.data)}, not confirmed)
+    except GatehouseError as refused:
+        refuse_into(form, refused, "value")
+        return False, None
+    if confirmed:
+        return True, None
+    form.confirmed.data = "yes"
+    return False, result

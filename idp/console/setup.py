@@ -278,7 +278,7 @@ def connect_directory() -> Response:
             portal.actor, portal.org, name="Set up by the IT admin"
         )
     guide = GUIDES.get(request.args.get("idp", ""), GUIDES["okta"])
-    values = _values_for_scim(portal.org)
+    values = {"scim_url": credentials.scim_base_url(portal.org)}
     tokens = credentials.list_scim_tokens(portal.org.id, limit=20).items
     return render(
         "setup/scim.html",
@@ -292,10 +292,6 @@ def connect_directory() -> Response:
         guide=guide,
         steps=[render_step(step, values) for step in guide.scim],
     )
-
-
-def _values_for_scim(org: Organization) -> dict[str, str]:
-    return {"scim_url": credentials.scim_base_url(org)}
 
 
 @bp.route("/setup/domains", methods=["GET", "POST"])

@@ -33,6 +33,7 @@ from idp.connections.services import connection_secret
 from idp.db import db
 from idp.errors import BadRequest
 from idp.people.signin import IdpAssertion, LoginRefused
+from idp.sso.trace import trace_line
 
 log = logging.getLogger(__name__)
 
@@ -485,18 +486,6 @@ def assertion_from_claims(connection: Connection, claims: Mapping[str, Any]) -> 
 # --- test sign-in: what each check of the answer found ---------------------------------------
 
 
-def _line(
-    key: str, label: str, passed: bool | None, expected: Any = None, received: Any = None
-) -> dict[str, Any]:
-    return {
-        "key": key,
-        "label": label,
-        "passed": passed,
-        "expected": expected,
-        "received": received,
-    }
-
-
 def _unverified_claims(id_token: str) -> dict[str, Any]:
     """The ID token's claims read without trusting them, only to say what was received."""
     try:
@@ -528,14 +517,14 @@ def trace_callback(
     nor a claim's value beyond those mapped."""
     if error is not None:
         return False, [
-            _line("status", "The IdP signed the person in", False, "a code", f"error {error}")
+            trace_line("status", "The IdP signed the person in", False, "a code", f"error {error}")
         ]
-    lines = [_line("status", "The IdP signed the person in", True, "a code", "a code")]
+    lines = [trace_line("status", "The IdP signed the person in", True, "a code", "a code")]
     try:
         tokens = request_tokens(connection, code, code_verifier)
     except LoginRefused as refused:
         lines.append(
-            _line(
+            trace_line(
                 "exchange",
                 "The code was exchanged at the token endpoint",
                 False,
@@ -544,10 +533,10 @@ def trace_callback(
             )
         )
         return False, lines
-    lines.append(_line("exchange", "The code was exchanged at the token endpoint", True))
+    lines.append(trace_line("exchange", "The code was exchanged at the token endpoint", True))
     id_token = tokens.get("id_token")
     if not isinstance(id_token, str):
-        lines.append(_line("id_token", "An ID token was sent", False))
+        lines.append(trace_line("id_token", "An ID token was sent", False))
         return False, lines
     verdict, claims = None, {}
     try:
@@ -562,7 +551,7 @@ def trace_callback(
     iat = claims.get("iat")
     offset = round(iat - now) if _is_number(iat) else None
     lines += [
-        _line(
+        trace_line(
             "signature",
             "Signed with an asymmetric key of the IdP's JWKS",
             verdict
@@ -573,28 +562,28 @@ def trace_callback(
                 "invalid_id_token",
             },
         ),
-        _line(
+        trace_line(
             "issuer",
             "Issued by the connection's issuer (iss)",
             claims.get("iss") == settings.get("issuer"),
             settings.get("issuer"),
             claims.get("iss"),
         ),
-        _line(
+        trace_line(
             "audience",
             "Meant for this client (aud)",
             client_id in ([aud] if isinstance(aud, str) else aud or []),
             client_id,
             aud,
         ),
-        _line(
+        trace_line(
             "clock",
             "The IdP's clock agrees with ours (iat, exp)",
             offset is not None and abs(offset) <= LEEWAY_SECONDS and verdict != "expired_id_token",
             f"within {LEEWAY_SECONDS} seconds",
             None if offset is None else f"{offset:+d} seconds",
         ),
-        _line("nonce", "Answers this test's request (nonce)", verdict != "invalid_nonce"),
+        trace_line("nonce", "Answers this test's request (nonce)", verdict != "invalid_nonce"),
     ]
     if verdict in _FAILED_CLAIM:
         for line in lines:
@@ -606,32 +595,36 @@ def trace_callback(
             mapped = assertion_from_claims(connection, claims)
         except LoginRefused as refused:
             verdict = refused.code
-            lines.append(_line("tenant", refused.message, False))
+            lines.append(trace_line("tenant", refused.message, False))
     mapping = {**PRESETS["generic"], **(settings.get("claims") or {})}
     email = mapped.email if mapped else _first_string(claims, mapping.get("email") or [])
     groups = list(mapped.groups)[:20] if mapped else []
     lines += [
-        _line(
+        trace_line(
             "email",
             "An email address was sent",
             bool(email),
             ", ".join(mapping.get("email") or []),
             email,
         ),
-        _line(
+        trace_line(
             "groups",
             "Groups were sent (for role mappings)",
             bool(groups) or None,
             mapping.get("groups"),
             groups,
         ),
-        _line(
+        trace_line(
             "subject", "A subject (sub) was sent", bool(claims.get("sub")), None, claims.get("sub")
         ),
-        _line("attributes", "Claims the IdP sent (names)", None, None, sorted(claims)[:50] or None),
+        trace_line(
+            "attributes", "Claims the IdP sent (names)", None, None, sorted(claims)[:50] or None
+        ),
     ]
     if verdict is not None and all(line["passed"] is not False for line in lines):
         lines.append(
-            _line("accepted", "The ID token is not valid for this sign-in", False, None, verdict)
+            trace_line(
+                "accepted", "The ID token is not valid for this sign-in", False, None, verdict
+            )
         )
     return verdict is None and bool(email), lines

@@ -40,6 +40,7 @@ from idp.connections.models import Connection
 from idp.connections.services import connection_secret
 from idp.errors import BadRequest
 from idp.people.signin import IdpAssertion, LoginRefused
+from idp.sso.trace import trace_line
 
 METADATA_TIMEOUT = 10  # seconds
 MAX_METADATA = 1_000_000  # bytes; federation aggregates are not accepted here
@@ -656,19 +657,6 @@ def validate_response(
 # --- test sign-in: what each check of a response found -------------------------------------
 
 
-def _check(
-    key: str, label: str, passed: bool | None, expected: Any = None, received: Any = None
-) -> dict[str, Any]:
-    """One line of a test sign-in's trace; ``passed`` None: not checked."""
-    return {
-        "key": key,
-        "label": label,
-        "passed": passed,
-        "expected": expected,
-        "received": received,
-    }
-
-
 _SIGNATURE_CODES = frozenset({"invalid_signature", "deprecated_algorithm"})
 _FAILED_BY: dict[str, str] = {
     "wrong_audience": "audience",
@@ -703,7 +691,7 @@ def trace_response(
             raise ValueError
         response = OneLogin_Saml2_Response(settings, saml_response_b64)
     except Exception:  # anything unreadable: one line says so
-        return False, [_check("readable", "The response can be read", False)]
+        return False, [trace_line("readable", "The response can be read", False)]
     doc = response.document
     verdict: str | None = None
     assertion: IdpAssertion | None = None
@@ -711,11 +699,11 @@ def trace_response(
         assertion, *_ = validate_response(connection, saml_response_b64, request_data)
     except LoginRefused as refused:
         verdict = refused.code
-    checks = [_check("readable", "The response can be read", True)]
+    checks = [trace_line("readable", "The response can be read", True)]
     status = OneLogin_Saml2_XML.query(doc, "/samlp:Response/samlp:Status/samlp:StatusCode")
     status_value = status[0].get("Value") if status else None
     checks.append(
-        _check(
+        trace_line(
             "status",
             "The IdP signed the person in",
             status_value == C.STATUS_SUCCESS,
@@ -740,7 +728,7 @@ def trace_response(
     )
     signature_ok = verdict is None or (verdict not in _SIGNATURE_CODES and signed)
     checks.append(
-        _check(
+        trace_line(
             "signature",
             "Signed (RSA-SHA256 or stronger) by a certificate of the IdP's metadata",
             signature_ok,
@@ -751,7 +739,7 @@ def trace_response(
     issuers = _safe(response.get_issuers)
     expected_issuer = connection.settings.get("idp_entity_id")
     checks.append(
-        _check(
+        trace_line(
             "issuer",
             "Issued by the IdP of the metadata",
             expected_issuer in (issuers or []),
@@ -761,7 +749,7 @@ def trace_response(
     )
     audiences = _safe(response.get_audiences)
     checks.append(
-        _check(
+        trace_line(
             "audience",
             "Meant for this service (Audience)",
             sp_entity_id(connection) in (audiences or []),
@@ -771,7 +759,7 @@ def trace_response(
     )
     destination = doc.get("Destination")
     checks.append(
-        _check(
+        trace_line(
             "destination",
             "Sent to this ACS URL (Destination)",
             destination == acs_url(connection),
@@ -781,7 +769,7 @@ def trace_response(
     )
     in_response_to = doc.get("InResponseTo")
     checks.append(
-        _check(
+        trace_line(
             "in_response_to",
             "Answers this test's request (InResponseTo)",
             in_response_to == request_id,
@@ -792,7 +780,7 @@ def trace_response(
     issued = _time(doc.get("IssueInstant"))
     offset = None if issued is None else round((issued - now).total_seconds())
     checks.append(
-        _check(
+        trace_line(
             "clock",
             "The IdP's clock agrees with ours (within 5 minutes)",
             offset is not None and abs(offset) <= CLOCK_DRIFT.total_seconds(),
@@ -806,7 +794,7 @@ def trace_response(
             if line["key"] == failed:
                 line["passed"] = False
         if failed not in {line["key"] for line in checks}:
-            checks.append(_check(failed, _refuse(verdict).message, False))
+            checks.append(trace_line(failed, _refuse(verdict).message, False))
     mapped = assertion
     if mapped is None:  # read off the document only to show what the IdP sent
         attribute_map = connection.settings.get("attribute_map") or PRESETS["generic"]
@@ -817,7 +805,7 @@ def trace_response(
             _safe(response.get_attributes) or {},
         )
     checks.append(
-        _check(
+        trace_line(
             "email",
             "An email address was sent",
             bool(mapped.email),
@@ -826,7 +814,7 @@ def trace_response(
         )
     )
     checks.append(
-        _check(
+        trace_line(
             "groups",
             "Groups were sent (for role mappings)",
             bool(mapped.groups) or None,
@@ -835,7 +823,7 @@ def trace_response(
         )
     )
     checks.append(
-        _check(
+        trace_line(
             "subject",
             "A subject (NameID) was sent",
             bool(mapped.subject),
@@ -845,10 +833,12 @@ def trace_response(
     )
     # The names (never the values) of what the IdP sent, for mapping them.
     sent = sorted(_safe(response.get_attributes) or {})[:50]
-    checks.append(_check("attributes", "Attributes the IdP sent (names)", None, None, sent or None))
+    checks.append(
+        trace_line("attributes", "Attributes the IdP sent (names)", None, None, sent or None)
+    )
     passed = verdict is None and bool(mapped.email)
     if verdict is not None and all(line["passed"] is not False for line in checks):
-        checks.append(_check("accepted", _refuse(verdict).message, False, None, verdict))
+        checks.append(trace_line("accepted", _refuse(verdict).message, False, None, verdict))
     return passed, checks
 
 

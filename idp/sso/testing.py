@@ -22,6 +22,7 @@ from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission
 from idp.sso import oidc, saml
+from idp.sso.trace import trace_line
 
 TEST_LIFETIME = timedelta(minutes=15)
 
@@ -93,15 +94,7 @@ def finish_oidc_test(
             connection,
             test,
             False,
-            [
-                {
-                    "key": "readable",
-                    "label": "The test's request is intact",
-                    "passed": False,
-                    "expected": None,
-                    "received": None,
-                }
-            ],
+            [trace_line("readable", "The test's request is intact", False)],
         )
     passed, checks = oidc.trace_callback(connection, code, verifier, nonce, error)
     return _finish(connection, test, passed, checks)
