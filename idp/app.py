@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from idp import mail
 from idp.config import Settings, load_settings
-from idp.db import db
+from idp.db import db, install_row_security
 from idp.extensions import migrate, render_migration_item
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         render_item=render_migration_item,
     )
     mail.init_app(app, settings)
+    install_row_security(app)
     _install_request_id(app)
     _install_error_handlers(app)
 

@@ -26,7 +26,7 @@ from idp.credentials.services import (
     revoke_scim_token,
 )
 from idp.crypto import ENCRYPTED_COLUMNS, current_key_ring, reencrypt_column
-from idp.db import db
+from idp.db import db, declare_workspace_wide
 from idp.errors import GatehouseError
 from idp.orgs import custom_roles, invitations, role_mappings, services
 from idp.orgs.roles import Role
@@ -45,6 +45,7 @@ def transactional(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
+        declare_workspace_wide()  # the operator's commands span orgs (row-level security)
         try:
             result = command(*args, **kwargs)
             db.session.commit()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -15,11 +17,12 @@ from sqlalchemy import DateTime, Enum, MetaData, String, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
-    from flask import Response
+    from flask import Flask, Response
+    from sqlalchemy.engine import Connection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -159,3 +162,106 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+# Row-level security (PostgreSQL): the org a transaction works for. The policies of the
+# org-scoped tables (migration 0014) admit a row when its org is the one declared in the
+# transaction-local setting ``gatehouse.org_id``, or when ``*`` (workspace-wide) is declared;
+# a transaction that declared nothing sees no org-scoped row. The declaration lives in a
+# context variable (one per request, thread or task, never shared) and is re-applied at the
+# start of every transaction the session begins. SQLite has no row-level security: there the
+# service layer's ``org_id`` filters are the only wall.
+RLS_SETTING = "gatehouse.org_id"
+WORKSPACE_WIDE = "*"
+_SET_ORG = text(f"SELECT set_config('{RLS_SETTING}', :org_id, true)")
+_declared: ContextVar[str | None] = ContextVar("gatehouse_declared_org", default=None)
+
+
+def declare_org(org_id: str) -> None:
+    """Bind this unit of work (request, command) to one org: other orgs' rows are invisible."""
+    if not org_id or org_id == WORKSPACE_WIDE:
+        raise ValueError("declare_org needs an org id")
+    _apply(org_id)
+
+
+def declare_workspace_wide() -> None:
+    """Work that spans orgs on purpose (operator commands, a person's list of orgs)."""
+    _apply(WORKSPACE_WIDE)
+
+
+def declare_nothing() -> None:
+    """Forget the declaration: org-scoped rows become invisible again (the secure default)."""
+    _apply(None)
+
+
+def declared_org() -> str | None:
+    """The declared org id, ``*`` for workspace-wide, or ``None``."""
+    return _declared.get()
+
+
+@contextmanager
+def workspace_wide() -> Iterator[None]:
+    """A workspace-wide look-up inside org-bound work (a credential found by its digest, a
+    person's memberships in every org); the previous declaration is back afterwards."""
+    previous = _declared.get()
+    _apply(WORKSPACE_WIDE)
+    try:
+        yield
+    finally:
+        _apply(previous)
+
+
+def _apply(value: str | None) -> None:
+    from flask import has_app_context
+
+    if not has_app_context():
+        _declared.set(value)
+        return
+    session = db.session()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and (session.new or session.dirty or session.deleted):
+        # What was changed under the previous declaration is written under it.
+        session.flush()
+    _declared.set(value)
+    # A transaction already under way takes the new value now; later ones at their start.
+    if postgres and session.in_transaction():
+        session.execute(_SET_ORG, {"org_id": value or ""})
+
+
+def declare_on_connection(connection: Connection, value: str) -> None:
+    """Declare on a Core connection's transaction (one used apart from the ORM session)."""
+    connection.execute(_SET_ORG, {"org_id": value})
+
+
+@event.listens_for(Session, "after_begin")
+def _declare_in_transaction(
+    _session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    value = _declared.get()
+    # Nothing declared needs no round trip: a transaction-local setting ends with the
+    # transaction, so a pooled connection starts each one with no org declared.
+    if value is not None and connection.dialect.name == "postgresql":
+        connection.execute(_SET_ORG, {"org_id": value})
+
+
+def install_row_security(app: Flask) -> None:
+    """Each request starts with nothing declared; its surface declares the org it serves."""
+
+    @app.before_request
+    def forget_declaration() -> None:
+        from flask import g
+
+        g.declared_before_request = _declared.get()
+        declare_nothing()
+
+    @app.teardown_request
+    def restore_declaration(_exc: BaseException | None) -> None:
+        from flask import g
+
+        # What the caller of the request had declared (a test, a CLI command calling the app)
+        # applies again; a transaction the request left open ends here, as the app context's
+        # end would end it, so the request's org does not outlive the request.
+        _declared.set(g.pop("declared_before_request", None))
+        session = db.session()
+        if session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+            session.rollback()

@@ -88,6 +88,11 @@ def run_migrations_online():
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # A migration is workspace-wide work: data steps see every org's rows under
+                # row-level security (0014). Transaction-local, so the pooled connection
+                # keeps nothing of it.
+                connection.exec_driver_sql("SELECT set_config('gatehouse.org_id', '*', true)")
             context.run_migrations()
 
 

@@ -18,7 +18,7 @@ from idp.credentials.services import (
     authenticate_scim_token,
     note_scim_failure,
 )
-from idp.db import db, finish_request
+from idp.db import db, declare_org, finish_request
 from idp.errors import GatehouseError
 from idp.jsonbody import has_unstorable_text, parse_json
 from idp.orgs.models import Organization
@@ -70,6 +70,7 @@ def authenticate() -> None:
     if found is None:
         raise ScimError(401, "A valid SCIM bearer token for this organization is required")
     credential, org = found
+    declare_org(org.id)  # the token's org: row-level security binds the rest of the request
     g.scim = ScimContext(
         org=org,
         actor=actor_for_scim_token(credential, org.workspace_id, g.get("request_id")),

@@ -17,10 +17,10 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from idp import create_app
-from idp.db import db
+from idp.db import db, declare_nothing, declare_workspace_wide
 from idp.orgs import services
 from tests.builders import make_key
 
@@ -28,19 +28,50 @@ ISSUER = "http://gatehouse.test"
 ENCRYPTION_KEY = Fernet.generate_key().decode()
 
 
+# The superuser URL of each throwaway database, for the cleanup between tests (which must not
+# be bound by row-level security, and turns foreign-key triggers off).
+_SUPERUSER_URLS: dict[str, str] = {}
+_superuser_engines: dict[str, Engine] = {}
+
+
 def _postgres_database(base_url: str) -> Iterator[str]:
-    """A throwaway database beside the configured one, so parallel runs never collide."""
+    """A throwaway database beside the configured one, so parallel runs never collide.
+
+    The app connects as a throwaway role that owns the database (migrations run as it) and is
+    neither superuser nor BYPASSRLS, as in production, so row-level security binds it.
+    Roles are cluster-wide: the name is unique to this run and the role is always dropped.
+    """
     url = make_url(base_url)
-    name = f"gatehouse_test_{secrets.token_hex(4)}"
+    suffix = secrets.token_hex(4)
+    name = f"gatehouse_test_{suffix}"
+    role = f"gatehouse_app_{suffix}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE'))
+        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{role}"'))
+    superuser_url = url.set(database=name).render_as_string(hide_password=False)
+    app_url = url.set(database=name, username=role, password=None).render_as_string(
+        hide_password=False
+    )
+    _SUPERUSER_URLS[app_url] = superuser_url
     try:
-        yield url.set(database=name).render_as_string(hide_password=False)
+        yield app_url
     finally:
+        engine = _superuser_engines.pop(app_url, None)
+        if engine is not None:
+            engine.dispose()
+        _SUPERUSER_URLS.pop(app_url, None)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()
+
+
+def superuser_engine(app_url: str) -> Engine:
+    """An engine on the test database as the superuser (outside row-level security)."""
+    if app_url not in _superuser_engines:
+        _superuser_engines[app_url] = create_engine(_SUPERUSER_URLS[app_url])
+    return _superuser_engines[app_url]
 
 
 @pytest.fixture(scope="session")
@@ -84,17 +115,22 @@ def settings_overrides() -> dict[str, Any]:
 def app(_migrated: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> Iterator[Flask]:
     app = create_app(_settings(_migrated, str(tmp_path / "instance"), **settings_overrides))
     with app.app_context():
+        # A test acts as the operator: workspace-wide, outside any request. Each request
+        # starts with nothing declared, and its surface declares the org it serves.
+        declare_workspace_wide()
         services.ensure_workspace(app.extensions["gatehouse.settings"].workspace)
         db.session.commit()
         yield app
         db.session.remove()
-        _empty_tables()
+        declare_nothing()
+        _empty_tables(_migrated)
         db.engine.dispose()
 
 
-def _empty_tables() -> None:
+def _empty_tables(database_url: str) -> None:
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-    with db.engine.connect() as conn:
+    engine = superuser_engine(database_url) if database_url in _SUPERUSER_URLS else db.engine
+    with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             # DELETE with foreign-key triggers off (a superuser's right, as the test server
             # gives): ~15 ms against ~0.5 s for a TRUNCATE of every table.

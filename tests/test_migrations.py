@@ -13,7 +13,7 @@ from flask_migrate import check, upgrade
 from sqlalchemy import text
 
 from idp import create_app
-from idp.db import db
+from idp.db import db, declare_nothing, declare_workspace_wide
 from idp.orgs.models import Organization
 from idp.people.services import list_duplicates
 from idp.policies.chain import org_levels, policy_of
@@ -36,12 +36,17 @@ def test_saml_toolkit_imports() -> None:
 
 @pytest.fixture
 def fresh_database(tmp_path: Path) -> Iterator[str]:
-    """An empty database of the kind under test, apart from the session's migrated one."""
+    """An empty database of the kind under test, apart from the session's migrated one; the
+    test reads it as the operator (workspace-wide under row-level security)."""
     configured = os.environ.get("GATEHOUSE_DATABASE_URL", "")
-    if configured.startswith("postgresql"):
-        yield from _postgres_database(configured)
-    else:
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+    declare_workspace_wide()
+    try:
+        if configured.startswith("postgresql"):
+            yield from _postgres_database(configured)
+        else:
+            yield f"sqlite:///{tmp_path / 'fresh.db'}"
+    finally:
+        declare_nothing()
 
 
 def test_0006_fills_every_existing_orgs_effective_policy(

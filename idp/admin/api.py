@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from idp.actors import Actor, anonymous_actor
 from idp.credentials.services import actor_for_key, authenticate_api_key
-from idp.db import db, finish_request
+from idp.db import db, declare_org, declare_workspace_wide, finish_request
 from idp.errors import BadRequest, Forbidden, GatehouseError, NotFound, Unauthorized
 from idp.jsonbody import has_unstorable_text, parse_json
 from idp.orgs.models import Organization
@@ -121,6 +121,8 @@ def _bearer_actor() -> Actor:
         raise Unauthorized(
             "unauthorized", "A valid API key is required (Authorization: Bearer ...)"
         )
+    # Row-level security: an org key works for its org alone, a workspace key for all.
+    declare_workspace_wide() if key.org_id is None else declare_org(key.org_id)
     return actor_for_key(key, g.get("request_id"))
 
 
@@ -128,6 +130,8 @@ def _context(
     scope: str, permission: Permission | None, slug: str | None, team_id: str | None = None
 ) -> Ctx:
     if scope == "public":
+        # No credential: the body's token is the proof, and it names the org (invitations).
+        declare_workspace_wide()
         return Ctx(anonymous_actor(g.get("request_id")))
     actor = _bearer_actor()
     workspace_id = actor.workspace_id or ""
@@ -136,6 +140,7 @@ def _context(
     if scope != "org":
         return Ctx(actor, workspace_id)
     org = get_org(workspace_id, slug or "")
+    declare_org(org.id)  # the URL's org, before any of its rows is read
     role = actor.authority_in(org.id)
     if role is None and team_id is not None:  # a team's own key, on that team's paths
         role = actor.authority_on_team(org.id, team_id)

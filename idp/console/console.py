@@ -15,7 +15,7 @@ from flask import Response, flash, g, redirect, request, url_for
 from idp.actors import Actor, ActorKind
 from idp.console.forms import ConfirmForm, InviteForm, RoleForm, check_button
 from idp.console.pages import bp, flash_refusal, refuse_into, render
-from idp.db import db
+from idp.db import db, declare_org
 from idp.errors import BadRequest, GatehouseError, NotFound
 from idp.login.cookies import session_token
 from idp.orgs import invitations
@@ -86,6 +86,9 @@ class Visit:
         elif admission(session, self.org.id) is not None:
             raise SignInFirst(self.org.slug)
         touch_session(session)
+        # Who the person is and their orgs were found workspace-wide (the console's start);
+        # the page itself sees the URL's org alone.
+        declare_org(self.org.id)
         self.book = org_roles(self.org)
         self.role: RoleDef | None = self.book.find(self.membership.role)
         self.actor = Actor(

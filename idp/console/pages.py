@@ -13,7 +13,7 @@ from flask import Blueprint, Response, flash, g, render_template
 from flask_wtf import FlaskForm
 
 from idp.config import current_settings
-from idp.db import db, finish_request
+from idp.db import db, declare_workspace_wide, finish_request
 from idp.errors import GatehouseError, NotFound
 
 bp = Blueprint(
@@ -23,6 +23,13 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/console/static",
 )
+
+
+@bp.before_request
+def start_workspace_wide() -> None:
+    """Row-level security: finding the signed-in person and their orgs spans orgs; an org's
+    page then declares that org (``Visit``), the setup portal its link's org (``Portal``)."""
+    declare_workspace_wide()
 
 
 def _nonce() -> str:

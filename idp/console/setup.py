@@ -31,7 +31,7 @@ from idp.console.pages import bp, refuse_into, render
 from idp.credentials import services as credentials
 from idp.credentials import setup_links
 from idp.credentials.setup_links import Intent
-from idp.db import utcnow
+from idp.db import declare_org, utcnow
 from idp.errors import Conflict, Forbidden, GatehouseError
 from idp.orgs.models import Organization
 from idp.sso import saml, testing
@@ -51,6 +51,7 @@ class Portal:
     def __init__(self) -> None:
         token = request.cookies.get(COOKIE, "")
         self.link, self.org = setup_links.open_setup_link(token)
+        declare_org(self.org.id)  # the link's org only, for the rest of the request
         self.actor: Actor = setup_links.actor_for_setup_link(
             self.link, self.org.workspace_id, g.get("request_id")
         )

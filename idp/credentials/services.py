@@ -12,7 +12,7 @@ from idp.audit.services import record_event, record_org_event
 from idp.config import current_settings
 from idp.credentials.models import ApiKey, ScimToken, SecretCredential
 from idp.crypto import new_token, token_digest
-from idp.db import db, utcnow
+from idp.db import db, utcnow, workspace_wide
 from idp.errors import Conflict, Forbidden, NotFound
 from idp.orgs.models import Organization, Team, Workspace
 from idp.orgs.role_book import hold_role, org_roles, role_def
@@ -111,16 +111,19 @@ def authenticate_api_key(token: str) -> ApiKey | None:
     """The live key this bearer token belongs to, or ``None``."""
     if not token.startswith(TOKEN_PREFIX + "_"):
         return None
-    row = db.session.execute(_API_KEY_LOOKUP, {"digest": token_digest(token)}).first()
-    if row is None:
-        return None
-    key, org_deleted_at = row
-    now = utcnow()
-    if key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
-        return None
-    if key.org_id is not None and org_deleted_at is not None:
-        return None
-    _touch(key, now)
+    # Found by its digest before anyone knows its org: a workspace-wide look-up (its one
+    # write is flushed within it: a workspace key's row is not visible to the org it serves).
+    with workspace_wide():
+        row = db.session.execute(_API_KEY_LOOKUP, {"digest": token_digest(token)}).first()
+        if row is None:
+            return None
+        key, org_deleted_at = row
+        now = utcnow()
+        if key.revoked_at is not None or (key.expires_at and key.expires_at <= now):
+            return None
+        if key.org_id is not None and org_deleted_at is not None:
+            return None
+        _touch(key, now)
     return key
 
 
@@ -252,14 +255,17 @@ def authenticate_scim_token(
     """
     if not token.startswith(SCIM_TOKEN_PREFIX + "_"):
         return None
-    row = db.session.execute(
-        _SCIM_TOKEN_LOOKUP,
-        {"digest": token_digest(token), "org_slug": org_slug, "workspace_slug": workspace_slug},
-    ).first()
-    if row is None:
-        return None
-    credential, org = row
-    _touch(credential, utcnow())
+    # Before the token is known its org is not: a workspace-wide look-up, bound to the org
+    # of the URL by the query itself.
+    with workspace_wide():
+        row = db.session.execute(
+            _SCIM_TOKEN_LOOKUP,
+            {"digest": token_digest(token), "org_slug": org_slug, "workspace_slug": workspace_slug},
+        ).first()
+        if row is None:
+            return None
+        credential, org = row
+        _touch(credential, utcnow())
     return credential, org
 
 

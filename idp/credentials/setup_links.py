@@ -19,7 +19,7 @@ from idp.audit.services import record_org_event
 from idp.config import current_settings
 from idp.credentials.models import SetupLink
 from idp.crypto import new_token, token_digest
-from idp.db import db, utcnow
+from idp.db import db, utcnow, workspace_wide
 from idp.errors import BadRequest, Forbidden, NotFound
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission, RoleDef
@@ -150,9 +150,10 @@ def open_setup_link(token: str) -> tuple[SetupLink, Organization]:
     deleted org, is refused alike (``setup_link_invalid``)."""
     link = None
     if isinstance(token, str) and token.startswith(TOKEN_PREFIX + "_") and len(token) < 200:
-        link = db.session.scalar(
-            select(SetupLink).where(SetupLink.token_digest == token_digest(token))
-        )
+        with workspace_wide():  # found by its digest, before its org is known
+            link = db.session.scalar(
+                select(SetupLink).where(SetupLink.token_digest == token_digest(token))
+            )
     org = db.session.get(Organization, link.org_id) if link is not None else None
     if link is None or org is None or org.deleted_at is not None or not is_live(link):
         raise Forbidden(

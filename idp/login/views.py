@@ -16,7 +16,7 @@ from idp.apps.clients import login_uri_for_signed_in
 from idp.config import current_settings
 from idp.connections.domains import verified_org_for_email
 from idp.connections.services import list_connections
-from idp.db import db, finish_request
+from idp.db import db, declare_workspace_wide, finish_request
 from idp.errors import Forbidden, GatehouseError, NotFound, Unauthorized
 from idp.login.cookies import clear_session_cookie, session_token, set_session_cookie
 from idp.login.pages import page
@@ -44,6 +44,13 @@ from idp.users.models import User
 from idp.users.services import validate_email
 
 bp = Blueprint("login", __name__)
+
+
+@bp.before_request
+def start_workspace_wide() -> None:
+    """Row-level security: sign-in pages serve a person across their orgs (home-realm
+    discovery over every org's domains, the org picker, ``/api/v1/me``'s list of orgs)."""
+    declare_workspace_wide()
 
 
 def current_session() -> tuple[Session, Membership]:

@@ -17,7 +17,7 @@ from idp.actors import Actor, ActorKind
 from idp.apps.models import Consent, OAuthClient, SigningAlg
 from idp.audit.services import record_org_event
 from idp.config import current_settings
-from idp.db import db, finish_request, utcnow
+from idp.db import db, declare_workspace_wide, finish_request, utcnow
 from idp.errors import GatehouseError
 from idp.login.cookies import clear_session_cookie, session_token
 from idp.login.pages import page
@@ -42,6 +42,13 @@ AUTHORIZE_PATH = "/oauth/authorize"
 AUTH_AFTER = "gh_auth_after"  # set by Gatehouse: a sign-in after this time is fresh enough
 DENIED = "gh_denied"  # set by the consent form when the person says no
 _ALWAYS_COMMIT = {"/oauth/token", "/oauth/revoke", "/oauth/introspect"}
+
+
+@bp.before_request
+def start_workspace_wide() -> None:
+    """Row-level security: the provider serves a person and an app across orgs (the org is
+    chosen at the authorization, codes and tokens are found by their digest)."""
+    declare_workspace_wide()
 
 
 @bp.after_request

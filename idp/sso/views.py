@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from idp.config import current_settings
 from idp.connections.models import Connection
 from idp.connections.services import load_connection
-from idp.db import db, finish_request
+from idp.db import db, declare_workspace_wide, finish_request
 from idp.errors import GatehouseError
 from idp.login.cookies import (
     bind_login_cookie,
@@ -63,6 +63,13 @@ def refused(exc: GatehouseError) -> Response:
 def conflict(_exc: IntegrityError) -> Response:
     db.session.rollback()
     return error_page(409, "conflict", "A concurrent sign-in conflicts with this one; try again")
+
+
+@bp.before_request
+def start_workspace_wide() -> None:
+    """Row-level security: a sign-in decides who a person is across orgs (a link to another
+    org's member needs that org's verified domain or proof), so it is workspace-wide."""
+    declare_workspace_wide()
 
 
 @bp.after_request
