@@ -33,7 +33,7 @@ from idp.actors import Actor
 from idp.audit.services import record_org_event
 from idp.connections.domains import verified_org_for_email
 from idp.connections.models import ExternalIdentity
-from idp.db import db, new_id, utcnow
+from idp.db import db, new_id, utcnow, workspace_wide
 from idp.directory.models import DirectoryUser
 from idp.errors import BadRequest, Conflict
 from idp.orgs import services as orgs
@@ -392,7 +392,9 @@ def _move_person(org: Organization, membership: Membership, local: User, target:
     membership.user_id = target.id
     membership.user = target
     db.session.flush()
-    if not db.session.scalar(select(exists().where(Membership.user_id == local.id))):
+    with workspace_wide():  # memberships in every org, whatever org the caller declared
+        elsewhere = db.session.scalar(select(exists().where(Membership.user_id == local.id)))
+    if not elsewhere:
         db.session.delete(local)  # their sessions, links and tokens go with them
         db.session.flush()
 
