@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask_migrate import check, upgrade
+from flask_migrate import check, downgrade, upgrade
 from sqlalchemy import text
 
 from idp import create_app
@@ -147,5 +147,29 @@ def test_0008_keys_memberships_by_address_leaving_earlier_duplicates_to_merge(
 
         [duplicate] = list_duplicates("ws_1")
         assert [m["user_id"] for m in duplicate["members"]] == ["usr_1", "usr_2"]
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_0014_row_level_security_goes_both_ways(fresh_database: str, tmp_path: Path) -> None:
+    """PostgreSQL: the policies come with 0014 and go with its downgrade; SQLite: nothing."""
+    app = create_app(_settings(fresh_database, str(tmp_path / "instance")))
+    with app.app_context():
+
+        def policies() -> int:
+            if db.engine.dialect.name != "postgresql":
+                return 0
+            count = db.session.scalar(
+                text("SELECT count(*) FROM pg_policies WHERE policyname LIKE '%_declared_org'")
+            )
+            db.session.commit()
+            return count
+
+        upgrade()
+        assert policies() == (22 if db.engine.dialect.name == "postgresql" else 0)
+        downgrade(revision="0012")
+        assert policies() == 0
+        upgrade()
+        check()
         db.session.remove()
         db.engine.dispose()
