@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from scim.errors import ScimError
 from scim.members import MemberChanges, split_member_operations
 from scim.patch import apply_patch, parse_patch
-from scim.quirks import ADSCIM_GROUP, normalize_request
+from scim.quirks import ADSCIM_GROUP, normalize_filter, normalize_request
 from scim.schemas import ENTERPRISE_USER, GROUP, PATCH_OP, USER, group_type, user_type
 
 DATA = Path(__file__).parent.parent / "data"
-SOURCES = ("entra-", "okta-", "rfc7644-")
+SOURCES = ("entra-", "okta-", "rfc7644-", "interop-")
 GOLDEN = sorted(p for p in DATA.glob("*.json") if p.name.startswith(SOURCES))
 TYPES = {"User": user_type(), "Group": group_type()}
 
@@ -40,7 +40,10 @@ def test_golden_payload(path: Path) -> None:
     request = golden["request"]
     sent = copy.deepcopy(request)
 
-    normalized = normalize_request(request, resource_type, golden["method"])
+    if golden["method"] == "GET":  # query parameters: only the filter has a quirk
+        normalized = {k: normalize_filter(v) if k == "filter" else v for k, v in request.items()}
+    else:
+        normalized = normalize_request(request, resource_type, golden["method"])
 
     assert normalized == golden["normalized"]
     assert request == sent, "normalize_request must not change its input"
