@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from scim.errors import ScimError, invalid_filter
-from scim.filters.grammar import _SUB_ATTR, OPERATORS, _Token, _tokenize
+from scim.filters.grammar import _SUB_ATTR, MAX_LENGTH, OPERATORS, _Token, _tokenize
 from scim.schemas import (
     ENTERPRISE_USER,
     GROUP,
@@ -376,17 +376,20 @@ def normalize_filter(text: Any) -> Any:
     ``not eq``, ``eq null`` is ``not pr``): ``…].value ne "x"`` becomes ``not (emails[(…) and
     value eq "x"])``. Anything else, or text that does not tokenize, is left to the parser.
     """
-    if not isinstance(text, str) or "]" not in text:
-        return text
+    if not isinstance(text, str) or "]" not in text or len(text) > MAX_LENGTH:
+        return text  # too long: the parser says so
     try:
         tokens = _tokenize(text, invalid_filter)
     except ScimError:
         return text
     pieces: list[str] = []
     done = 0  # text before this offset is already in ``pieces``
+    open_: int | None = None  # the last "[" not yet closed
     i = 0
     while i < len(tokens):
-        rewritten = _value_path_comparison(text, tokens, i)
+        kind = tokens[i].kind
+        rewritten = _value_path_comparison(text, tokens, open_, i) if kind == "]" else None
+        open_ = i if kind == "[" else None if kind == "]" else open_
         if rewritten is None:
             i += 1
             continue
@@ -397,15 +400,14 @@ def normalize_filter(text: Any) -> Any:
 
 
 def _value_path_comparison(
-    text: str, tokens: list[_Token], close: int
+    text: str, tokens: list[_Token], open_: int | None, close: int
 ) -> tuple[int, int, str, int] | None:
-    """When ``tokens[close]`` is the ``]`` of ``attr[filter].sub op value``: (start, end,
-    the RFC form, the index of the token after it); else None."""
-    if tokens[close].kind != "]" or tokens[close + 1].kind != "word":
+    """When ``tokens[open_]``…``tokens[close]`` are the brackets of ``attr[filter].sub op
+    value``: (start, end, the RFC form, the index of the token after it); else None."""
+    if open_ is None or open_ == 0 or tokens[close + 1].kind != "word":
         return None
     sub = _SUB_ATTR.fullmatch(tokens[close + 1].text)
-    open_ = next((k for k in range(close - 1, -1, -1) if tokens[k].kind in "[]"), None)
-    if sub is None or open_ is None or open_ == 0 or tokens[open_].kind != "[":
+    if sub is None:
         return None
     attr = tokens[open_ - 1]
     op_token = tokens[close + 2] if close + 2 < len(tokens) else None
