@@ -68,6 +68,10 @@ class NotAllowed(OutboundError):
 class Unreachable(OutboundError):
     """The peer could not be reached or read: one error for every cause, on purpose."""
 
+    def __init__(self, reason: str = "") -> None:
+        super().__init__("unreachable")
+        self.reason = reason  # for logs only
+
 
 # --- which addresses -----------------------------------------------------------------------
 
@@ -310,7 +314,7 @@ def vet(url: str, policy: Policy, timeout: float = 5.0) -> tuple[Target, list[IP
     target = parse_url(url)
     addresses = resolve(target, policy, timeout)
     if not addresses:
-        raise Unreachable("DNS: no address")
+        raise Unreachable(f"{target.host}: DNS gave no address")
     for address in addresses:
         reason = refusal(address, target.host, policy)
         if reason is not None:
@@ -446,7 +450,11 @@ def fetch(
 
         policy = policy_from_settings(current_settings())
     end = time.monotonic() + deadline
-    target, addresses = vet(url, policy, timeout=min(connect_timeout, deadline))
+    try:
+        target, addresses = vet(url, policy, timeout=min(connect_timeout, deadline))
+    except Unreachable as failure:
+        log.info("outbound: %s %s", method, failure.reason)
+        raise
     try:
         return _exchange(
             target,
@@ -464,7 +472,7 @@ def fetch(
         )
     except (OSError, http.client.HTTPException, zlib.error, ValueError) as exc:
         log.info("outbound: %s %s failed: %s", method, target.host, type(exc).__name__)
-        raise Unreachable("unreachable") from None
+        raise Unreachable(type(exc).__name__) from None
 
 
 def _exchange(
@@ -520,6 +528,8 @@ def _read_body(response: http.client.HTTPResponse, max_bytes: int) -> bytes:
         data += chunk
         if len(data) > max_bytes:
             raise ValueError("body over the limit")
+    if response.length:  # read1 ends quietly at EOF; a body shorter than announced is cut
+        raise http.client.IncompleteRead(bytes(data), response.length)
     encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
     if encoding == "identity":
         return bytes(data)
