@@ -15,72 +15,15 @@ import pytest
 from idp import outbound
 from idp.config import ConfigError, load_settings, parse_outbound_allow
 from tests.dns_server import DnsServer
-from tests.outbound_peers import Pki, Server, http_answer, make_pki, twin_servers
-
-# Every spelling of an internal destination; {port} is a real listener on 127.0.0.1.
-ATTACK_SPELLINGS = [
-    "https://127.0.0.1:{port}/",
-    "https://localhost:{port}/",
-    "https://LOCALHOST:{port}/",
-    "https://localhost.:{port}/",
-    "https://idp.localhost:{port}/",
-    "https://[::1]:{port}/",
-    "https://[0:0:0:0:0:0:0:1]:{port}/",
-    "https://127.1:{port}/",
-    "https://127.0.1:{port}/",
-    "https://2130706433:{port}/",
-    "https://0x7f000001:{port}/",
-    "https://0X7F000001:{port}/",
-    "https://0x7f.1:{port}/",
-    "https://0177.0.0.1:{port}/",
-    "https://017700000001:{port}/",
-    "https://127.0.0.1.:{port}/",
-    "https://127.0.0.2:{port}/",
-    # Fullwidth digits: IDNA (UTS #46) maps them to ASCII.
-    "https://\uff11\uff12\uff17.\uff10.\uff10.\uff11:{port}/",
-    "https://[::ffff:127.0.0.1]:{port}/",
-    "https://[::ffff:7f00:1]:{port}/",
-    "https://[::127.0.0.1]:{port}/",  # IPv4-compatible (deprecated)
-    "https://[64:ff9b::127.0.0.1]:{port}/",  # NAT64
-    "https://[2002:7f00:1::1]:{port}/",  # 6to4
-    "https://0.0.0.0:{port}/",
-    "https://0:{port}/",
-    "https://[::]:{port}/",
-    "https://169.254.169.254:{port}/",
-    "https://[::ffff:169.254.169.254]:{port}/",
-    "https://[fe80::1]:{port}/",
-    "https://10.0.0.5:{port}/",
-    "https://172.16.0.1:{port}/",
-    "https://192.168.1.1:{port}/",
-    "https://012.0.0.5:{port}/",  # octal 10.0.0.5
-    "https://100.64.0.1:{port}/",
-    "https://[fd00::1]:{port}/",
-    "https://[fc00::1]:{port}/",
-    "https://224.0.0.1:{port}/",
-    "https://[ff02::1]:{port}/",
-    "https://255.255.255.255:{port}/",
-    "https://240.0.0.1:{port}/",
-    "https://192.0.2.1:{port}/",
-    "https://198.51.100.1:{port}/",
-    "https://203.0.113.1:{port}/",
-    "https://[2001:db8::1]:{port}/",
-    "https://198.18.0.1:{port}/",
-    "https://[2001::1]:{port}/",  # Teredo
-    "https://[fec0::1]:{port}/",
-    "http://127.0.0.1:{port}/",
-    "http://localhost:{port}/",
-]
-# Host names whose DNS answers are internal (resolved through the test DNS server).
-DNS_ATTACKS = {
-    "loopback.attacker.test": [["127.0.0.1"]],
-    "v6-loopback.attacker.test": [["::1"]],
-    "mapped.attacker.test": [["::ffff:127.0.0.1"]],
-    "metadata.attacker.test": [["169.254.169.254"]],
-    "private.attacker.test": [["10.0.0.5"]],
-    "one-bad-of-two.attacker.test": [["8.8.8.8", "127.0.0.1"]],
-    "nat64.attacker.test": [["64:ff9b::a00:5"]],
-    "Mixed-Case.Attacker.Test": [["127.0.0.1"]],
-}
+from tests.outbound_peers import (
+    ATTACK_SPELLINGS,
+    DNS_ATTACKS,
+    Pki,
+    Server,
+    http_answer,
+    make_pki,
+    twin_servers,
+)
 
 
 @pytest.fixture(scope="module")
