@@ -248,23 +248,25 @@ def test_a_body_within_the_cap_is_read_whole_even_if_compressed() -> None:
     assert response.body == body
 
 
-@pytest.mark.parametrize("where", ["headers", "body"])
-def test_a_slow_peer_is_cut_off_at_the_deadline(where: str) -> None:
+@pytest.mark.parametrize("where", ["headers", "body", "tls body"])
+def test_a_slow_peer_is_cut_off_at_the_deadline(where: str, pki: Pki) -> None:
     """One byte every 0.2 s never trips the 1 s read timeout; the 1.5 s deadline cuts it."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
     drip: list[bytes | float] = [part for _ in range(300) for part in (b"x", 0.2)]
     script = [*drip] if where == "headers" else [head, *drip]
-    with Server(lambda _: script) as slow:
+    tls = pki.server_context("127.0.0.2") if where == "tls body" else None
+    policy = outbound.Policy(
+        allow_loopback=True,
+        allowed_networks=(ipaddress.ip_network("127.0.0.2/32"),),
+        ca_file=str(pki.ca_file),
+    )
+    with Server(lambda _: script, host="127.0.0.2", tls=tls) as slow:
         started = time.monotonic()
         with pytest.raises(outbound.Unreachable):
-            outbound.fetch(
-                slow.url,
-                read_timeout=1.0,
-                deadline=1.5,
-                policy=outbound.Policy(allow_loopback=True),
-            )
+            outbound.fetch(slow.url, read_timeout=1.0, deadline=1.5, policy=policy)
         elapsed = time.monotonic() - started
     assert elapsed < 5  # the drip would last 60 s; the deadline (plus one read) ends it
+    assert slow.requests  # it was the pace that failed, not the connection
 
 
 @pytest.mark.parametrize(
