@@ -46,7 +46,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_MAX_BYTES = 1_000_000
-MAX_HEADERS_BYTES = 64 * 1024  # http.client's own per-line limit; total bounded by the deadline
 
 
 class OutboundError(Exception):
@@ -460,15 +459,13 @@ def fetch(
             target,
             addresses,
             method,
-            headers or {},
+            {**headers} if headers else {},
             body,
-            max_bytes,
-            end,
-            policy,
-            (
-                connect_timeout,
-                read_timeout,
-            ),
+            max_bytes=max_bytes,
+            end=end,
+            policy=policy,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )
     except (OSError, http.client.HTTPException, zlib.error, ValueError) as exc:
         log.info("outbound: %s %s failed: %s", method, target.host, type(exc).__name__)
@@ -481,10 +478,12 @@ def _exchange(
     method: str,
     headers: Mapping[str, str],
     body: bytes | None,
+    *,
     max_bytes: int,
     end: float,
     policy: Policy,
-    timeouts: tuple[float, float],
+    connect_timeout: float,
+    read_timeout: float,
 ) -> Response:
     context = _tls_context(policy.ca_file) if target.scheme == "https" else None
     request_headers = {
@@ -499,8 +498,8 @@ def _exchange(
         connection = _PinnedConnection(
             target,
             address,
-            connect_timeout=timeouts[0],
-            read_timeout=timeouts[1],
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             deadline=end,
             context=context,
         )
