@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import idna
 from cryptography.fernet import Fernet
 
 PREFIX = "GATEHOUSE_"
@@ -50,6 +51,10 @@ class Settings:
     access_token_seconds: int = 300  # lifetime of an OAuth access token (a JWT)
     dns_resolver: str = ""  # comma-separated ip[:port]; empty: the system's resolver
     dns_timeout: int = 3  # seconds per DNS lookup (domain verification)
+    # Outbound calls (IdP metadata, discovery, JWKS, tokens) to internal addresses, which are
+    # refused otherwise: host names and/or CIDRs, comma-separated (see idp/outbound.py).
+    outbound_allow: str = ""
+    outbound_ca_file: str = ""  # PEM: more CAs trusted for outbound https (e.g. AD FS's own)
     # Forward-auth: which org a proxied host belongs to, ``host[:port]=slug``, comma-separated.
     forward_auth_hosts: str = ""
 
@@ -161,6 +166,31 @@ def parse_nameservers(value: str) -> list[tuple[str, int]]:
     return servers
 
 
+def parse_outbound_allow(
+    value: str,
+) -> tuple[frozenset[str], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+    """``OUTBOUND_ALLOW``: (host names, networks); names IDNA-encoded, lowercase, no final dot."""
+    hosts: set[str] = set()
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry))
+            continue
+        except ValueError:
+            pass
+        try:
+            name = idna.encode(entry.rstrip("."), uts46=True).decode("ascii").lower()
+        except (idna.IDNAError, UnicodeError):
+            name = ""
+        if not _HOST.match(name) or re.search(r"(?:^|\.)(?:0x[0-9a-f]*|[0-9]+)$", name):
+            raise ConfigError(
+                f"{PREFIX}OUTBOUND_ALLOW: {entry!r} is neither a host name nor a network "
+                "(e.g. adfs.corp.example or 10.20.0.0/16; no host bits set)"
+            )
+        hosts.add(name)
+    return frozenset(hosts), tuple(networks)
+
+
 _HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -232,6 +262,9 @@ def load_settings(
     parse_encryption_keys(settings.encryption_key)
     parse_nameservers(settings.dns_resolver)
     parse_forward_auth_hosts(settings.forward_auth_hosts)
+    parse_outbound_allow(settings.outbound_allow)
+    if settings.outbound_ca_file and not Path(settings.outbound_ca_file).is_file():
+        raise ConfigError(f"{PREFIX}OUTBOUND_CA_FILE: no such file {settings.outbound_ca_file!r}")
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:
