@@ -283,6 +283,11 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def throughput_key(name: str, subject: str) -> str:
+    """The counter of ``subject`` (an org id, a client_id) under the ``name`` limit."""
+    return f"{name}/{_digest(subject)}"
+
+
 def _failure_keys(kind: Credential, presented: str) -> list[str]:
     keys = [f"fail/{kind}/ip/{client_ip()}"]
     if presented:
@@ -345,7 +350,7 @@ def guarded_view(kind: Credential, field: str, *failures: str) -> Callable[[V], 
 def check_throughput(name: str, subject: str) -> None:
     """Refuse (429) while ``subject``'s window of the ``name`` limit is used up (reads only)."""
     rate = limiter()
-    wait = rate.retry_after(getattr(rate.limits, name), f"{name}/{_digest(subject)}")
+    wait = rate.retry_after(getattr(rate.limits, name), throughput_key(name, subject))
     if wait is not None:
         _refuse(wait)
 
@@ -353,14 +358,14 @@ def check_throughput(name: str, subject: str) -> None:
 def count_throughput(name: str, subject: str) -> None:
     """Count one request of ``subject`` after the request's transaction (like a failure)."""
     rate = limiter()
-    g.setdefault(_PENDING, []).append((getattr(rate.limits, name), f"{name}/{_digest(subject)}"))
+    g.setdefault(_PENDING, []).append((getattr(rate.limits, name), throughput_key(name, subject)))
 
 
 def take_throughput(name: str, subject: str) -> None:
     """Count one request of ``subject`` now, refusing (429) over the limit; called before
     the request writes anything (SQLite: its write lock is not held yet)."""
     rate = limiter()
-    wait = rate.hit(getattr(rate.limits, name), f"{name}/{_digest(subject)}")
+    wait = rate.hit(getattr(rate.limits, name), throughput_key(name, subject))
     if wait is not None:
         _refuse(wait)
 
