@@ -288,34 +288,29 @@ def throughput_key(name: str, subject: str) -> str:
     return f"{name}/{_digest(subject)}"
 
 
-def _failure_keys(kind: Credential, presented: str) -> list[str]:
-    keys = [f"fail/{kind}/ip/{client_ip()}"]
+def _failure_counters(kind: Credential, presented: str) -> list[tuple[RateLimitItem, str]]:
+    """The limits a refused credential counts against: its client IP's, and its prefix's."""
+    limits = limiter().limits
+    counters = [(limits.ip_failures, f"fail/{kind}/ip/{client_ip()}")]
     if presented:
-        keys.append(f"fail/{kind}/cred/{_digest(presented[:PREFIX_CHARS])}")
-    return keys
+        prefix = _digest(presented[:PREFIX_CHARS])
+        counters.append((limits.credential_failures, f"fail/{kind}/cred/{prefix}"))
+    return counters
 
 
 def check_credential(kind: Credential, presented: str) -> None:
     """Refuse (429) while this credential's prefix or this client IP is locked out by
     failures, even if the credential is right: otherwise the limit only slows guessing."""
     rate = limiter()
-    items = _failure_items(rate, kind)
-    for key, item in zip(_failure_keys(kind, presented), items, strict=False):
+    for item, key in _failure_counters(kind, presented):
         wait = rate.retry_after(item, key)
         if wait is not None:
             _refuse(wait)
 
 
-def _failure_items(rate: RateLimiter, kind: Credential) -> list[RateLimitItem]:
-    return [rate.limits.ip_failures, rate.limits.credential_failures]
-
-
 def fail_credential(kind: Credential, presented: str) -> None:
     """Count a refused credential once the request's transaction has ended (see module doc)."""
-    pending = g.setdefault(_PENDING, [])
-    rate = limiter()
-    keys = _failure_keys(kind, presented)
-    pending.extend(zip(_failure_items(rate, kind), keys, strict=False))
+    g.setdefault(_PENDING, []).extend(_failure_counters(kind, presented))
 
 
 @contextmanager
