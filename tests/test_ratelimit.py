@@ -528,3 +528,17 @@ def test_the_database_store_sweeps_ended_windows(app: Flask) -> None:
     storage.incr("sweep/live", 60)  # the third increment sweeps
     keys = set(db.session.scalars(db.select(RateLimitCounter.key)))
     assert keys == {"sweep/live"}
+
+
+def test_the_sso_address_confirmation_locks_out_guessed_links(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The link that finishes an SSO sign-in (``/sso/confirm``) is an email-link token too."""
+    kind = _email_link_kind()
+    guess = "ghl_" + secrets.token_urlsafe(32)
+    for i in range(PER_CREDENTIAL):
+        token = _token_like(guess, i)
+        response = client.post("/sso/confirm", query_string={"token": token}, **_ip("10.5.0.1"))
+        assert response.status_code == 403
+    response = client.post("/sso/confirm", query_string={"token": guess}, **_ip("10.5.0.2"))
+    _refused(kind, response, "sso_confirm")
