@@ -57,6 +57,18 @@ class Settings:
     outbound_ca_file: str = ""  # PEM: more CAs trusted for outbound https (e.g. AD FS's own)
     # Forward-auth: which org a proxied host belongs to, ``host[:port]=slug``, comma-separated.
     forward_auth_hosts: str = ""
+    # --- rate limits (idp/ratelimit.py); limits' notation, e.g. "10 per 10 minutes" ---
+    # Shared counters for every process and host; empty: the counters live in the database.
+    redis_url: str = ""
+    redis_prefix: str = "gatehouse"  # keys' prefix, to share one Redis between deployments
+    # Proxy hops in front of Gatehouse whose X-Forwarded-For is believed (werkzeug ProxyFix).
+    trusted_proxies: int = 0
+    rate_limit_credential_failures: str = "10 per 10 minutes"  # per credential prefix
+    rate_limit_ip_failures: str = "50 per 10 minutes"  # per client IP and kind of credential
+    rate_limit_login_mails_per_address: str = "5 per 15 minutes"
+    rate_limit_login_mails_per_ip: str = "30 per 15 minutes"
+    rate_limit_token_requests: str = "3000 per minute"  # noqa: S105 - per OAuth client
+    rate_limit_scim_writes: str = "3000 per minute"  # per org: 50/s, twice Entra's 25/s
 
     @property
     def is_production(self) -> bool:
@@ -265,6 +277,8 @@ def load_settings(
     parse_outbound_allow(settings.outbound_allow)
     if settings.outbound_ca_file and not Path(settings.outbound_ca_file).is_file():
         raise ConfigError(f"{PREFIX}OUTBOUND_CA_FILE: no such file {settings.outbound_ca_file!r}")
+    if settings.trusted_proxies < 0:
+        raise ConfigError(f"{PREFIX}TRUSTED_PROXIES must be 0 or more (proxy hops)")
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:

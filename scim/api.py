@@ -22,6 +22,7 @@ from idp.db import db, finish_request
 from idp.errors import GatehouseError
 from idp.jsonbody import has_unstorable_text, parse_json
 from idp.orgs.models import Organization
+from idp.ratelimit import Credential, check_credential, fail_credential, take_throughput
 from scim.errors import CONTENT_TYPE, ScimError, error_response, invalid_syntax, uniqueness
 
 PREFIX = "/scim/v2/"
@@ -46,6 +47,7 @@ class ScimBlueprint(Blueprint):
 bp = ScimBlueprint("scim", __name__, url_prefix="/scim/v2/<org_slug>")
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/scim+json", "application/json")
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Domain error codes and the scimType they are (RFC 7644 §3.12, Table 9).
 SCIM_TYPES = {
@@ -95,14 +97,17 @@ def take_org_slug(_endpoint: str | None, values: dict[str, Any] | None) -> None:
 def authenticate() -> None:
     """The token must be one of this org's SCIM tokens; anything else is 401 (RFC 7644 §2)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    check_credential(Credential.SCIM_TOKEN, token)
     found = None
-    if scheme.lower() == "bearer" and token.strip():
-        found = authenticate_scim_token(
-            token.strip(), current_settings().workspace, g.scim_org_slug
-        )
+    if token:
+        found = authenticate_scim_token(token, current_settings().workspace, g.scim_org_slug)
     if found is None:
+        fail_credential(Credential.SCIM_TOKEN, token)
         raise ScimError(401, "A valid SCIM bearer token for this organization is required")
     credential, org = found
+    if request.method in WRITES and not request.path.endswith("/.search"):  # a POST read
+        take_throughput("scim_writes", org.id)  # before any write of this request
     g.scim = ScimContext(
         org=org,
         actor=actor_for_scim_token(credential, org.workspace_id, g.get("request_id")),

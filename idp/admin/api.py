@@ -25,6 +25,7 @@ from idp.orgs.models import Organization
 from idp.orgs.roles import Permission, decide
 from idp.orgs.services import get_org
 from idp.pagination import Page
+from idp.ratelimit import Credential, check_credential, fail_credential
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
 
@@ -116,8 +117,11 @@ def operation(
 def _bearer_actor() -> Actor:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    key = authenticate_api_key(token.strip()) if scheme.lower() == "bearer" else None
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    check_credential(Credential.API_KEY, token)
+    key = authenticate_api_key(token) if token else None
     if key is None:
+        fail_credential(Credential.API_KEY, token)
         raise Unauthorized(
             "unauthorized", "A valid API key is required (Authorization: Bearer ...)"
         )

@@ -27,6 +27,7 @@ from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organi
 from idp.orgs.services import active_memberships, get_org
 from idp.people.services import invitation_signs_in, is_known_address, prove_address
 from idp.people.signin import admission, reachable_memberships
+from idp.ratelimit import Credential, allow_login_mail, guarded_view
 from idp.sessions.models import Session
 from idp.sessions.services import (
     admits_email_sign_in,
@@ -217,7 +218,9 @@ def login_submit() -> Response:
         org = db.session.get(Organization, org_id)
         if any(c.enabled for c in list_connections(org.id)):
             return _connections_page(org, return_to)
-    if is_known_address(workspace_id, email):  # the same answer either way: nothing is told
+    # Over the mail limits (per address, per IP) the answer is the same and no mail goes out.
+    sendable = allow_login_mail(email)
+    if sendable and is_known_address(workspace_id, email):  # the same answer either way
         _link, token = issue_email_link(email, return_to=return_to)
         link = f"{current_settings().issuer}/login/email?token={quote(token)}"
         queue_mail(
@@ -239,6 +242,7 @@ def email_link_page() -> Response:
 
 
 @bp.post("/login/email")
+@guarded_view(Credential.EMAIL_LINK, "token", "invalid_link")
 def email_link_sign_in() -> Response:
     """Use the link once and start a session (method ``email_link``)."""
     link = consume_email_link(request.args.get("token", ""))
@@ -300,6 +304,7 @@ _SIGN_IN_FIRST = """<p>Sign in first, then open the invitation link again:
 
 
 @bp.get("/invitations/accept")
+@guarded_view(Credential.INVITATION, "token", "invitation_not_found")
 def invitation_page() -> Response:
     """Show what the invitation is for; nothing changes until the person answers."""
     token = request.args.get("token", "")
@@ -309,6 +314,7 @@ def invitation_page() -> Response:
 
 
 @bp.post("/invitations/accept")
+@guarded_view(Credential.INVITATION, "token", "invitation_not_found")
 def invitation_answer() -> Response:
     """Accept (and be signed in: the emailed token proved the address) or decline.
 

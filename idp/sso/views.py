@@ -30,6 +30,7 @@ from idp.login.redirects import safe_return_to
 from idp.mail import Mail, queue_mail
 from idp.people.services import EmailProofRequired
 from idp.people.signin import IdpAssertion, LoginRefused, sign_in
+from idp.ratelimit import Credential, guarded_view
 from idp.sessions.services import consume_email_link, issue_email_link
 from idp.users.models import normalize_email
 
@@ -164,6 +165,7 @@ def confirm_page() -> Response:
 
 
 @bp.post("/confirm")
+@guarded_view(Credential.EMAIL_LINK, "token", "invalid_link")
 def confirm_address() -> Response:
     """The address is proven by its link, in the browser that signed in at the IdP: finish
     that sign-in as the member the address names."""
