@@ -52,6 +52,11 @@ class Settings:
     dns_timeout: int = 3  # seconds per DNS lookup (domain verification)
     # Forward-auth: which org a proxied host belongs to, ``host[:port]=slug``, comma-separated.
     forward_auth_hosts: str = ""
+    # How mail (and the work that decides it) leaves a request: ``background`` (a bounded
+    # queue and one thread per process, after the response) or ``inline`` (after the
+    # response is built, on the request's own thread: tests read the inbox right after).
+    # Empty: ``inline`` under ENV=testing, else ``background``.
+    mail_delivery: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -232,6 +237,8 @@ def load_settings(
     parse_encryption_keys(settings.encryption_key)
     parse_nameservers(settings.dns_resolver)
     parse_forward_auth_hosts(settings.forward_auth_hosts)
+    if settings.mail_delivery not in {"", "background", "inline"}:
+        raise ConfigError(f"{PREFIX}MAIL_DELIVERY must be background or inline")
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:

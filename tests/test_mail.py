@@ -256,6 +256,8 @@ def test_development_without_smtp_logs_the_mail(
 
     with caplog.at_level(logging.INFO, logger="idp.mail"):
         response = invite(client, root_key, "ada@example.com")
+        # Development sends on the courier's thread, after the response.
+        assert app.extensions["gatehouse.courier"].drain()
 
     assert response.status_code == 201, response.json
     logged = [r.getMessage() for r in caplog.records if r.name == "idp.mail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,7 +22,7 @@ from idp.errors import Forbidden, GatehouseError, NotFound, Unauthorized
 from idp.login.cookies import clear_session_cookie, session_token, set_session_cookie
 from idp.login.pages import page
 from idp.login.redirects import safe_return_to
-from idp.mail import Mail, queue_mail
+from idp.mail import Mail, queue_mail, queue_work
 from idp.orgs import invitations
 from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.services import active_memberships, get_org
@@ -217,19 +218,27 @@ def login_submit() -> Response:
         org = db.session.get(Organization, org_id)
         if any(c.enabled for c in list_connections(org.id)):
             return _connections_page(org, return_to)
-    if is_known_address(workspace_id, email):  # the same answer either way: nothing is told
-        _link, token = issue_email_link(email, return_to=return_to)
-        link = f"{current_settings().issuer}/login/email?token={quote(token)}"
-        queue_mail(
-            db.session(),
-            Mail(
-                to=email,
-                subject="Your sign-in link",
-                body=f"Sign in here (once, within 10 minutes):\n{link}\n\n"
-                "If you did not ask for this, ignore this message.\n",
-            ),
-        )
+    # The same answer, in the same time, either way: whether the address is known, and the
+    # link and mail that follow if it is, are decided after the response (issue 16 #3).
+    queue_work(db.session(), partial(_mail_sign_in_link, workspace_id, email, return_to))
     return page("Check your email", _SENT)
+
+
+def _mail_sign_in_link(workspace_id: str, email: str, return_to: str) -> None:
+    """Off the request's path: a one-time link to ``email`` if it can sign in here."""
+    if not is_known_address(workspace_id, email):
+        return
+    _link, token = issue_email_link(email, return_to=return_to)
+    link = f"{current_settings().issuer}/login/email?token={quote(token)}"
+    queue_mail(
+        db.session(),
+        Mail(
+            to=email,
+            subject="Your sign-in link",
+            body=f"Sign in here (once, within 10 minutes):\n{link}\n\n"
+            "If you did not ask for this, ignore this message.\n",
+        ),
+    )
 
 
 @bp.get("/login/email")
