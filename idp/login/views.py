@@ -135,6 +135,7 @@ def commit(response: Response) -> Response:
 
 _LOGIN_FORM = """
 <form method="post" action="/login">
+  <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
   <label>Work email <input type="email" name="email" required autofocus></label>
   <input type="hidden" name="next" value="{{ next }}">
   <button>Continue</button>
@@ -146,7 +147,8 @@ _NO_CONNECTION = """<p>{{ org.name }} requires signing in through its identity p
 none is set up yet: ask its admin.</p>"""
 _SENT = """<p>If that address can sign in here, a link is on its way to it. It works once,
 within 10 minutes.</p>"""
-_CONFIRM = """<form method="post"><p>Sign in as {{ email }}?</p><button>Sign in</button></form>"""
+_CONFIRM = """<form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<p>Sign in as {{ email }}?</p><button>Sign in</button></form>"""
 
 
 def _connections_page(org: Organization, return_to: str) -> Response:
@@ -163,7 +165,9 @@ _SIGNED_IN = """<p id="signed-in">Signed in as {{ email }} to {{ org.name }} ({{
 <nav aria-label="Your organizations"><ul>{% for o, m in orgs %}
 <li><a href="/console/orgs/{{ o.slug }}/members">{{ o.name }}</a> ({{ m.role }})</li>{% endfor %}
 </ul></nav>
-<form method="post" action="/logout"><button>Sign out</button></form>"""
+<form method="post" action="/logout">
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<button>Sign out</button></form>"""
 
 
 @bp.get("/")
@@ -300,7 +304,8 @@ def _workspace_id() -> str:
 
 _INVITATION = """<p>You are invited to join <strong>{{ org.name }}</strong>
 as {{ invitation.role }}.</p>
-<form method="post"><input type="hidden" name="token" value="{{ token }}">
+<form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<input type="hidden" name="token" value="{{ token }}">
 <input type="hidden" name="proof" value="{{ proof }}">
 <button name="answer" value="accept">Accept</button>
 <button name="answer" value="reject">Decline</button></form>"""
