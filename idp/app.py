@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from idp import mail, ratelimit
+from idp import edge, mail, ratelimit
 from idp.config import Settings, load_settings
 from idp.db import db
 from idp.extensions import migrate, render_migration_item
@@ -64,6 +64,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     mail.init_app(app, settings)
     ratelimit.init_app(app, settings)
     _install_request_id(app)
+    edge.init_app(app)  # CSRF wall, security headers, CORS: every request and response
     _install_error_handlers(app)
 
     from idp import health

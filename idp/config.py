@@ -69,6 +69,11 @@ class Settings:
     rate_limit_login_mails_per_ip: str = "30 per 15 minutes"
     rate_limit_token_requests: str = "3000 per minute"  # noqa: S105 - per OAuth client
     rate_limit_scim_writes: str = "3000 per minute"  # per org: 50/s, twice Entra's 25/s
+    # How mail (and the work that decides it) leaves a request: ``background`` (a bounded
+    # queue and one thread per process, after the response) or ``inline`` (after the
+    # response is built, on the request's own thread: tests read the inbox right after).
+    # Empty: ``inline`` under ENV=testing, else ``background``.
+    mail_delivery: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -279,6 +284,8 @@ def load_settings(
         raise ConfigError(f"{PREFIX}OUTBOUND_CA_FILE: no such file {settings.outbound_ca_file!r}")
     if settings.trusted_proxies < 0:
         raise ConfigError(f"{PREFIX}TRUSTED_PROXIES must be 0 or more (proxy hops)")
+    if settings.mail_delivery not in {"", "background", "inline"}:
+        raise ConfigError(f"{PREFIX}MAIL_DELIVERY must be background or inline")
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:

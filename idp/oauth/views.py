@@ -270,6 +270,7 @@ _CHOOSER = """<p>Continue to {{ client }} as a member of:</p><ul>
 {% for o in orgs %}<li><a href="{{ o.url }}">{{ o.name }}</a></li>{% endfor %}</ul>"""
 _CONSENT = """<p><strong>{{ client }}</strong> asks to see: {{ scope }}.</p>
 <form method="post" action="/oauth/consent">
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="client_id" value="{{ client_id }}">
 <input type="hidden" name="scope" value="{{ scope }}">

@@ -13,6 +13,7 @@ from html import escape
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g, redirect, request
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import IntegrityError
 
 from idp.config import current_settings
@@ -121,7 +122,8 @@ address. To link this sign-in to it, open the link we just sent to that address,
 browser, within 10 minutes.</p>"""
 _CONFIRM_PAGE = """<!doctype html><title>Confirm your email address</title>
 <h1>Confirm your email address</h1>
-<form method="post"><p>Finish signing in with this address?</p>
+<form method="post"><input type="hidden" name="csrf_token" value="{csrf_token}">
+<p>Finish signing in with this address?</p>
 <button>Confirm and sign in</button></form>"""
 
 
@@ -161,7 +163,8 @@ def _ask_for_address(
 @bp.get("/confirm")
 def confirm_page() -> Response:
     """Ask before finishing: mail scanners that fetch links must not use them up."""
-    return Response(_CONFIRM_PAGE, content_type="text/html; charset=utf-8")
+    page = _CONFIRM_PAGE.format(csrf_token=escape(generate_csrf()))
+    return Response(page, content_type="text/html; charset=utf-8")
 
 
 @bp.post("/confirm")
