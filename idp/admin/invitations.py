@@ -29,7 +29,7 @@ def _ttl(seconds: int | None) -> timedelta | None:
     "POST",
     permission=Permission.MEMBERS_INVITE,
     body=s.InvitationCreate,
-    response=s.InvitationOut,
+    response=s.InvitationCreated,
     status=201,
 )
 def create_invitation(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -79,7 +79,7 @@ def get_invitation(ctx: Ctx, invitation_id: str) -> Invitation:
     "/orgs/<slug>/invitations/<invitation_id>/resend",
     "POST",
     permission=Permission.MEMBERS_INVITE,
-    response=s.InvitationOut,
+    response=s.InvitationCreated,
 )
 def resend_invitation(ctx: Ctx, invitation_id: str) -> dict[str, Any]:
     """Send an email invitation again with a new token; the old link stops working."""

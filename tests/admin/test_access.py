@@ -663,6 +663,7 @@ def _deleted_org_key(w: World) -> str:
 
 
 def _workspace_key_revoked(w: World) -> str:
+    create_api_key(system_actor(), workspace().id, name="kept")  # the last one stays
     key, token = create_api_key(system_actor(), workspace().id, name="old")
     revoke_api_key(system_actor(), workspace().id, key.id)
     db.session.commit()
