@@ -85,6 +85,16 @@ def _seed(client: FlaskClient, key: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # Thousands of cases from one address, many with no or a wrong key on purpose: the
+    # failure limits (tests/test_ratelimit.py) would lock this address out after 50.
+    return {
+        "RATE_LIMIT_IP_FAILURES": "100000 per 10 minutes",
+        "RATE_LIMIT_CREDENTIAL_FAILURES": "100000 per 10 minutes",
+    }
+
+
+@pytest.fixture
 def api_schema(app: Flask, client: FlaskClient) -> Iterator[Any]:
     """The document as the running app serves it (over HTTP on loopback: schemathesis's
     in-process WSGI transport cannot send its unauthenticated probes)."""
