@@ -31,6 +31,7 @@ from idp.orgs import invitations
 from idp.ratelimit import DatabaseStorage, RateLimitCounter, limiter
 from idp.sessions.services import issue_email_link
 from tests.builders import auth, make_key, make_member, make_org, workspace
+from tests.forms import form_post
 from tests.test_mail import Inbox, start_smtp
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -253,7 +254,7 @@ def _email_link_kind() -> Kind:
         return token
 
     def send(client: FlaskClient, token: Any, ip: str) -> Any:
-        return client.post("/login/email", query_string={"token": token}, **_ip(ip))
+        return form_post(client, "/login/email", query_string={"token": token}, **_ip(ip))
 
     return Kind(
         "email_link",
@@ -461,12 +462,12 @@ def test_login_mails_per_address_same_answer_no_more_mail(
         org = make_org("mailers")
         email = make_member(org, "ada@example.com").user.email
         db.session.commit()
-        pages = [browser.post("/login", data={"email": email}) for _ in range(6)]
+        pages = [form_post(browser, "/login", {"email": email}) for _ in range(6)]
         assert {p.status_code for p in pages} == {200}
         assert len({_answer(p) for p in pages}) == 1  # the same answer
         assert len(smtp_inbox.messages) == 3
         REFUSED["login_mail_address"] = REFUSED.get("login_mail_address", 0) + 3
-        unknown = browser.post("/login", data={"email": "nobody@example.com"})
+        unknown = form_post(browser, "/login", {"email": "nobody@example.com"})
         assert _answer(unknown) == _answer(pages[0])
     finally:
         with mailing.app_context():
@@ -481,10 +482,10 @@ def test_login_mails_per_ip(app: Flask, smtp_inbox: Inbox, redis_settings: Any) 
         emails = [make_member(org, f"p{i}@example.com").user.email for i in range(6)]
         db.session.commit()
         for email in emails:
-            page = browser.post("/login", data={"email": email}, **_ip("10.4.0.1"))
+            page = form_post(browser, "/login", {"email": email}, **_ip("10.4.0.1"))
             assert page.status_code == 200
         assert len(smtp_inbox.messages) == 4
-        page = browser.post("/login", data={"email": emails[5]}, **_ip("10.4.0.2"))
+        page = form_post(browser, "/login", {"email": emails[5]}, **_ip("10.4.0.2"))
         assert len(smtp_inbox.messages) == 5  # another IP sends
         REFUSED["login_mail_ip"] = REFUSED.get("login_mail_ip", 0) + 2
     finally:
@@ -538,7 +539,9 @@ def test_the_sso_address_confirmation_locks_out_guessed_links(
     guess = "ghl_" + secrets.token_urlsafe(32)
     for i in range(PER_CREDENTIAL):
         token = _token_like(guess, i)
-        response = client.post("/sso/confirm", query_string={"token": token}, **_ip("10.5.0.1"))
+        response = form_post(
+            client, "/sso/confirm", query_string={"token": token}, **_ip("10.5.0.1")
+        )
         assert response.status_code == 403
-    response = client.post("/sso/confirm", query_string={"token": guess}, **_ip("10.5.0.2"))
+    response = form_post(client, "/sso/confirm", query_string={"token": guess}, **_ip("10.5.0.2"))
     _refused(kind, response, "sso_confirm")
