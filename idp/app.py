@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from idp import mail
+from idp import edge, mail, ratelimit
 from idp.config import Settings, load_settings
 from idp.db import db, install_row_security
 from idp.extensions import migrate, render_migration_item
@@ -63,7 +63,9 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     )
     mail.init_app(app, settings)
     install_row_security(app)
+    ratelimit.init_app(app, settings)
     _install_request_id(app)
+    edge.init_app(app)  # CSRF wall, security headers, CORS: every request and response
     _install_error_handlers(app)
 
     from idp import health

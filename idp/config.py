@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import idna
 from cryptography.fernet import Fernet
 
 PREFIX = "GATEHOUSE_"
@@ -50,8 +51,29 @@ class Settings:
     access_token_seconds: int = 300  # lifetime of an OAuth access token (a JWT)
     dns_resolver: str = ""  # comma-separated ip[:port]; empty: the system's resolver
     dns_timeout: int = 3  # seconds per DNS lookup (domain verification)
+    # Outbound calls (IdP metadata, discovery, JWKS, tokens) to internal addresses, which are
+    # refused otherwise: host names and/or CIDRs, comma-separated (see idp/outbound.py).
+    outbound_allow: str = ""
+    outbound_ca_file: str = ""  # PEM: more CAs trusted for outbound https (e.g. AD FS's own)
     # Forward-auth: which org a proxied host belongs to, ``host[:port]=slug``, comma-separated.
     forward_auth_hosts: str = ""
+    # --- rate limits (idp/ratelimit.py); limits' notation, e.g. "10 per 10 minutes" ---
+    # Shared counters for every process and host; empty: the counters live in the database.
+    redis_url: str = ""
+    redis_prefix: str = "gatehouse"  # keys' prefix, to share one Redis between deployments
+    # Proxy hops in front of Gatehouse whose X-Forwarded-For is believed (werkzeug ProxyFix).
+    trusted_proxies: int = 0
+    rate_limit_credential_failures: str = "10 per 10 minutes"  # per credential prefix
+    rate_limit_ip_failures: str = "50 per 10 minutes"  # per client IP and kind of credential
+    rate_limit_login_mails_per_address: str = "5 per 15 minutes"
+    rate_limit_login_mails_per_ip: str = "30 per 15 minutes"
+    rate_limit_token_requests: str = "3000 per minute"  # noqa: S105 - per OAuth client
+    rate_limit_scim_writes: str = "3000 per minute"  # per org: 50/s, twice Entra's 25/s
+    # How mail (and the work that decides it) leaves a request: ``background`` (a bounded
+    # queue and one thread per process, after the response) or ``inline`` (after the
+    # response is built, on the request's own thread: tests read the inbox right after).
+    # Empty: ``inline`` under ENV=testing, else ``background``.
+    mail_delivery: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -161,6 +183,31 @@ def parse_nameservers(value: str) -> list[tuple[str, int]]:
     return servers
 
 
+def parse_outbound_allow(
+    value: str,
+) -> tuple[frozenset[str], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+    """``OUTBOUND_ALLOW``: (host names, networks); names IDNA-encoded, lowercase, no final dot."""
+    hosts: set[str] = set()
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry))
+            continue
+        except ValueError:
+            pass
+        try:
+            name = idna.encode(entry.rstrip("."), uts46=True).decode("ascii").lower()
+        except (idna.IDNAError, UnicodeError):
+            name = ""
+        if not _HOST.match(name) or re.search(r"(?:^|\.)(?:0x[0-9a-f]*|[0-9]+)$", name):
+            raise ConfigError(
+                f"{PREFIX}OUTBOUND_ALLOW: {entry!r} is neither a host name nor a network "
+                "(e.g. adfs.corp.example or 10.20.0.0/16; no host bits set)"
+            )
+        hosts.add(name)
+    return frozenset(hosts), tuple(networks)
+
+
 _HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -232,6 +279,13 @@ def load_settings(
     parse_encryption_keys(settings.encryption_key)
     parse_nameservers(settings.dns_resolver)
     parse_forward_auth_hosts(settings.forward_auth_hosts)
+    parse_outbound_allow(settings.outbound_allow)
+    if settings.outbound_ca_file and not Path(settings.outbound_ca_file).is_file():
+        raise ConfigError(f"{PREFIX}OUTBOUND_CA_FILE: no such file {settings.outbound_ca_file!r}")
+    if settings.trusted_proxies < 0:
+        raise ConfigError(f"{PREFIX}TRUSTED_PROXIES must be 0 or more (proxy hops)")
+    if settings.mail_delivery not in {"", "background", "inline"}:
+        raise ConfigError(f"{PREFIX}MAIL_DELIVERY must be background or inline")
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:

@@ -22,23 +22,58 @@ from idp.db import db, declare_org, finish_request
 from idp.errors import GatehouseError
 from idp.jsonbody import has_unstorable_text, parse_json
 from idp.orgs.models import Organization
+from idp.ratelimit import Credential, check_credential, fail_credential, take_throughput
 from scim.errors import CONTENT_TYPE, ScimError, error_response, invalid_syntax, uniqueness
 
 PREFIX = "/scim/v2/"
-bp = Blueprint("scim", __name__, url_prefix="/scim/v2/<org_slug>")
+
+
+class ScimBlueprint(Blueprint):
+    """Every SCIM route answers with or without a trailing slash, and never redirects.
+
+    IdPs and test suites write ``/Users/?filter=...`` and ``/Users/<id>/``; RFC 7644 §3.2
+    names the endpoints without the slash. Both spellings reach the same view (and its bearer
+    check) directly: a redirect would drop a POST or PATCH body in some clients, and its
+    Location would be built from the request's Host. Doubled slashes are not merged (Werkzeug
+    would redirect for that too): ``/Users//`` is a 404.
+    """
+
+    def add_url_rule(self, rule: str, *args: Any, **options: Any) -> None:
+        options.setdefault("strict_slashes", False)
+        options.setdefault("merge_slashes", False)
+        super().add_url_rule(rule, *args, **options)
+
+
+bp = ScimBlueprint("scim", __name__, url_prefix="/scim/v2/<org_slug>")
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/scim+json", "application/json")
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Domain error codes and the scimType they are (RFC 7644 §3.12, Table 9).
 SCIM_TYPES = {
     "user_name_taken": "uniqueness",
-    "external_id_taken": "uniqueness",
+    "email_taken": "uniqueness",
     "already_member": "uniqueness",
     "invalid_email": "invalidValue",
     "invalid_name": "invalidValue",
     "invalid_user_name": "invalidValue",
     "unknown_member": "invalidValue",
     "invalid_characters": "invalidValue",
+}
+
+
+# Domain errors answered with another status here than in the admin API (RFC 7644 §3.12).
+# The member cap: Table 8 gives 409 to "refused to create a new, duplicate resource" and
+# Table 9 pairs it with "uniqueness"; a 409 on a create is how Okta's guide has a server say
+# "the user already exists" (scim.quirks.OKTA_SCIM, "Create the User"), and Entra files one
+# under SystemForCrossDomainIdentityManagementServiceIncompatibleFiltering: its lookup
+# missed a user that exists (https://learn.microsoft.com/en-us/answers/questions/1185756).
+# A full org is no duplicate: 403, "operation is not
+# permitted based on the supplied authorization" (the token speaks for an org whose seats
+# are taken), no scimType (Table 9 defines none for it), and a detail saying what to do.
+SCIM_STATUSES = {"member_cap_reached": 403}
+SCIM_DETAILS = {
+    "member_cap_reached": " (a seat limit, not a duplicate: free a seat or raise the cap)",
 }
 
 
@@ -62,15 +97,18 @@ def take_org_slug(_endpoint: str | None, values: dict[str, Any] | None) -> None:
 def authenticate() -> None:
     """The token must be one of this org's SCIM tokens; anything else is 401 (RFC 7644 §2)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    check_credential(Credential.SCIM_TOKEN, token)
     found = None
-    if scheme.lower() == "bearer" and token.strip():
-        found = authenticate_scim_token(
-            token.strip(), current_settings().workspace, g.scim_org_slug
-        )
+    if token:
+        found = authenticate_scim_token(token, current_settings().workspace, g.scim_org_slug)
     if found is None:
+        fail_credential(Credential.SCIM_TOKEN, token)
         raise ScimError(401, "A valid SCIM bearer token for this organization is required")
     credential, org = found
     declare_org(org.id)  # the token's org: row-level security binds the rest of the request
+    if request.method in WRITES and not request.path.endswith("/.search"):  # a POST read
+        take_throughput("scim_writes", org.id)  # before any write of this request
     g.scim = ScimContext(
         org=org,
         actor=actor_for_scim_token(credential, org.workspace_id, g.get("request_id")),
@@ -151,8 +189,13 @@ def scim_error(exc: ScimError) -> Response:
 @bp.errorhandler(GatehouseError)
 def domain_error(exc: GatehouseError) -> Response:
     db.session.rollback()
-    _note_failure(exc.status, SCIM_TYPES.get(exc.code), exc.message)
-    return error_response(ScimError(exc.status, exc.message, SCIM_TYPES.get(exc.code)))
+    error = ScimError(
+        SCIM_STATUSES.get(exc.code, exc.status),
+        exc.message + SCIM_DETAILS.get(exc.code, ""),
+        SCIM_TYPES.get(exc.code),
+    )
+    _note_failure(error.status, error.scim_type, error.detail)
+    return error_response(error)
 
 
 @bp.errorhandler(IntegrityError)

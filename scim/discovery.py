@@ -111,4 +111,5 @@ def list_schemas() -> Response:
 
 @bp.get("/Schemas/<path:schema_id>")
 def get_schema(schema_id: str) -> Response:
-    return scim_response(_schema(schema_id))
+    # The path converter keeps a trailing slash (``/Schemas/<urn>/``): it is not part of the id.
+    return scim_response(_schema(schema_id.rstrip("/")))

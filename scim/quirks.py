@@ -12,6 +12,9 @@ Sources:
   Entra user provisioning service" (``ENTRA_COMPLIANCE``) and "Tutorial: Develop and plan
   provisioning for a SCIM endpoint" (``ENTRA_SCIM``).
 - Okta: "Okta and SCIM Version 2.0" (``OKTA_SCIM``).
+
+Query strings have one quirk too: :func:`normalize_filter` rewrites Entra's filter shape
+into RFC 7644 form before :mod:`scim.filters` parses it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import dataclasses
 import json
 from typing import Any
 
+from scim.errors import ScimError, invalid_filter
+from scim.filters.grammar import _SUB_ATTR, MAX_LENGTH, OPERATORS, _Token, _tokenize
 from scim.schemas import (
     ENTERPRISE_USER,
     GROUP,
@@ -41,6 +46,11 @@ ENTRA_SCIM = (
 )
 ENTRA_MANAGER = "https://github.com/apache/directory-scimple/issues/1242"
 OKTA_SCIM = "https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20"
+# A public report of Entra's filter, answered by Microsoft's SCIM product manager.
+ENTRA_FILTER = (
+    "https://stackoverflow.com/questions/76763662/"
+    "is-microsoft-azure-misusing-the-scim-rfc-emails-type-eq-work-value-eq-foo-exam"
+)
 
 # Entra adds this to the schemas of a created Group (ENTRA_SCIM, "Create Group").
 ADSCIM_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
@@ -345,3 +355,87 @@ def _key(document: dict[str, Any], name: str) -> str | None:
     """The key of ``document`` spelling ``name`` in any case (RFC 7643 §2.1)."""
     lowered = name.lower()
     return next((k for k in document if isinstance(k, str) and k.lower() == lowered), None)
+
+
+# --- filters (query strings and SearchRequest bodies) -------------------------------------
+
+
+def normalize_filter(text: Any) -> Any:
+    """Entra filters on a value path followed by a sub-attribute (ENTRA_FILTER; the shape of
+    its attribute mappings, ENTRA_SCIM "Design your user and group schema"):
+    ``emails[type eq "work"].value eq "a@x.org"``.
+
+    RFC 7644 §3.4.2.2 (Figure 1) has no such filter: ``valuePath = attrPath "[" valFilter
+    "]"`` stands alone, and only a PATCH path (§3.5.2, Figure 7: ``valuePath [subAttr]``) may
+    go on with a sub-attribute; no erratum changes that. Microsoft's SCIM product manager
+    confirms the shape is outside the ABNF and that endpoints accept it (ENTRA_FILTER).
+
+    It means: some element matching the value filter has a sub-attribute that satisfies the
+    comparison. So it becomes the RFC's one-element form, ``emails[(type eq "work") and
+    value eq "a@x.org"]``; ``ne`` and ``null`` keep the filter module's rules (``ne`` is
+    ``not eq``, ``eq null`` is ``not pr``): ``…].value ne "x"`` becomes ``not (emails[(…) and
+    value eq "x"])``. Anything else, or text that does not tokenize, is left to the parser.
+    """
+    if not isinstance(text, str) or "]" not in text or len(text) > MAX_LENGTH:
+        return text  # too long: the parser says so
+    try:
+        tokens = _tokenize(text, invalid_filter)
+    except ScimError:
+        return text
+    pieces: list[str] = []
+    done = 0  # text before this offset is already in ``pieces``
+    open_: int | None = None  # the last "[" not yet closed
+    i = 0
+    while i < len(tokens):
+        kind = tokens[i].kind
+        rewritten = _value_path_comparison(text, tokens, open_, i) if kind == "]" else None
+        open_ = i if kind == "[" else None if kind == "]" else open_
+        if rewritten is None:
+            i += 1
+            continue
+        start, end, replacement, i = rewritten
+        pieces += [text[done:start], replacement]
+        done = end
+    return "".join([*pieces, text[done:]]) if pieces else text
+
+
+def _value_path_comparison(
+    text: str, tokens: list[_Token], open_: int | None, close: int
+) -> tuple[int, int, str, int] | None:
+    """When ``tokens[open_]``…``tokens[close]`` are the brackets of ``attr[filter].sub op
+    value``: (start, end, the RFC form, the index of the token after it); else None."""
+    if open_ is None or open_ == 0 or tokens[close + 1].kind != "word":
+        return None
+    sub = _SUB_ATTR.fullmatch(tokens[close + 1].text)
+    if sub is None:
+        return None
+    attr = tokens[open_ - 1]
+    op_token = tokens[close + 2] if close + 2 < len(tokens) else None
+    if attr.kind != "word" or op_token is None or op_token.kind != "word":
+        return None
+    op = op_token.text.lower()
+    if op not in OPERATORS:
+        return None
+    last = close + 2
+    value = None
+    if op != "pr":
+        last = close + 3
+        value = tokens[last] if last < len(tokens) else None
+        if value is None or value.kind not in ("string", "word"):
+            return None
+    inner = text[tokens[open_].at + 1 : tokens[close].at].strip()
+    name = sub.group(1)
+    negate = False
+    if value is not None and value.text.lower() == "null" and op in ("eq", "ne"):
+        condition, negate = f"{name} pr", op == "eq"
+    elif op == "ne":
+        condition, negate = f"{name} eq {value.text}", True
+    elif value is None:
+        condition = f"{name} pr"
+    else:
+        condition = f"{name} {op} {value.text}"
+    replacement = f"{attr.text}[({inner}) and {condition}]"
+    if negate:
+        replacement = f"not ({replacement})"
+    end = tokens[last].at + len(tokens[last].text)
+    return attr.at, end, replacement, last + 1

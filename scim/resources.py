@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scim import quirks
 from scim.errors import ScimError, invalid_value
 from scim.filters import FilterTarget, order_by
 from scim.schemas import (
@@ -191,7 +192,7 @@ def list_params(source: dict[str, Any], *, search: bool = False) -> ListParams:
     if text is not None and not isinstance(text, str):
         raise ScimError(400, "filter must be a string", "invalidFilter")
     return ListParams(
-        filter=text or None,
+        filter=quirks.normalize_filter(text) or None,
         start_index=min(max(start, 1), MAX_START_INDEX),
         count=min(max(count, 0), MAX_COUNT),
         sort_by=source.get("sortBy") or None,

@@ -2,13 +2,15 @@
 
 It answers over UDP and TCP on one port of 127.0.0.1 (a resolver retries over TCP when the
 UDP answer is truncated, RFC 1035 §4.2.1), serving the TXT records a test sets and NXDOMAIN
-for every other name. ``mode`` makes it fail: ``silent`` never answers (timeouts),
+for every other name; A and AAAA records too, optionally a different answer on each query
+(DNS rebinding). ``mode`` makes it fail: ``silent`` never answers (timeouts),
 ``servfail`` answers SERVFAIL; ``modes`` does the same for single names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import selectors
 import socket
 import threading
@@ -20,6 +22,7 @@ import dns.message
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 from dns.rdtypes.ANY.TXT import TXT
 
 UDP_LIMIT = 512  # without EDNS (RFC 1035 §2.3.4); dnspython's resolver sends none by default
@@ -31,6 +34,10 @@ class DnsServer:
         # name (lowercase, no trailing dot) → its TXT records, each a list of character-strings;
         # a name with an empty list exists without TXT records.
         self.records: dict[str, list[list[bytes]]] = {}
+        # name → its address answers in turn: the n-th A (or AAAA) query gets the n-th set,
+        # the last set repeated once they run out.
+        self.addresses: dict[str, list[list[str]]] = {}
+        self._served: dict[tuple[str, int], int] = {}
         self.mode = "answer"
         self.modes: dict[str, str] = {}  # name → mode, over ``mode``
         self.queries: list[tuple[str, str, str]] = []  # (name, type, "udp" or "tcp")
@@ -52,8 +59,22 @@ class DnsServer:
                 [part.encode() for part in ([r] if isinstance(r, str) else r)] for r in records
             ]
 
+    def set_addresses(self, name: str, *answers: list[str]) -> None:
+        """Publish A/AAAA records at ``name``: one list of addresses per answer, in turn."""
+        key = name.lower().rstrip(".")
+        with self._lock:
+            self.addresses[key] = [list(a) for a in answers]
+            self._served = {k: v for k, v in self._served.items() if k[0] != key}
+
+    def address_queries(self, name: str) -> int:
+        """How many A and AAAA questions were asked about ``name``."""
+        with self._lock:
+            return sum(1 for n, t, _ in self.queries if n == name and t in ("A", "AAAA"))
+
     def reset(self) -> None:
         with self._lock:
+            self.addresses.clear()
+            self._served.clear()
             self.records.clear()
             self.queries.clear()
             self.modes.clear()
@@ -125,6 +146,14 @@ class DnsServer:
             self.queries.append((name, dns.rdatatype.to_text(question.rdtype), transport))
             mode, records = self.modes.get(name, self.mode), self.records.get(name)
             records = None if records is None else [list(r) for r in records]
+            addresses: list[str] | None = None
+            if name in self.addresses:
+                records = records or []  # the name exists
+                if question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                    answers = self.addresses[name]
+                    served = self._served.get((name, question.rdtype), 0)
+                    self._served[(name, question.rdtype)] = served + 1
+                    addresses = answers[min(served, len(answers) - 1)] if answers else []
         if mode == "silent":
             return None
         response = dns.message.make_response(query)
@@ -143,6 +172,14 @@ class DnsServer:
             )
             for strings in records:
                 rrset.add(TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings), TTL)
+        elif addresses:
+            version = 4 if question.rdtype == dns.rdatatype.A else 6
+            wanted = [a for a in addresses if ipaddress.ip_address(a).version == version]
+            if wanted:
+                rdtype = dns.rdatatype.to_text(question.rdtype)
+                response.answer.append(
+                    dns.rrset.from_text_list(question.name, TTL, "IN", rdtype, wanted)
+                )
         limit = 65535 if transport == "tcp" else max(UDP_LIMIT, query.payload or 0)
         try:
             return response.to_wire(max_size=limit)

@@ -28,7 +28,7 @@ from idp.actors import system_actor
 from idp.config import ConfigError, Settings
 from idp.db import db
 from idp.errors import BadRequest
-from idp.mail import Mail, Mailer, SmtpTarget, parse_smtp_url, queue_mail
+from idp.mail import Mail, Mailer, SmtpTarget, parse_smtp_url, queue_mail, queue_work
 from idp.orgs import invitations
 from idp.orgs.models import Invitation, Membership
 from idp.orgs.roles import Role
@@ -256,6 +256,8 @@ def test_development_without_smtp_logs_the_mail(
 
     with caplog.at_level(logging.INFO, logger="idp.mail"):
         response = invite(client, root_key, "ada@example.com")
+        # Development sends on the courier's thread, after the response.
+        assert app.extensions["gatehouse.courier"].drain()
 
     assert response.status_code == 201, response.json
     logged = [r.getMessage() for r in caplog.records if r.name == "idp.mail"]
@@ -387,3 +389,18 @@ def test_membership_from_mailed_token_is_one_row(
 
     assert (again.status_code, again.json["error"]) == (410, "invitation_not_pending")
     assert db.session.scalar(select(func.count()).select_from(Membership)) == 1
+
+
+def test_deferred_work_that_fails_is_logged_and_the_rest_still_goes(
+    app: Flask, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("secret-detail")
+
+    queue_work(db.session(), broken)
+    queue_mail(db.session(), Mail(to="ada@example.com", subject="Hi", body="after"))
+    with caplog.at_level(logging.ERROR, logger="idp.mail"):
+        db.session.commit()
+    assert [m.rcpt_tos for m in inbox.messages] == [["ada@example.com"]]
+    assert "deferred work failed: RuntimeError" in caplog.text
+    assert "secret-detail" not in caplog.text  # the exception's text never reaches the log

@@ -25,6 +25,7 @@ from idp.orgs.models import Organization
 from idp.orgs.roles import Permission, decide
 from idp.orgs.services import get_org
 from idp.pagination import Page
+from idp.ratelimit import Credential, check_credential, fail_credential
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1")
 
@@ -48,9 +49,14 @@ class Operation:
     permission: Permission | None
     body: type[Schema] | None
     query: type[Schema] | None
-    response: type[Schema] | None
+    response: type[Schema] | dict[str, Any] | None
     status: int
     paged: bool
+    many: bool = False
+    body_required: bool = False
+    media_types: tuple[str, ...] = ("application/json",)
+    page_fields: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,18 +72,32 @@ def operation(
     permission: Permission | None = None,
     body: type[Schema] | None = None,
     query: type[Schema] | None = None,
-    response: type[Schema] | None = None,
+    response: type[Schema] | dict[str, Any] | None = None,
     status: int = 200,
     paged: bool = False,
+    many: bool = False,
+    media_types: tuple[str, ...] = ("application/json",),
+    page_fields: dict[str, Any] | None = None,
+    errors: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare an admin API operation.
 
     ``scope``: ``org`` (the URL's ``<slug>``; needs ``permission`` there), ``workspace`` (a
     workspace key), ``key`` (any valid key) or ``public`` (no credential: the body's token is
     the proof). The view is called as ``view(ctx, *url_args, data=..., args=...)``.
+    ``response``: a schema (or a JSON schema) of what the view answers with ``status``;
+    ``paged``: a page of them (``data``, ``next_cursor`` and ``page_fields``); ``many``: all of
+    them (``data``); none: 204. ``errors``: status codes beyond those its scope implies.
+    The body is required for PUT and PATCH (a missing one must not read as "change nothing")
+    and wherever the schema has a required field.
     """
     if scope not in SCOPES or (scope == "org" and permission is None):
         raise ValueError(f"operation {rule}: scope {scope!r} needs a known scope and permission")
+    body_required = body is not None and (
+        method in ("PUT", "PATCH")
+        or "KINDS" in vars(body)  # one of several schemas: at least its discriminator
+        or any(f.required for f in body().fields.values())
+    )
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -85,8 +105,7 @@ def operation(
             ctx = _context(scope, permission, url_args.pop("slug", None), url_args.get("team_id"))
             kwargs: dict[str, Any] = {}
             if body is not None:
-                # A PUT replaces the whole resource: a missing body must not read as "empty".
-                kwargs["data"] = _load(body(), _json_body(required=method == "PUT"))
+                kwargs["data"] = _load(body(), _json_body(required=body_required))
             if query is not None:
                 kwargs["args"] = _load(query(), request.args.to_dict(flat=True))
             return _respond(view(ctx, **url_args, **kwargs), response, status, paged)
@@ -106,6 +125,11 @@ def operation(
                 response,
                 status,
                 paged,
+                many,
+                body_required,
+                media_types,
+                page_fields or {},
+                errors,
             )
         )
         return handle
@@ -116,8 +140,11 @@ def operation(
 def _bearer_actor() -> Actor:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    key = authenticate_api_key(token.strip()) if scheme.lower() == "bearer" else None
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    check_credential(Credential.API_KEY, token)
+    key = authenticate_api_key(token) if token else None
     if key is None:
+        fail_credential(Credential.API_KEY, token)
         raise Unauthorized(
             "unauthorized", "A valid API key is required (Authorization: Bearer ...)"
         )
@@ -159,7 +186,7 @@ def _json_body(*, required: bool = False) -> Any:
     raw = request.get_data(cache=True)
     if not raw and not request.content_type:
         if required:
-            raise BadRequest("invalid_request", "Send the whole document as a JSON object")
+            raise BadRequest("invalid_request", "This operation needs a JSON object as its body")
         return {}
     if not request.is_json:
         raise BadRequest("unsupported_media_type", "Send the body as application/json")
@@ -186,7 +213,7 @@ def _respond(result: Any, response: type[Schema] | None, status: int, paged: boo
         return result
     if isinstance(result, dict):
         return jsonify(result), status
-    if response is None:
+    if not isinstance(response, type):
         raise TypeError("an operation returning a model needs a response schema")
     if isinstance(result, Page):
         return jsonify(

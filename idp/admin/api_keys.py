@@ -33,7 +33,7 @@ def list_org_keys(ctx: Ctx, args: dict[str, Any]) -> Page[ApiKey]:
     "POST",
     permission=Permission.API_KEYS_WRITE,
     body=s.ApiKeyCreate,
-    response=s.ApiKeyOut,
+    response=s.ApiKeyCreated,
     status=201,
 )
 def create_org_key(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -55,7 +55,12 @@ def list_workspace_keys(ctx: Ctx, args: dict[str, Any]) -> Page[ApiKey]:
 
 
 @operation(
-    "/api-keys", "POST", scope="workspace", body=s.ApiKeyCreate, response=s.ApiKeyOut, status=201
+    "/api-keys",
+    "POST",
+    scope="workspace",
+    body=s.ApiKeyCreate,
+    response=s.ApiKeyCreated,
+    status=201,
 )
 def create_workspace_key(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Create a workspace API key (owner authority in every org); shown once."""
@@ -65,7 +70,7 @@ def create_workspace_key(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any]
 
 @operation("/api-keys/<key_id>", "DELETE", scope="workspace")
 def revoke_workspace_key(ctx: Ctx, key_id: str) -> None:
-    """Revoke a workspace API key."""
+    """Revoke a workspace API key (never the last live one: 409 ``last_workspace_key``)."""
     services.revoke_api_key(ctx.actor, ctx.workspace_id, key_id)
 
 
@@ -86,7 +91,7 @@ def list_scim_tokens(ctx: Ctx, args: dict[str, Any]) -> Page[ScimToken]:
     "POST",
     permission=Permission.SCIM_TOKENS_WRITE,
     body=s.ScimTokenCreate,
-    response=s.ScimTokenOut,
+    response=s.ScimTokenCreated,
     status=201,
 )
 def create_scim_token(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -31,6 +31,8 @@ def list_audit_events(ctx: Ctx, args: dict[str, Any]) -> Page[AuditEvent]:
     "/orgs/<slug>/audit-events/export",
     permission=Permission.AUDIT_READ,
     query=s.AuditExportQuery,
+    response={"type": "string", "description": "CSV with a header row, or JSON lines"},
+    media_types=("text/csv", "application/x-ndjson"),
 )
 def export_audit_events(ctx: Ctx, args: dict[str, Any]) -> Response:
     """Every matching audit event, newest first, as ``csv`` or ``jsonl``, streamed."""

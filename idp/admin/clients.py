@@ -9,14 +9,14 @@ from idp.admin.api import Ctx, operation
 from idp.oauth import services
 
 
-@operation("/clients", scope="workspace", response=s.ClientOut)
+@operation("/clients", scope="workspace", response=s.ClientOut, many=True)
 def list_clients(ctx: Ctx) -> dict[str, Any]:
     """List the workspace's OAuth clients (never their secrets)."""
     return {"data": s.ClientOut(many=True).dump(services.list_clients(ctx.workspace_id))}
 
 
 @operation(
-    "/clients", "POST", scope="workspace", body=s.ClientCreate, response=s.ClientOut, status=201
+    "/clients", "POST", scope="workspace", body=s.ClientCreate, response=s.ClientCreated, status=201
 )
 def create_client(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Register an OAuth client; a confidential client's secret is in this response only."""

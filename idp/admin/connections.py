@@ -23,7 +23,12 @@ _SAML = (
 )
 
 
-@operation("/orgs/<slug>/connections", permission=Permission.CONNECTIONS_READ)
+@operation(
+    "/orgs/<slug>/connections",
+    permission=Permission.CONNECTIONS_READ,
+    response=s.ConnectionOut,
+    many=True,
+)
 def list_connections(ctx: Ctx) -> dict[str, Any]:
     """List the org's connections (never their secrets)."""
     return {"data": s.ConnectionOut(many=True).dump(service.list_connections(ctx.org.id))}

@@ -11,7 +11,9 @@ from idp.connections.models import Domain
 from idp.orgs.roles import Permission
 
 
-@operation("/orgs/<slug>/domains", permission=Permission.CONNECTIONS_READ)
+@operation(
+    "/orgs/<slug>/domains", permission=Permission.CONNECTIONS_READ, response=s.DomainOut, many=True
+)
 def list_domains(ctx: Ctx) -> dict[str, Any]:
     """List the org's domains, pending and verified, with the TXT record each needs."""
     return {"data": s.DomainOut(many=True).dump(service.list_domains(ctx.org.id))}
@@ -35,6 +37,7 @@ def claim_domain(ctx: Ctx, data: dict[str, Any]) -> Domain:
     "POST",
     permission=Permission.CONNECTIONS_WRITE,
     response=s.DomainOut,
+    errors=("422",),
 )
 def verify_domain(ctx: Ctx, domain_id: str) -> Domain:
     """Look up the TXT record (at the domain or ``_gatehouse-challenge.<domain>``) and verify."""

@@ -11,6 +11,9 @@ from idp.orgs import invitations as service
 from idp.orgs.models import Invitation, InvitationKind, Membership
 from idp.orgs.roles import Permission, Role
 from idp.pagination import Page
+from idp.ratelimit import Credential, guard_credential
+
+NOT_FOUND = "invitation_not_found"  # a guessed token; a used or expired one is not counted
 
 
 def _with_url(invitation: Invitation, token: str) -> dict[str, Any]:
@@ -26,7 +29,7 @@ def _ttl(seconds: int | None) -> timedelta | None:
     "POST",
     permission=Permission.MEMBERS_INVITE,
     body=s.InvitationCreate,
-    response=s.InvitationOut,
+    response=s.InvitationCreated,
     status=201,
 )
 def create_invitation(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -76,7 +79,7 @@ def get_invitation(ctx: Ctx, invitation_id: str) -> Invitation:
     "/orgs/<slug>/invitations/<invitation_id>/resend",
     "POST",
     permission=Permission.MEMBERS_INVITE,
-    response=s.InvitationOut,
+    response=s.InvitationCreated,
 )
 def resend_invitation(ctx: Ctx, invitation_id: str) -> dict[str, Any]:
     """Send an email invitation again with a new token; the old link stops working."""
@@ -100,9 +103,10 @@ def revoke_invitation(ctx: Ctx, invitation_id: str) -> Invitation:
 )
 def accept_invitation(ctx: Ctx, data: dict[str, Any]) -> Membership:
     """Accept an invitation by its token (the token is the credential)."""
-    return service.accept_invitation(
-        data["token"], email=data["email"], name=data["name"], actor=ctx.actor
-    )
+    with guard_credential(Credential.INVITATION, data["token"], NOT_FOUND):
+        return service.accept_invitation(
+            data["token"], email=data["email"], name=data["name"], actor=ctx.actor
+        )
 
 
 @operation(
@@ -110,4 +114,5 @@ def accept_invitation(ctx: Ctx, data: dict[str, Any]) -> Membership:
 )
 def reject_invitation(ctx: Ctx, data: dict[str, Any]) -> Invitation:
     """Decline an email invitation by its token."""
-    return service.reject_invitation(data["token"], actor=ctx.actor)
+    with guard_credential(Credential.INVITATION, data["token"], NOT_FOUND):
+        return service.reject_invitation(data["token"], actor=ctx.actor)

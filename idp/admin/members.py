@@ -19,6 +19,13 @@ from idp.people import services as people
     query=s.MemberQuery,
     response=s.MemberOut,
     paged=True,
+    page_fields={
+        "counts": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "members per role key",
+        }
+    },
 )
 def list_members(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
     """List members, filtered by ``role`` and ``q`` (email or name), with counts per role."""
@@ -76,7 +83,12 @@ def remove_member(ctx: Ctx, user_id: str) -> None:
     services.remove_member(ctx.actor, ctx.org, user_id)
 
 
-@operation("/orgs/<slug>/role-mappings", permission=Permission.MEMBERS_READ)
+@operation(
+    "/orgs/<slug>/role-mappings",
+    permission=Permission.MEMBERS_READ,
+    response=s.RoleMappingOut,
+    many=True,
+)
 def list_role_mappings(ctx: Ctx) -> dict[str, Any]:
     """List the org's IdP group → role mappings."""
     mappings = role_mappings.list_role_mappings(ctx.org.id)

@@ -17,21 +17,29 @@ def _workspace(ctx: Ctx) -> Workspace:
     return db.session.get(Workspace, ctx.workspace_id)
 
 
-@operation("/workspace/policy", scope="workspace", query=s.EffectivePolicyQuery)
+@operation(
+    "/workspace/policy", scope="workspace", query=s.EffectivePolicyQuery, response=s.POLICY_ANSWER
+)
 def get_workspace_policy(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
     """The workspace baseline every org inherits, and each key's resulting value."""
     return services.workspace_policy(_workspace(ctx), explain_values=args["explain"])
 
 
 @operation(
-    "/workspace/policy", "PUT", scope="workspace", body=s.PolicyDocument, query=s.PolicyQuery
+    "/workspace/policy",
+    "PUT",
+    scope="workspace",
+    body=s.PolicyDocument,
+    query=s.PolicyQuery,
+    response=s.POLICY_ANSWER,
+    errors=("422",),  # an override looser than what it inherits
 )
 def put_workspace_policy(ctx: Ctx, data: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     """Replace the baseline (``?dry_run=1``: only report whom it would affect)."""
     return services.set_workspace_policy(ctx.actor, _workspace(ctx), data, dry_run=args["dry_run"])
 
 
-@operation("/orgs/<slug>/policy", permission=Permission.ORG_READ)
+@operation("/orgs/<slug>/policy", permission=Permission.ORG_READ, response=s.POLICY_ANSWER)
 def get_org_policy(ctx: Ctx) -> dict[str, Any]:
     """The org's own overrides, and which of them a stricter inherited value supersedes."""
     return services.org_policy_document(ctx.org)
@@ -43,6 +51,8 @@ def get_org_policy(ctx: Ctx) -> dict[str, Any]:
     permission=Permission.POLICIES_WRITE,
     body=s.PolicyDocument,
     query=s.PolicyQuery,
+    response=s.POLICY_ANSWER,
+    errors=("422",),  # an override looser than what it inherits
 )
 def put_org_policy(ctx: Ctx, data: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     """Replace the org's overrides; each must be at least as strict as what it inherits."""
@@ -50,7 +60,12 @@ def put_org_policy(ctx: Ctx, data: dict[str, Any], args: dict[str, Any]) -> dict
 
 
 @operation(
-    "/orgs/<slug>/policy", "DELETE", permission=Permission.POLICIES_WRITE, query=s.PolicyClearQuery
+    "/orgs/<slug>/policy",
+    "DELETE",
+    permission=Permission.POLICIES_WRITE,
+    query=s.PolicyClearQuery,
+    response=s.POLICY_ANSWER,
+    errors=("422",),
 )
 def delete_org_policy(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
     """Drop the org's overrides (all, or ``?keys=a,b``): it inherits them again."""
@@ -63,7 +78,10 @@ def delete_org_policy(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
 
 
 @operation(
-    "/orgs/<slug>/policy/effective", permission=Permission.ORG_READ, query=s.EffectivePolicyQuery
+    "/orgs/<slug>/policy/effective",
+    permission=Permission.ORG_READ,
+    query=s.EffectivePolicyQuery,
+    response=s.POLICY_ANSWER,
 )
 def get_effective_policy(ctx: Ctx, args: dict[str, Any]) -> dict[str, Any]:
     """The org's effective policy; ``?explain=1``: each key's value, source and chain."""

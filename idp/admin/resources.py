@@ -12,7 +12,7 @@ from idp.resources import services
 from idp.resources.models import Resource, ResourceType
 
 
-@operation("/resource-types", scope="key", response=s.ResourceTypeOut)
+@operation("/resource-types", scope="key", response=s.ResourceTypeOut, many=True)
 def list_resource_types(ctx: Ctx) -> dict[str, Any]:
     """List the resource types the app declared, with their roles."""
     types = services.list_resource_types(ctx.workspace_id)
@@ -101,6 +101,7 @@ def _grant_out(
     "/orgs/<slug>/resources/<rtype>/<rid>/members",
     permission=Permission.RESOURCES_READ,
     response=s.ResourceGrantOut,
+    many=True,
 )
 def list_resource_members(ctx: Ctx, rtype: str, rid: str) -> dict[str, Any]:
     """List who holds a role on the resource itself (members and teams)."""

@@ -19,7 +19,7 @@ def _listed(roles: list[RoleDef]) -> dict[str, Any]:
     return {"data": s.RoleOut(many=True).dump(roles)}
 
 
-@operation("/roles", scope="workspace", response=s.RoleOut)
+@operation("/roles", scope="workspace", response=s.RoleOut, many=True)
 def list_workspace_roles(ctx: Ctx) -> dict[str, Any]:
     """List the built-in roles and the workspace's templates (offered to every org)."""
     return _listed(custom_roles.list_roles(ctx.workspace_id, None))
@@ -43,7 +43,7 @@ def delete_workspace_role(ctx: Ctx, template: str) -> None:
     custom_roles.delete_role(ctx.actor, ctx.workspace_id, None, template)
 
 
-@operation("/orgs/<slug>/roles", permission=Permission.ORG_READ, response=s.RoleOut)
+@operation("/orgs/<slug>/roles", permission=Permission.ORG_READ, response=s.RoleOut, many=True)
 def list_org_roles(ctx: Ctx) -> dict[str, Any]:
     """List the roles this org can use, highest first, with their holders here."""
     return _listed(custom_roles.list_roles(ctx.workspace_id, ctx.org))
@@ -80,7 +80,7 @@ def delete_org_role(ctx: Ctx, role: str) -> None:
     custom_roles.delete_role(ctx.actor, ctx.workspace_id, ctx.org, role)
 
 
-@operation("/permissions", scope="key", response=s.PermissionOut)
+@operation("/permissions", scope="key", response=s.PermissionOut, many=True)
 def list_permissions(ctx: Ctx) -> dict[str, Any]:
     """List every permission a role can hold: Gatehouse's own and the app's."""
     own = [

@@ -19,6 +19,16 @@ from idp.resources.services import resource_ref, type_roles
 from idp.sso.setup import public_settings
 
 
+class JsonBoolean(fields.Boolean):
+    """JSON's true or false only: not 0, 1 or "yes" (``0 == False`` in Python, so marshmallow's
+    ``truthy``/``falsy`` sets cannot tell them apart)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 def role_key(**kwargs: Any) -> fields.String:
     """A role's key: built-in (owner, admin, member) or a custom role of the org."""
     return fields.String(
@@ -46,9 +56,7 @@ class OrgCreate(Schema):
 class OrgUpdate(Schema):
     name = fields.String()
     member_cap = fields.Integer(strict=True)
-    nested_teams = fields.Boolean(
-        truthy={True},
-        falsy={False},
+    nested_teams = JsonBoolean(
         metadata={"description": "departments: teams nested in teams (default on)"},
     )
 
@@ -59,7 +67,7 @@ class OrgOut(Schema):
     name = fields.String()
     parent_id = fields.String(allow_none=True)
     member_cap = fields.Integer()
-    nested_teams = fields.Boolean()
+    nested_teams = JsonBoolean()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -167,6 +175,10 @@ class InvitationOut(Schema):
     created_at = fields.DateTime()
 
 
+class InvitationCreated(InvitationOut):
+    url = fields.String(metadata={"description": "the accept link, in this response only"})
+
+
 class InvitationToken(Schema):
     token = fields.String(required=True)
 
@@ -200,17 +212,17 @@ class TeamOut(Schema):
 
 class TeamMemberAdd(Schema):
     user_id = fields.String(required=True)
-    is_lead = fields.Boolean(load_default=False)
+    is_lead = JsonBoolean(load_default=False)
 
 
 class TeamMemberUpdate(Schema):
-    is_lead = fields.Boolean(required=True)
+    is_lead = JsonBoolean(required=True)
 
 
 class TeamMemberOut(Schema):
     user_id = fields.Function(lambda tm: tm.membership.user_id)
     email = fields.Function(lambda tm: tm.membership.user.email)
-    is_lead = fields.Boolean()
+    is_lead = JsonBoolean()
     added_at = fields.DateTime(attribute="created_at")
 
 
@@ -264,6 +276,10 @@ class ApiKeyOut(Schema):
     revoked_at = fields.DateTime(allow_none=True)
 
 
+class ApiKeyCreated(ApiKeyOut):
+    key = fields.String(metadata={"description": "the key itself, in this response only"})
+
+
 class TeamKeyCreate(Schema):
     name = fields.String(required=True)
 
@@ -280,6 +296,11 @@ class ScimTokenOut(Schema):
     created_at = fields.DateTime()
     last_used_at = fields.DateTime(allow_none=True)
     revoked_at = fields.DateTime(allow_none=True)
+
+
+class ScimTokenCreated(ScimTokenOut):
+    token = fields.String(metadata={"description": "the token itself, in this response only"})
+    scim_base_url = fields.String(metadata={"description": "the org's SCIM base URL"})
 
 
 class SetupLinkCreate(Schema):
@@ -413,10 +434,8 @@ class ResourceTypeCreate(Schema):
     name = fields.String(load_default=None)
     parent = fields.String(load_default=None, metadata={"description": "the parent type's key"})
     roles = fields.List(fields.Nested(ResourceTypeRole), required=True)
-    invite_outsiders = fields.Boolean(
+    invite_outsiders = JsonBoolean(
         load_default=False,
-        truthy={True},
-        falsy={False},
         metadata={"description": "people outside the org may be invited to one (as guests)"},
     )
 
@@ -470,7 +489,7 @@ class ResourceTypeOut(Schema):
     key = fields.String()
     name = fields.String()
     parent = fields.Function(lambda t: _type_key(t.parent_id) if t.parent_id else None)
-    invite_outsiders = fields.Boolean()
+    invite_outsiders = JsonBoolean()
     roles = fields.Function(
         lambda t: [
             {"key": r.key, "name": r.name, "permissions": sorted(r.permissions)}
@@ -518,32 +537,54 @@ class DomainOut(Schema):
     created_at = fields.DateTime()
 
 
-class ConnectionCreate(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(["oidc", "saml"]))
+class _ConnectionCreateBase(Schema):
     name = fields.String(required=True)
     preset = fields.String(load_default="generic")
-    jit = fields.Boolean(load_default=True, metadata={"description": "provision on first login"})
-    # OIDC
-    issuer = fields.String(metadata={"description": "OIDC: the issuer, discovered now"})
+    jit = JsonBoolean(load_default=True, metadata={"description": "provision on first login"})
+
+
+class OidcConnectionCreate(_ConnectionCreateBase):
+    """An OIDC connection; without issuer and client, a draft."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(["oidc"]))
+    issuer = fields.String(metadata={"description": "the issuer, discovered now"})
     client_id = fields.String()
     client_secret = fields.String(load_only=True, metadata={"description": "stored encrypted"})
     scopes = fields.List(fields.String())
-    # SAML
-    metadata_xml = fields.String(metadata={"description": "SAML: the IdP's metadata"})
-    metadata_url = fields.String(metadata={"description": "SAML: or where to fetch it (https)"})
+
+
+class SamlConnectionCreate(_ConnectionCreateBase):
+    """A SAML connection, from metadata or by hand; without either, a draft."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(["saml"]))
+    metadata_xml = fields.String(metadata={"description": "the IdP's metadata"})
+    metadata_url = fields.String(metadata={"description": "or where to fetch it (https)"})
     idp_entity_id = fields.String()
     sso_url = fields.String()
     idp_certs = fields.List(fields.String(), metadata={"description": "PEM; several for rollover"})
     authn_request_binding = fields.String(
         load_default="redirect", validate=validate.OneOf(["redirect", "post"])
     )
-    allow_idp_initiated = fields.Boolean(load_default=False)
+    allow_idp_initiated = JsonBoolean(load_default=False)
+
+
+class ConnectionCreate(Schema):
+    """One of the kinds' schemas, chosen by ``kind`` (the document's ``oneOf``)."""
+
+    KINDS: dict[str, type[Schema]] = {"oidc": OidcConnectionCreate, "saml": SamlConnectionCreate}
+
+    def load(self, data: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kind = data.get("kind") if isinstance(data, dict) else None
+        schema = self.KINDS.get(kind) if isinstance(kind, str) else None
+        if schema is None:
+            raise ValidationError({"kind": [f"Must be one of: {', '.join(self.KINDS)}."]})
+        return schema().load(data, **kwargs)
 
 
 class ConnectionUpdate(Schema):
     name = fields.String()
-    enabled = fields.Boolean(metadata={"description": "a draft cannot be enabled"})
-    jit = fields.Boolean()
+    enabled = JsonBoolean(metadata={"description": "a draft cannot be enabled"})
+    jit = JsonBoolean()
     # The IdP's values: they turn a draft into a connection that can be enabled.
     issuer = fields.String(metadata={"description": "OIDC: discovered again"})
     client_id = fields.String()
@@ -558,11 +599,11 @@ class ConnectionUpdate(Schema):
     attribute_map = fields.Dict(
         metadata={"description": "SAML: attribute names for email, name, groups, ..."}
     )
-    trust_email = fields.Boolean(
+    trust_email = JsonBoolean(
         metadata={"description": "count the IdP's emails as proven for this org (owners only)"}
     )
     client_secret = fields.String(load_only=True)
-    allow_idp_initiated = fields.Boolean()
+    allow_idp_initiated = JsonBoolean()
     idp_certs = fields.List(fields.String(), metadata={"description": "SAML: replaces the list"})
     mfa_values = fields.List(
         fields.String(validate=validate.Length(min=1, max=200)),
@@ -588,13 +629,25 @@ class ConnectionOut(Schema):
     kind = fields.Enum(ConnectionKind, by_value=True)
     name = fields.String()
     preset = fields.String()
-    enabled = fields.Boolean()
-    draft = fields.Boolean(metadata={"description": "waiting for the IdP's values"})
+    enabled = JsonBoolean()
+    draft = JsonBoolean(metadata={"description": "waiting for the IdP's values"})
     settings = fields.Function(
         public_settings, metadata={"description": "the connection's public configuration"}
     )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+
+
+class OidcConnectionOut(ConnectionOut):
+    kind = fields.String(validate=validate.OneOf(["oidc"]))
+
+
+class SamlConnectionOut(ConnectionOut):
+    kind = fields.String(validate=validate.OneOf(["saml"]))
+
+
+# The document describes a connection as one of its kinds (``oneOf`` on ``kind``).
+ConnectionOut.KINDS = {"oidc": OidcConnectionOut, "saml": SamlConnectionOut}  # type: ignore[attr-defined]
 
 
 # --- authorization ---------------------------------------------------------------------
@@ -638,7 +691,7 @@ class AuthorizeBatch(Schema):
 
 
 class AuthorizeOut(Schema):
-    allowed = fields.Boolean()
+    allowed = JsonBoolean()
     role = fields.String(allow_none=True)
     scope = fields.Dict(
         allow_none=True,
@@ -671,8 +724,8 @@ class ClientCreate(Schema):
         load_default=list,
         validate=validate.Length(max=20),
     )
-    is_public = fields.Boolean(load_default=False)
-    first_party = fields.Boolean(load_default=True)
+    is_public = JsonBoolean(load_default=False)
+    first_party = JsonBoolean(load_default=True)
     id_token_alg = fields.String(load_default="RS256", validate=validate.OneOf(["RS256", "ES256"]))
     initiate_login_uri = fields.String(
         load_default=None,
@@ -687,8 +740,8 @@ class ClientOut(Schema):
     name = fields.String()
     redirect_uris = fields.List(fields.String())
     post_logout_redirect_uris = fields.List(fields.String())
-    is_public = fields.Boolean()
-    first_party = fields.Boolean()
+    is_public = JsonBoolean()
+    first_party = JsonBoolean()
     id_token_alg = fields.String(attribute="id_token_signed_response_alg")
     initiate_login_uri = fields.String(allow_none=True)
     created_at = fields.DateTime()
@@ -707,6 +760,14 @@ PolicyDocument = Schema.from_dict(
 )
 
 
+# What the policy operations answer: the document (keys and values, with what each one
+# resolves to, and whom a change affects) is shaped by the registry's keys, not fixed here.
+POLICY_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "description": "the policy and, for a change, whom it affects (see the operation)",
+}
+
+
 class PolicyQuery(Schema):
     dry_run = fields.Boolean(load_default=False)
 
@@ -717,3 +778,9 @@ class EffectivePolicyQuery(Schema):
 
 class PolicyClearQuery(PolicyQuery):
     keys = fields.String(load_default=None, metadata={"description": "comma-separated keys"})
+
+
+class ClientCreated(ClientOut):
+    client_secret = fields.String(
+        metadata={"description": "a confidential client's secret, in this response only"}
+    )

@@ -25,7 +25,12 @@ def create_setup_link(ctx: Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], i
     return {**s.SetupLinkOut().dump(link), "url": url}, 201
 
 
-@operation("/orgs/<slug>/setup-links", permission=Permission.OWNERS_MANAGE)
+@operation(
+    "/orgs/<slug>/setup-links",
+    permission=Permission.OWNERS_MANAGE,
+    response=s.SetupLinkOut,
+    many=True,
+)
 def list_setup_links(ctx: Ctx) -> dict[str, Any]:
     """List the org's setup links (never the links themselves)."""
     return {"data": s.SetupLinkOut(many=True).dump(setup_links.list_setup_links(ctx.org.id))}

@@ -116,7 +116,7 @@ def remove_team_member(ctx: Ctx, team_id: str, user_id: str) -> None:
     "POST",
     permission=Permission.API_KEYS_WRITE,
     body=s.TeamKeyCreate,
-    response=s.ApiKeyOut,
+    response=s.ApiKeyCreated,
     status=201,
 )
 def create_team_key(ctx: Ctx, team_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -1,19 +1,18 @@
 """What every page shares: one layout, a nonce per response for the CSP (no inline script
-without it), headers that keep pages out of frames and caches, errors as pages with the
-request id, and one commit per request."""
+without it; the headers themselves are set for every page in ``idp.edge``), errors as pages
+with the request id, and one commit per request."""
 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, flash, g, render_template
 from flask_wtf import FlaskForm
 
-from idp.config import current_settings
 from idp.db import db, declare_workspace_wide, finish_request
+from idp.edge import csp_nonce
 from idp.errors import GatehouseError, NotFound
 
 bp = Blueprint(
@@ -32,38 +31,12 @@ def start_workspace_wide() -> None:
     declare_workspace_wide()
 
 
-def _nonce() -> str:
-    if "csp_nonce" not in g:
-        g.csp_nonce = secrets.token_urlsafe(16)
-    return g.csp_nonce
-
-
 def render(template: str, status: int = 200, **values: Any) -> Response:
     """A page from ``template`` (extending ``base.html``), autoescaped."""
-    html = render_template(template, csp_nonce=_nonce(), request_id=g.get("request_id"), **values)
-    return Response(html, status=status, content_type="text/html; charset=utf-8")
-
-
-@bp.after_app_request
-def secure_page(response: Response) -> Response:
-    """Every HTML answer of these pages: no framing, no caching, no sniffing, no referrer
-    (a setup link's URL holds its token), and a CSP allowing only this site's styles and
-    the response's own nonce for scripts."""
-    if "csp_nonce" not in g:
-        return response
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; "
-        f"script-src 'nonce-{g.csp_nonce}'; "
-        "style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    html = render_template(
+        template, csp_nonce=csp_nonce(), request_id=g.get("request_id"), **values
     )
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    if current_settings().issuer.startswith("https://"):
-        response.headers["Strict-Transport-Security"] = "max-age=31536000"
-    return response
+    return Response(html, status=status, content_type="text/html; charset=utf-8")
 
 
 @bp.errorhandler(GatehouseError)

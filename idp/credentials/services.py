@@ -12,7 +12,7 @@ from idp.audit.services import record_event, record_org_event
 from idp.config import current_settings
 from idp.credentials.models import ApiKey, ScimToken, SecretCredential
 from idp.crypto import new_token, token_digest
-from idp.db import db, utcnow, workspace_wide
+from idp.db import db, lock_row, utcnow, workspace_wide
 from idp.errors import Conflict, Forbidden, NotFound
 from idp.orgs.models import Organization, Team, Workspace
 from idp.orgs.role_book import hold_role, org_roles, role_def
@@ -176,19 +176,30 @@ def revoke_api_key(
     if org is None:
         if not actor.is_workspace:
             raise Forbidden("forbidden", "Workspace keys need workspace authority")
+        # Revocations of workspace keys queue on the workspace row, so two of them racing
+        # for the last two keys cannot both see "another key is left".
+        lock_row(Workspace, workspace_id)
     else:
         check_permission(actor, Permission.API_KEYS_WRITE)
     key = db.session.scalar(
-        select(ApiKey).where(
+        select(ApiKey)
+        .where(
             ApiKey.workspace_id == workspace_id,
             ApiKey.id == key_id,
             ApiKey.org_id.is_(None) if org is None else ApiKey.org_id == org.id,
         )
+        # Read again after the lock: the caller's own key may sit stale in the session.
+        .execution_options(populate_existing=True)
     )
     if key is None:
         raise NotFound("api_key_not_found", "No such API key")
     if key.revoked_at is not None:
         raise Conflict("already_revoked", "This key is already revoked")
+    if org is None and not _other_live_workspace_key(workspace_id, key.id):
+        raise Conflict(
+            "last_workspace_key",
+            "This is the workspace's last live key: create another before revoking it",
+        )
     if org is not None and key.role:
         book = org_roles(org)
         held = book.find(key.role)
@@ -208,6 +219,26 @@ def revoke_api_key(
         after=key_snapshot(key),
     )
     return key
+
+
+def _other_live_workspace_key(workspace_id: str, key_id: str) -> bool:
+    """Whether a workspace key other than ``key_id`` still authenticates (not revoked, not
+    expired): without one, nobody could create orgs or keys through the API again."""
+    now = utcnow()
+    return (
+        db.session.scalar(
+            select(ApiKey.id)
+            .where(
+                ApiKey.workspace_id == workspace_id,
+                ApiKey.org_id.is_(None),
+                ApiKey.id != key_id,
+                ApiKey.revoked_at.is_(None),
+                (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 # --- SCIM tokens -----------------------------------------------------------------------

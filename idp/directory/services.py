@@ -24,7 +24,6 @@ from idp.orgs.models import (
     MembershipSource,
     MembershipStatus,
     Organization,
-    Team,
     TeamMember,
     TeamSource,
 )
@@ -222,16 +221,6 @@ def get_directory_group(org_id: str, team_id: str) -> DirectoryGroup:
     return found
 
 
-def _refuse_taken_external_id(org_id: str, external_id: str | None, keep: str | None) -> None:
-    if external_id is None:
-        return
-    holder = db.session.scalar(
-        select(Team.id).where(Team.org_id == org_id, Team.external_id == external_id)
-    )
-    if holder is not None and holder != keep:
-        raise Conflict("external_id_taken", "Another group of this org has that externalId")
-
-
 def create_group(
     actor: Actor,
     org: Organization,
@@ -241,8 +230,11 @@ def create_group(
     attributes: dict[str, Any],
     member_ids: Iterable[str] = (),
 ) -> DirectoryGroup:
-    """A provisioned group becomes a team (source ``scim``), with its initial members."""
-    _refuse_taken_external_id(org.id, external_id, None)
+    """A provisioned group becomes a team (source ``scim``), with its initial members.
+
+    ``external_id`` is the IdP's identifier and is kept as sent, shared or not: "the server
+    does not enforce uniqueness" of an externalId (RFC 7643 §3.1).
+    """
     team = teams.create_team(
         actor, org, name=display_name, external_id=external_id, source=TeamSource.SCIM
     )
@@ -265,7 +257,6 @@ def update_group(
     attributes: dict[str, Any],
 ) -> DirectoryGroup:
     """Replace a group's own attributes (members are changed with ``change_group_members``)."""
-    _refuse_taken_external_id(org.id, external_id, group.team_id)
     before = (group.team.name, group.team.external_id)
     teams.update_team(actor, org, group.team_id, name=display_name, external_id=external_id)
     renamed = (group.team.name, group.team.external_id) != before

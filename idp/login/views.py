@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,12 +22,13 @@ from idp.errors import Forbidden, GatehouseError, NotFound, Unauthorized
 from idp.login.cookies import clear_session_cookie, session_token, set_session_cookie
 from idp.login.pages import page
 from idp.login.redirects import safe_return_to
-from idp.mail import Mail, queue_mail
+from idp.mail import Mail, queue_mail, queue_work
 from idp.orgs import invitations
 from idp.orgs.models import InvitationKind, Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.services import active_memberships, get_org
 from idp.people.services import invitation_signs_in, is_known_address, prove_address
 from idp.people.signin import admission, reachable_memberships
+from idp.ratelimit import Credential, allow_login_mail, guarded_view
 from idp.sessions.models import Session
 from idp.sessions.services import (
     admits_email_sign_in,
@@ -141,6 +143,7 @@ def commit(response: Response) -> Response:
 
 _LOGIN_FORM = """
 <form method="post" action="/login">
+  <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
   <label>Work email <input type="email" name="email" required autofocus></label>
   <input type="hidden" name="next" value="{{ next }}">
   <button>Continue</button>
@@ -152,7 +155,8 @@ _NO_CONNECTION = """<p>{{ org.name }} requires signing in through its identity p
 none is set up yet: ask its admin.</p>"""
 _SENT = """<p>If that address can sign in here, a link is on its way to it. It works once,
 within 10 minutes.</p>"""
-_CONFIRM = """<form method="post"><p>Sign in as {{ email }}?</p><button>Sign in</button></form>"""
+_CONFIRM = """<form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<p>Sign in as {{ email }}?</p><button>Sign in</button></form>"""
 
 
 def _connections_page(org: Organization, return_to: str) -> Response:
@@ -169,7 +173,9 @@ _SIGNED_IN = """<p id="signed-in">Signed in as {{ email }} to {{ org.name }} ({{
 <nav aria-label="Your organizations"><ul>{% for o, m in orgs %}
 <li><a href="/console/orgs/{{ o.slug }}/members">{{ o.name }}</a> ({{ m.role }})</li>{% endfor %}
 </ul></nav>
-<form method="post" action="/logout"><button>Sign out</button></form>"""
+<form method="post" action="/logout">
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<button>Sign out</button></form>"""
 
 
 @bp.get("/")
@@ -224,19 +230,29 @@ def login_submit() -> Response:
         org = db.session.get(Organization, org_id)
         if any(c.enabled for c in list_connections(org.id)):
             return _connections_page(org, return_to)
-    if is_known_address(workspace_id, email):  # the same answer either way: nothing is told
-        _link, token = issue_email_link(email, return_to=return_to)
-        link = f"{current_settings().issuer}/login/email?token={quote(token)}"
-        queue_mail(
-            db.session(),
-            Mail(
-                to=email,
-                subject="Your sign-in link",
-                body=f"Sign in here (once, within 10 minutes):\n{link}\n\n"
-                "If you did not ask for this, ignore this message.\n",
-            ),
-        )
+    # The same answer, in the same time, either way: the mail limits (per address, per IP)
+    # count every address; whether it is known, and the link and mail that follow if it is,
+    # are decided after the response. Over a limit, nothing is queued.
+    if allow_login_mail(email):
+        queue_work(db.session(), partial(_mail_sign_in_link, workspace_id, email, return_to))
     return page("Check your email", _SENT)
+
+
+def _mail_sign_in_link(workspace_id: str, email: str, return_to: str) -> None:
+    """Off the request's path: a one-time link to ``email`` if it can sign in here."""
+    if not is_known_address(workspace_id, email):
+        return
+    _link, token = issue_email_link(email, return_to=return_to)
+    link = f"{current_settings().issuer}/login/email?token={quote(token)}"
+    queue_mail(
+        db.session(),
+        Mail(
+            to=email,
+            subject="Your sign-in link",
+            body=f"Sign in here (once, within 10 minutes):\n{link}\n\n"
+            "If you did not ask for this, ignore this message.\n",
+        ),
+    )
 
 
 @bp.get("/login/email")
@@ -246,6 +262,7 @@ def email_link_page() -> Response:
 
 
 @bp.post("/login/email")
+@guarded_view(Credential.EMAIL_LINK, "token", "invalid_link")
 def email_link_sign_in() -> Response:
     """Use the link once and start a session (method ``email_link``)."""
     link = consume_email_link(request.args.get("token", ""))
@@ -298,7 +315,8 @@ def _workspace_id() -> str:
 
 _INVITATION = """<p>You are invited to join <strong>{{ org.name }}</strong>
 as {{ invitation.role }}.</p>
-<form method="post"><input type="hidden" name="token" value="{{ token }}">
+<form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<input type="hidden" name="token" value="{{ token }}">
 <input type="hidden" name="proof" value="{{ proof }}">
 <button name="answer" value="accept">Accept</button>
 <button name="answer" value="reject">Decline</button></form>"""
@@ -307,6 +325,7 @@ _SIGN_IN_FIRST = """<p>Sign in first, then open the invitation link again:
 
 
 @bp.get("/invitations/accept")
+@guarded_view(Credential.INVITATION, "token", "invitation_not_found")
 def invitation_page() -> Response:
     """Show what the invitation is for; nothing changes until the person answers."""
     token = request.args.get("token", "")
@@ -316,6 +335,7 @@ def invitation_page() -> Response:
 
 
 @bp.post("/invitations/accept")
+@guarded_view(Credential.INVITATION, "token", "invitation_not_found")
 def invitation_answer() -> Response:
     """Accept (and be signed in: the emailed token proved the address) or decline.
 

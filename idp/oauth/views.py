@@ -27,6 +27,14 @@ from idp.oauth.server import authorization_server
 from idp.oauth.services import find_by_jti, find_client, live_principal
 from idp.orgs.models import Organization
 from idp.people.signin import admission, reachable_memberships
+from idp.ratelimit import (
+    Credential,
+    RateLimited,
+    check_credential,
+    check_throughput,
+    count_throughput,
+    fail_credential,
+)
 from idp.sessions.models import Session
 from idp.sessions.services import (
     find_live_session,
@@ -128,19 +136,51 @@ def jwks() -> Response:
 @bp.post("/oauth/token")
 def token() -> Response:
     """RFC 6749 §3.2: authorization_code and refresh_token grants only."""
-    return authorization_server().create_token_response()
+    return _limited(authorization_server().create_token_response, per_client=True)
 
 
 @bp.post("/oauth/revoke")
 def revoke() -> Response:
     """RFC 7009."""
-    return authorization_server().create_endpoint_response("revocation")
+    return _limited(lambda: authorization_server().create_endpoint_response("revocation"))
 
 
 @bp.post("/oauth/introspect")
 def introspect() -> Response:
     """RFC 7662."""
-    return authorization_server().create_endpoint_response("introspection")
+    return _limited(lambda: authorization_server().create_endpoint_response("introspection"))
+
+
+def _presented_client_id() -> str:
+    """The client_id of HTTP Basic (RFC 6749 §2.3.1) or of the form body."""
+    basic = request.authorization
+    if basic is not None and basic.type == "basic" and basic.username:
+        return basic.username
+    return request.form.get("client_id", "")
+
+
+def _limited(respond: Any, *, per_client: bool = False) -> Response:
+    """Client authentication's failures per client_id and per IP, and (the token endpoint)
+    each client's requests, around authlib's endpoint."""
+    client_id = _presented_client_id()
+    try:
+        check_credential(Credential.OAUTH_CLIENT, client_id)
+        if per_client and client_id:
+            check_throughput("token_requests", client_id)
+    except RateLimited as exc:
+        # RFC 6749 §5.2's shape; temporarily_unavailable is the registered code for a server
+        # that cannot take the request now (§4.1.2.1); 429 and Retry-After: RFC 6585 §4.
+        response = jsonify(error="temporarily_unavailable", error_description=exc.message)
+        response.status_code = 429
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        return response
+    response = respond()
+    if (response.get_json(silent=True) or {}).get("error") == "invalid_client":
+        fail_credential(Credential.OAUTH_CLIENT, client_id)
+    elif per_client and client_id:
+        count_throughput("token_requests", client_id)
+    return response
 
 
 # --- userinfo ---------------------------------------------------------------------------
@@ -237,6 +277,7 @@ _CHOOSER = """<p>Continue to {{ client }} as a member of:</p><ul>
 {% for o in orgs %}<li><a href="{{ o.url }}">{{ o.name }}</a></li>{% endfor %}</ul>"""
 _CONSENT = """<p><strong>{{ client }}</strong> asks to see: {{ scope }}.</p>
 <form method="post" action="/oauth/consent">
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="client_id" value="{{ client_id }}">
 <input type="hidden" name="scope" value="{{ scope }}">

@@ -128,7 +128,8 @@ class Team(db.Model):
 
     __tablename__ = "teams"
     __table_args__ = (
-        UniqueConstraint("org_id", "external_id"),
+        # Not unique: an externalId is the IdP's, and the IdP keeps it unique (RFC 7643 §3.1).
+        Index("ix_teams_org_id_external_id", "org_id", "external_id"),
         Index("ix_teams_org_id_id", "org_id", "id"),
         Index("ix_teams_org_id_name", "org_id", "name"),
     )

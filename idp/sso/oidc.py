@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import requests
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import import_key
 
+from idp import outbound
 from idp.config import current_settings
 from idp.connections.models import Connection
 from idp.connections.services import connection_secret
@@ -37,7 +37,8 @@ from idp.sso.trace import trace_line
 
 log = logging.getLogger(__name__)
 
-HTTP_TIMEOUT = 5.0  # seconds, connect and read
+HTTP_TIMEOUT = 5.0  # seconds, to connect and per read
+HTTP_DEADLINE = 10.0  # seconds for a whole exchange
 MAX_RESPONSE_BYTES = 256 * 1024  # discovery documents, JWKS and token responses are small
 MAX_ID_TOKEN = 16 * 1024
 JWKS_REFETCH_SECONDS = 60  # at most one JWKS fetch per connection in this interval
@@ -121,39 +122,72 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _read_json(response: requests.Response) -> Any:
-    """The body as JSON, read no further than MAX_RESPONSE_BYTES."""
-    body = bytearray()
-    for chunk in response.iter_content(chunk_size=16384):
-        body.extend(chunk)
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise ValueError("response too large")
-    return json.loads(bytes(body))
+# Every failure to read a document once its URL is called (unreachable, an error status, a
+# redirect, too large, too slow, not a JSON object) gets this one answer, so it never tells an
+# open port from a closed one.
+_UNREACHABLE = "The identity provider could not be reached, or did not answer as one"
+
+
+def _not_allowed(what: str) -> str:
+    return (
+        f"The identity provider's {what} is not allowed: Gatehouse does not call loopback, "
+        "private or other internal addresses unless the deployment allows them"
+    )
+
+
+def _call(url: str, what: str, **kwargs: Any) -> outbound.Response:
+    """``url`` through the outbound guard, its refusals as DiscoveryErrors."""
+    check_url(url, what)
+    try:
+        return outbound.fetch(
+            url,
+            max_bytes=MAX_RESPONSE_BYTES,
+            connect_timeout=HTTP_TIMEOUT,
+            read_timeout=HTTP_TIMEOUT,
+            deadline=HTTP_DEADLINE,
+            **kwargs,
+        )
+    except outbound.InvalidUrl:
+        raise DiscoveryError(
+            "invalid_idp_url", f"The identity provider's {what} is not a URL"
+        ) from None
+    except outbound.NotAllowed as refused:
+        log.info("oidc: %s refused: %s", what, refused.reason)
+        raise DiscoveryError("destination_not_allowed", _not_allowed(what)) from None
+    except outbound.Unreachable:
+        raise DiscoveryError("idp_unavailable", _UNREACHABLE) from None
+
+
+def _json_object(response: outbound.Response) -> dict[str, Any] | None:
+    try:
+        document = json.loads(response.body)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _get_json(url: str, what: str) -> dict[str, Any]:
-    check_url(url, what)
-    try:
-        with requests.get(
-            url,
-            timeout=HTTP_TIMEOUT,
-            stream=True,
-            allow_redirects=False,
-            headers={"Accept": "application/json"},
-        ) as response:
-            if response.status_code != 200:
-                raise DiscoveryError(
-                    "idp_unavailable", f"The identity provider's {what} answered with an error"
-                )
-            document = _read_json(response)
-    except (requests.RequestException, ValueError) as exc:
-        log.warning("oidc: fetching %s failed: %s", what, type(exc).__name__)
-        raise DiscoveryError(
-            "idp_unavailable", f"The identity provider's {what} could not be read"
-        ) from None
-    if not isinstance(document, dict):
-        raise DiscoveryError("idp_unavailable", f"The identity provider's {what} is not an object")
+    response = _call(url, what, headers={"Accept": "application/json"})
+    document = _json_object(response) if response.status == 200 else None
+    if document is None:
+        log.info("oidc: %s unusable (status %s)", what, response.status)
+        raise DiscoveryError("idp_unavailable", _UNREACHABLE)
     return document
+
+
+def check_destination(url: str, what: str) -> None:
+    """Refuse now an endpoint the guard would refuse when called (resolves, connects nowhere)."""
+    try:
+        outbound.vet(url, outbound.policy_from_settings(current_settings()), HTTP_TIMEOUT)
+    except outbound.InvalidUrl:
+        raise DiscoveryError(
+            "invalid_idp_url", f"The identity provider's {what} is not a URL"
+        ) from None
+    except outbound.NotAllowed as refused:
+        log.info("oidc: %s refused: %s", what, refused.reason)
+        raise DiscoveryError("destination_not_allowed", _not_allowed(what)) from None
+    except outbound.Unreachable:
+        raise DiscoveryError("idp_unavailable", _UNREACHABLE) from None
 
 
 # --- discovery and settings ------------------------------------------------------------------
@@ -166,12 +200,18 @@ def discover(issuer: str) -> dict[str, Any]:
     metadata = _get_json(
         f"{issuer.rstrip('/')}/.well-known/openid-configuration", "discovery document"
     )
-    if metadata.get("issuer") != issuer:
+    named = metadata.get("issuer")
+    if not isinstance(named, str):  # not a discovery document: as if nothing answered
+        raise DiscoveryError("idp_unavailable", _UNREACHABLE)
+    if named != issuer:
         raise DiscoveryError("issuer_mismatch", "The discovery document names a different issuer")
     for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         check_url(metadata.get(key), key)
     if metadata.get("userinfo_endpoint") is not None:
         check_url(metadata["userinfo_endpoint"], "userinfo_endpoint")
+    # Gatehouse itself calls these two: refuse an internal one now, not at the first login.
+    for key in ("token_endpoint", "jwks_uri"):
+        check_destination(metadata[key], key)
     return metadata
 
 
@@ -278,28 +318,27 @@ def request_tokens(connection: Connection, code: str, code_verifier: str) -> dic
         pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     try:
-        with requests.post(
+        response = _call(
             endpoint,
-            data=form,
-            headers=headers,
-            timeout=HTTP_TIMEOUT,
-            stream=True,
-            allow_redirects=False,
-        ) as response:
-            status = response.status_code
-            try:
-                body = _read_json(response)
-            except ValueError:
-                body = None
-    except requests.RequestException as exc:
-        log.warning("oidc: token endpoint of %s unreachable: %s", connection.id, type(exc).__name__)
-        raise LoginRefused(
-            "idp_unavailable", "The identity provider could not be reached"
-        ) from None
-    if status != 200 or not isinstance(body, dict):
-        error = body.get("error") if isinstance(body, dict) else None
+            "token_endpoint",
+            method="POST",
+            body=urlencode(form).encode(),
+            headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    except DiscoveryError as failure:
+        log.warning("oidc: token endpoint of %s: %s", connection.id, failure.code)
+        if failure.code == "destination_not_allowed":
+            raise LoginRefused(failure.code, failure.message) from None
+        raise LoginRefused("idp_unavailable", _UNREACHABLE) from None
+    body = _json_object(response)
+    if body is None:
+        # Not an OAuth answer at all (RFC 6749 §5.1/§5.2 are JSON objects): as if unreachable.
+        log.info("oidc: token endpoint of %s answered %s, not JSON", connection.id, response.status)
+        raise LoginRefused("idp_unavailable", _UNREACHABLE)
+    if response.status != 200:
+        error = body.get("error")
         error = error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else "unknown"
-        log.info("oidc: token endpoint of %s refused: %s %s", connection.id, status, error)
+        log.info("oidc: token endpoint of %s refused: %s %s", connection.id, response.status, error)
         raise LoginRefused(
             "token_exchange_failed", "The identity provider refused to complete the sign-in"
         )

@@ -13,9 +13,8 @@ import base64
 import binascii
 import datetime as dt
 import ipaddress
+import logging
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +34,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
+from idp import outbound
 from idp.config import current_settings
 from idp.connections.models import Connection
 from idp.connections.services import connection_secret
@@ -42,7 +42,9 @@ from idp.errors import BadRequest
 from idp.people.signin import IdpAssertion, LoginRefused
 from idp.sso.trace import trace_line
 
-METADATA_TIMEOUT = 10  # seconds
+log = logging.getLogger(__name__)
+
+METADATA_TIMEOUT = 10  # seconds, per read and in all
 MAX_METADATA = 1_000_000  # bytes; federation aggregates are not accepted here
 MAX_RESPONSE = 512_000  # characters of base64 in one SAMLResponse
 CLOCK_DRIFT = dt.timedelta(minutes=5)  # python3-saml's ALLOWED_CLOCK_DRIFT, kept in the cache
@@ -208,13 +210,6 @@ def certificate_body(cert: str) -> str:
     return base64.b64encode(parsed.public_bytes(serialization.Encoding.DER)).decode()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Metadata is fetched from the URL given, never from where a redirect points."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def _is_loopback(host: str | None) -> bool:
     if host == "localhost":
         return True
@@ -224,23 +219,50 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def fetch_metadata(url: str, *, allow_http_loopback: bool | None = None) -> str:
-    """GET the IdP's metadata: https only (plain http on loopback when allowed), bounded."""
-    if allow_http_loopback is None:
-        allow_http_loopback = current_settings().allow_http_loopback
+# One answer for every way a metadata URL can fail once it is called (unreachable, an error
+# status, a redirect, too large, too slow, not metadata), so it never tells an open port from
+# a closed one.
+_UNREACHABLE = "The IdP metadata could not be fetched from that URL, or is not SAML metadata"
+
+
+def _metadata_unreachable() -> BadRequest:
+    return BadRequest("metadata_unreachable", _UNREACHABLE)
+
+
+def fetch_metadata(url: str) -> str:
+    """GET the IdP's metadata through the outbound guard: https only (plain http on loopback
+    when allowed), never an internal address unless allow-listed, no redirects, bounded."""
     parts = urlsplit(url)
-    plain_ok = parts.scheme == "http" and allow_http_loopback and _is_loopback(parts.hostname)
+    plain_ok = (
+        parts.scheme == "http"
+        and current_settings().allow_http_loopback
+        and _is_loopback(parts.hostname)
+    )
     if parts.scheme != "https" and not plain_ok:
         raise BadRequest("insecure_metadata_url", "The metadata URL must use https")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
     try:
-        with opener.open(url, timeout=METADATA_TIMEOUT) as response:
-            body = response.read(MAX_METADATA + 1)
-    except (urllib.error.URLError, OSError, ValueError):
-        raise BadRequest("metadata_unreachable", "The IdP metadata could not be fetched") from None
-    if len(body) > MAX_METADATA:
-        raise BadRequest("metadata_too_large", "The IdP metadata is too large")
-    return body.decode("utf-8", errors="replace")
+        response = outbound.fetch(
+            url,
+            headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml"},
+            max_bytes=MAX_METADATA,
+            read_timeout=METADATA_TIMEOUT,
+            deadline=METADATA_TIMEOUT,
+        )
+    except outbound.InvalidUrl:
+        raise BadRequest("invalid_metadata_url", "The metadata URL is not a URL") from None
+    except outbound.NotAllowed as refused:
+        log.info("saml: metadata URL refused: %s", refused.reason)
+        raise BadRequest(
+            "destination_not_allowed",
+            "The metadata URL is not allowed: Gatehouse does not call loopback, private or "
+            "other internal addresses unless the deployment allows them",
+        ) from None
+    except outbound.Unreachable:
+        raise _metadata_unreachable() from None
+    if response.status != 200:
+        log.info("saml: metadata URL answered %s", response.status)
+        raise _metadata_unreachable()
+    return response.body.decode("utf-8", errors="replace")
 
 
 def _parse_metadata(xml: str, entity_id: str | None) -> dict[str, Any]:
@@ -289,8 +311,13 @@ def build_settings(
         raise BadRequest("invalid_binding", "authn_request_binding must be redirect or post")
     found: dict[str, Any] = {}
     if metadata_url and metadata_xml is None:
-        metadata_xml = fetch_metadata(metadata_url)
-    if metadata_xml is not None:
+        try:
+            found = _parse_metadata(fetch_metadata(metadata_url), idp_entity_id)
+        except BadRequest as error:
+            if error.code == "invalid_metadata":  # fetched: the same answer as unreachable
+                raise _metadata_unreachable() from None
+            raise
+    elif metadata_xml is not None:
         found = _parse_metadata(metadata_xml, idp_entity_id)
     entity_id = idp_entity_id or found.get("idp_entity_id")
     sso = sso_url or found.get("sso_url")

@@ -13,6 +13,7 @@ from html import escape
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g, redirect, request
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import IntegrityError
 
 from idp.config import current_settings
@@ -30,6 +31,7 @@ from idp.login.redirects import safe_return_to
 from idp.mail import Mail, queue_mail
 from idp.people.services import EmailProofRequired
 from idp.people.signin import IdpAssertion, LoginRefused, sign_in
+from idp.ratelimit import Credential, guarded_view
 from idp.sessions.services import consume_email_link, issue_email_link
 from idp.users.models import normalize_email
 
@@ -127,7 +129,8 @@ address. To link this sign-in to it, open the link we just sent to that address,
 browser, within 10 minutes.</p>"""
 _CONFIRM_PAGE = """<!doctype html><title>Confirm your email address</title>
 <h1>Confirm your email address</h1>
-<form method="post"><p>Finish signing in with this address?</p>
+<form method="post"><input type="hidden" name="csrf_token" value="{csrf_token}">
+<p>Finish signing in with this address?</p>
 <button>Confirm and sign in</button></form>"""
 
 
@@ -167,10 +170,12 @@ def _ask_for_address(
 @bp.get("/confirm")
 def confirm_page() -> Response:
     """Ask before finishing: mail scanners that fetch links must not use them up."""
-    return Response(_CONFIRM_PAGE, content_type="text/html; charset=utf-8")
+    page = _CONFIRM_PAGE.format(csrf_token=escape(generate_csrf()))
+    return Response(page, content_type="text/html; charset=utf-8")
 
 
 @bp.post("/confirm")
+@guarded_view(Credential.EMAIL_LINK, "token", "invalid_link")
 def confirm_address() -> Response:
     """The address is proven by its link, in the browser that signed in at the IdP: finish
     that sign-in as the member the address names."""

@@ -24,6 +24,10 @@ resource. Both sides share one set of rules:
 - a dateTime held in a JSON document (no core attribute is) compares as canonical ISO 8601
   text in UTC; ``meta`` dateTimes are columns and compare as timestamps.
 
+Only RFC 7644 filters are parsed here; Entra's ``emails[type eq "work"].value eq "…"`` (a value
+path followed by a sub-attribute, outside Figure 1's ABNF) reaches this module already
+rewritten by ``scim.quirks.normalize_filter`` into ``emails[(type eq "work") and value eq "…"]``.
+
 Every value reaches SQL as a bound parameter, JSON paths included. A ``lowered`` column is
 compared as is (``user_name_key = :v``), so its index serves ``eq``.
 """

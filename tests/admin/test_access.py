@@ -547,9 +547,17 @@ def dns_server() -> Iterator[DnsServer]:
 
 @pytest.fixture
 def settings_overrides(dns_server: DnsServer) -> dict[str, Any]:
-    """Domain verification asks a DNS server on loopback, serving each world's TXT record."""
+    """Domain verification asks a DNS server on loopback, serving each world's TXT record.
+
+    Every operation is tried with each bad credential from one address: more failures than
+    the per-IP limit allows (tests/test_ratelimit.py is where that limit is checked)."""
     dns_server.reset()
-    return {"DNS_RESOLVER": dns_server.address, "DNS_TIMEOUT": 1}
+    return {
+        "DNS_RESOLVER": dns_server.address,
+        "DNS_TIMEOUT": 1,
+        "RATE_LIMIT_IP_FAILURES": "100000 per 10 minutes",
+        "RATE_LIMIT_CREDENTIAL_FAILURES": "100000 per 10 minutes",
+    }
 
 
 def publish_domain(w: World, dns_server: DnsServer) -> World:
@@ -655,6 +663,7 @@ def _deleted_org_key(w: World) -> str:
 
 
 def _workspace_key_revoked(w: World) -> str:
+    create_api_key(system_actor(), workspace().id, name="kept")  # the last one stays
     key, token = create_api_key(system_actor(), workspace().id, name="old")
     revoke_api_key(system_actor(), workspace().id, key.id)
     db.session.commit()

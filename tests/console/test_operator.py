@@ -116,5 +116,12 @@ def test_an_operator_registers_an_app_and_makes_a_workspace_key(
     key = re.search(r'<code id="workspace-key"[^>]*>([^<]+)</code>', key_page.text).group(1)  # type: ignore[union-attr]
     assert client.get("/api/v1/orgs", headers=auth(key)).status_code == 200
     row = db.session.scalars(select(ApiKey).where(ApiKey.name == "deploy")).one()
+    # The workspace's only key is refused: nobody could use the API again.
+    refused = client.post(
+        f"{OPERATOR}/keys/{row.id}/revoke", data={"csrf_token": operator}, follow_redirects=True
+    )
+    assert "last live key" in refused.text
+    assert client.get("/api/v1/orgs", headers=auth(key)).status_code == 200
+    client.post(f"{OPERATOR}/keys", data={"csrf_token": operator, "name": "next"})
     client.post(f"{OPERATOR}/keys/{row.id}/revoke", data={"csrf_token": operator})
     assert client.get("/api/v1/orgs", headers=auth(key)).status_code == 401

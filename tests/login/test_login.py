@@ -23,6 +23,7 @@ from idp.orgs.roles import Role
 from idp.people.signin import IdpAssertion, sign_in
 from idp.sessions.models import EmailLink, Session, SessionMethod
 from tests.builders import make_member, make_org, make_verified_domain
+from tests.forms import form_post
 from tests.test_mail import Inbox, start_smtp
 
 LINK = re.compile(r"http://gatehouse\.test(/login/email\?token=\S+)")
@@ -67,11 +68,11 @@ def test_a_verified_domain_routes_to_its_orgs_connection(client: FlaskClient) ->
     org = make_org("acme")
     connection_id = connect(org)
     make_verified_domain(org, "acme.example")
-    routed = client.post("/login", data={"email": "Ann@ACME.example", "next": "/app"})
+    routed = form_post(client, "/login", data={"email": "Ann@ACME.example", "next": "/app"})
     assert routed.status_code == 303
     assert routed.headers["Location"] == f"/sso/oidc/{connection_id}/login?next=%2Fapp"
     second = connect(org, "Entra")
-    choice = client.post("/login", data={"email": "ann@acme.example"})
+    choice = form_post(client, "/login", data={"email": "ann@acme.example"})
     assert choice.status_code == 200
     assert connection_id in choice.text and second in choice.text
 
@@ -87,18 +88,18 @@ def test_org_in_the_url_goes_straight_to_its_connection(client: FlaskClient) -> 
 def test_an_email_link_signs_in_once(client: FlaskClient, inbox: Inbox) -> None:
     org = make_org("acme")
     make_member(org, "ann@acme.example", Role.ADMIN)
-    sent = client.post("/login", data={"email": "ann@acme.example", "next": "/app"})
+    sent = form_post(client, "/login", data={"email": "ann@acme.example", "next": "/app"})
     assert sent.status_code == 200 and "Check your email" in sent.text
     [mail] = inbox.messages
     path = LINK.search(mail.body).group(1)
     assert client.get(path).status_code == 200  # a scanner's GET uses nothing up
     assert sessions() == 0
-    signed_in = client.post(path)
+    signed_in = form_post(client, path)
     assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/app"
     me = client.get("/api/v1/me").json
     assert me["org"]["slug"] == "acme" and me["role"] == "admin"
     assert me["session"]["method"] == SessionMethod.EMAIL_LINK.value
-    again = client.post(path)
+    again = form_post(client, path)
     assert again.status_code == 401 and again.headers["X-Gatehouse-Error"] == "invalid_link"
 
 
@@ -106,19 +107,19 @@ def test_unknown_addresses_get_the_same_answer_and_no_mail(
     client: FlaskClient, inbox: Inbox
 ) -> None:
     make_org("acme")
-    answer = client.post("/login", data={"email": "nobody@acme.example"})
+    answer = form_post(client, "/login", data={"email": "nobody@acme.example"})
     assert answer.status_code == 200 and "Check your email" in answer.text
     assert inbox.messages == []
-    assert client.post("/login", data={"email": "not an email"}).status_code == 400
+    assert form_post(client, "/login", data={"email": "not an email"}).status_code == 400
 
 
 def test_an_expired_link_is_refused(client: FlaskClient, inbox: Inbox) -> None:
     make_member(make_org("acme"), "ann@acme.example")
-    client.post("/login", data={"email": "ann@acme.example"})
+    form_post(client, "/login", data={"email": "ann@acme.example"})
     path = LINK.search(inbox.messages[0].body).group(1)
     db.session.execute(update(EmailLink).values(expires_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
-    assert client.post(path).status_code == 401
+    assert form_post(client, path).status_code == 401
     assert sessions() == 0
 
 
@@ -130,11 +131,11 @@ def test_accepting_an_emailed_invitation_signs_the_person_in(client: FlaskClient
     db.session.commit()
     shown = client.get("/invitations/accept", query_string={"token": token})
     assert shown.status_code == 200 and "Acme" in shown.text and "admin" in shown.text
-    accepted = client.post("/invitations/accept", data={"token": token, "answer": "accept"})
+    accepted = form_post(client, "/invitations/accept", data={"token": token, "answer": "accept"})
     assert accepted.status_code == 303
     me = client.get("/api/v1/me").json
     assert me["user"]["email"] == "new@acme.example" and me["role"] == "admin"
-    used = client.post("/invitations/accept", data={"token": token, "answer": "accept"})
+    used = form_post(client, "/invitations/accept", data={"token": token, "answer": "accept"})
     assert used.status_code in (409, 410) and "X-Gatehouse-Error" in used.headers
 
 
@@ -143,11 +144,11 @@ def test_a_shareable_link_joins_only_a_signed_in_person(client: FlaskClient, inb
     make_member(home, "ann@home.example")
     _invitation, token = invitations.create_invite_link(system_actor(), other)
     db.session.commit()
-    anonymous = client.post("/invitations/accept", data={"token": token, "answer": "accept"})
+    anonymous = form_post(client, "/invitations/accept", data={"token": token, "answer": "accept"})
     assert anonymous.status_code == 401 and "/login?next=" in anonymous.text
-    client.post("/login", data={"email": "ann@home.example"})
-    client.post(LINK.search(inbox.messages[0].body).group(1))
-    joined = client.post("/invitations/accept", data={"token": token, "answer": "accept"})
+    form_post(client, "/login", data={"email": "ann@home.example"})
+    form_post(client, LINK.search(inbox.messages[0].body).group(1))
+    joined = form_post(client, "/invitations/accept", data={"token": token, "answer": "accept"})
     assert joined.status_code == 303
     me = client.get("/api/v1/me").json
     assert me["org"]["slug"] == "acme"
@@ -159,16 +160,16 @@ def test_declining_an_invitation(client: FlaskClient) -> None:
         system_actor(), make_org("acme"), email="new@acme.example"
     )
     db.session.commit()
-    declined = client.post("/invitations/accept", data={"token": token, "answer": "reject"})
+    declined = form_post(client, "/invitations/accept", data={"token": token, "answer": "reject"})
     assert declined.status_code == 200 and sessions() == 0
 
 
 def test_logout_ends_the_session_server_side(client: FlaskClient, inbox: Inbox) -> None:
     make_member(make_org("acme"), "ann@acme.example")
-    client.post("/login", data={"email": "ann@acme.example"})
-    client.post(LINK.search(inbox.messages[0].body).group(1))
+    form_post(client, "/login", data={"email": "ann@acme.example"})
+    form_post(client, LINK.search(inbox.messages[0].body).group(1))
     cookie = client.get_cookie("gatehouse_session")
-    assert client.post("/logout").status_code == 303
+    assert form_post(client, "/logout").status_code == 303
     client.set_cookie("gatehouse_session", cookie.value)
     assert client.get("/api/v1/me").status_code == 401
 
@@ -190,7 +191,7 @@ def test_a_link_invitation_does_not_carry_another_orgs_sso_session_in(
     db.session.commit()
     with client.application.test_request_context():
         client.set_cookie("gatehouse_session", signed_session_cookie(token))
-    joined = client.post("/invitations/accept", data={"token": invite, "answer": "accept"})
+    joined = form_post(client, "/invitations/accept", data={"token": invite, "answer": "accept"})
     # Home's IdP did not prove the address (home verified no domain): the link asks the
     # person to sign in by email first, and joins no one meanwhile.
     assert joined.status_code == 403

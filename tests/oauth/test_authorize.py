@@ -18,6 +18,7 @@ from idp.orgs.models import Membership
 from idp.orgs.roles import Role
 from idp.sessions.models import Session
 from tests.builders import make_member
+from tests.forms import TOKEN
 from tests.oauth.conftest import (
     LOGOUT_URI,
     REDIRECT_URI,
@@ -140,14 +141,22 @@ def test_third_party_apps_ask_consent_once(browser: FlaskClient, world: World) -
     assert page.status_code == 200 and "Allow access?" in page.text
     csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
     next_url = page.text.split('name="next" value="')[1].split('"')[0].replace("&amp;", "&")
+    token = TOKEN.search(page.text).group(1)  # type: ignore[union-attr]
     forged = browser.post(
         "/oauth/consent",
-        data={"csrf": "x", "client_id": third.client_id, "scope": "openid", "next": next_url},
+        data={
+            "csrf_token": token,
+            "csrf": "x",
+            "client_id": third.client_id,
+            "scope": "openid",
+            "next": next_url,
+        },
     )
     assert forged.status_code == 400
     answer = browser.post(
         "/oauth/consent",
         data={
+            "csrf_token": token,
             "csrf": csrf,
             "client_id": third.client_id,
             "scope": "openid profile email",
@@ -170,7 +179,13 @@ def test_consent_denied_is_access_denied(browser: FlaskClient, world: World) -> 
     next_url = page.text.split('name="next" value="')[1].split('"')[0].replace("&amp;", "&")
     answer = browser.post(
         "/oauth/consent",
-        data={"csrf": csrf, "client_id": third.client_id, "next": next_url, "answer": "deny"},
+        data={
+            "csrf_token": TOKEN.search(page.text).group(1),  # type: ignore[union-attr]
+            "csrf": csrf,
+            "client_id": third.client_id,
+            "next": next_url,
+            "answer": "deny",
+        },
     )
     assert params(browser.get(answer.headers["Location"]).headers["Location"])["error"] == (
         "access_denied"

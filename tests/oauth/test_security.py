@@ -16,6 +16,7 @@ from idp.db import db, utcnow
 from idp.orgs.roles import Role
 from tests.builders import make_member
 from tests.conftest import ISSUER
+from tests.forms import form_post
 from tests.oauth.conftest import (
     REDIRECT_URI,
     World,
@@ -308,7 +309,7 @@ def test_introspection_needs_a_confidential_client(browser: FlaskClient, world: 
 
 def test_session_revoked_makes_tokens_inactive(browser: FlaskClient, world: World) -> None:
     tokens = tokens_for(browser, world)
-    assert browser.post("/logout").status_code == 303
+    assert form_post(browser, "/logout").status_code == 303
     assert introspect(browser, world.app, tokens["access_token"]) == {"active": False}
     assert refresh(browser, world.app, tokens["refresh_token"]).status_code == 400
 

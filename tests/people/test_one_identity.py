@@ -24,6 +24,7 @@ from idp.sso import oidc
 from tests import test_mail
 from tests.builders import make_key, make_member, make_org
 from tests.conftest import ISSUER
+from tests.forms import form_post
 from tests.oauth.conftest import exchange, get_code, make_app, refresh
 from tests.peers import Browser, OidcIdp
 from tests.test_mail import Inbox
@@ -97,7 +98,7 @@ def confirm(client: FlaskClient, inbox: Inbox) -> Any:
     """Ann opens the newest confirmation mail in the same browser and confirms."""
     path = CONFIRM.search(inbox.messages[-1].body).group(1)  # type: ignore[union-attr]
     assert client.get(path).status_code == 200  # a page that asks; nothing used up
-    return client.post(path)
+    return form_post(client, path)
 
 
 def memberships(org: Organization) -> list[Membership]:
@@ -170,7 +171,7 @@ def test_three_routes_one_membership_and_suspension_stops_every_route(
     refused = sso(client, idp, FIRST)
     assert refused.headers["X-Gatehouse-Error"] == "member_suspended"
     fresh = client.application.test_client()
-    assert fresh.post("/login", data={"email": "ann@acme.example"}).status_code == 200
+    assert form_post(fresh, "/login", data={"email": "ann@acme.example"}).status_code == 200
     link = EMAIL_LINK.search(inbox.messages[-1].body).group(1)  # type: ignore[union-attr]
-    used = fresh.post(link)
+    used = form_post(fresh, link)
     assert used.status_code == 403 and used.headers["X-Gatehouse-Error"] == "no_membership"

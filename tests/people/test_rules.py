@@ -28,6 +28,7 @@ from idp.people.signin import IdpAssertion, sign_in
 from idp.users.models import User
 from tests.admin.test_api import Api
 from tests.builders import auth, make_key, make_member, make_org, make_verified_domain
+from tests.forms import form_post
 from tests.orgs.test_races import ROUNDS, race, winners_and_losers
 from tests.scim.conftest import scim_for, user_body
 
@@ -101,7 +102,7 @@ def by_invitation_page(client: FlaskClient, org_b: Organization) -> str:
     """B's admin opens the accept URL the API showed (no mail proof) in a browser."""
     _invitation, token = invitations.invite_by_email(system_actor(), org_b, email=CEO)
     db.session.commit()
-    client.post("/invitations/accept", data={"token": token, "answer": "accept"})
+    form_post(client, "/invitations/accept", data={"token": token, "answer": "accept"})
     return db.session.scalar(
         select(Membership.user_id).where(Membership.org_id == org_b.id, Membership.email_key == CEO)
     )

@@ -24,6 +24,7 @@ from idp.sso import saml
 from tests import test_mail
 from tests.builders import auth, make_key, make_member, make_org
 from tests.conftest import ISSUER
+from tests.forms import form_post
 from tests.peers import SamlIdp, SamlSp, self_signed_cert
 from tests.sso import saml_fixtures as sf
 from tests.test_mail import Inbox
@@ -98,7 +99,7 @@ def sso(client: FlaskClient, idp: SamlIdp, connection: Connection, login: str = 
 def confirm(client: FlaskClient, inbox: Inbox) -> Any:
     path = CONFIRM.search(inbox.messages[-1].body).group(1)  # type: ignore[union-attr]
     assert client.get(path).status_code == 200
-    return client.post(path)
+    return form_post(client, path)
 
 
 def rows_for(org: Organization, email: str) -> list[Membership]:

@@ -453,5 +453,6 @@ def test_scim_provisioning_respects_the_policy_cap(client: FlaskClient, acme: Or
     scim = scim_for(client, acme)
     set_baseline(member_cap=1)
     assert scim("POST", "/Users", user_body("a@x.example")).status_code == 201
-    scim_error(scim("POST", "/Users", user_body("b@x.example")), 409)
+    refused = scim_error(scim("POST", "/Users", user_body("b@x.example")), 403)
+    assert "scimType" not in refused and "cap of 1" in refused["detail"]  # not a duplicate
     assert count(DirectoryUser, org_id=acme.id) == 1

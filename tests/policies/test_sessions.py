@@ -24,6 +24,7 @@ from idp.policies.services import set_org_policy, set_workspace_policy
 from idp.sessions.models import Session, SessionMethod
 from idp.sessions.services import issue_email_link, session_violation, start_session
 from tests.builders import make_member, make_org, make_verified_domain, workspace
+from tests.forms import form_post
 from tests.login.test_forward_auth import check, cookie, make_connection, sso_session
 from tests.oauth.conftest import (
     World,
@@ -284,7 +285,7 @@ def test_me_is_401_for_a_session_the_policy_no_longer_admits(
 def _use_email_link(client: FlaskClient, membership: Membership) -> Any:
     _link, token = issue_email_link(membership.user.email)
     db.session.commit()
-    return client.post("/login/email", query_string={"token": token})
+    return form_post(client, "/login/email", query_string={"token": token})
 
 
 @pytest.mark.parametrize("key", ["sso_required", "mfa_required"])
@@ -331,7 +332,7 @@ def test_an_emailed_invitation_to_an_sso_only_org_joins_but_signs_in_at_its_idp(
     _invitation, token = invite_by_email(system_actor(), org, email="new@acme.example")
     db.session.commit()
     policy(org, sso_required=True)
-    response = client.post("/invitations/accept", data={"token": token, "answer": "accept"})
+    response = form_post(client, "/invitations/accept", data={"token": token, "answer": "accept"})
     assert response.status_code == 303
     assert response.headers["Location"] == "/login?org=acme"
     assert "gatehouse_session=" not in response.headers.get("Set-Cookie", "")

@@ -28,6 +28,7 @@ from idp.people.signin import IdpAssertion, LoginRefused, admission, sign_in
 from idp.sessions.models import Session
 from tests.builders import make_member, make_org
 from tests.dns_server import DnsServer
+from tests.forms import form_post
 from tests.scim.conftest import DEACTIVATE, scim_for
 
 HOUR = timedelta(hours=1)
@@ -215,7 +216,7 @@ def test_me_answers_for_a_live_session_and_401_otherwise(app: Flask, client: Fla
     assert me.json["org"]["slug"] == "beta" and me.json["role"] == "member"
     assert me.json["user"]["email"] == "a@beta.example"
     assert [o["slug"] for o in me.json["orgs"]] == ["beta"] and me.json["orgs"][0]["signed_in"]
-    assert client.post("/logout").status_code == 303
+    assert form_post(client, "/logout").status_code == 303
     with app.test_request_context():
         client.set_cookie(SESSION_COOKIE, signed_session_cookie(token))
     assert client.get("/api/v1/me").status_code == 401  # revoked server-side
