@@ -203,8 +203,16 @@ def declared_org() -> str | None:
 def workspace_wide() -> Iterator[None]:
     """A workspace-wide look-up inside org-bound work (a credential found by its digest, a
     person's memberships in every org); the previous declaration is back afterwards."""
+    with declared_as(WORKSPACE_WIDE):
+        yield
+
+
+@contextmanager
+def declared_as(value: str | None) -> Iterator[None]:
+    """Work under ``value`` (an org id, ``*`` or ``None``, as ``declared_org`` gave it), such
+    as work deferred by a request on another thread; the previous declaration is back after."""
     previous = _declared.get()
-    _apply(WORKSPACE_WIDE)
+    _apply(value)
     try:
         yield
     finally:
@@ -258,6 +266,10 @@ def install_row_security(app: Flask) -> None:
     def restore_declaration(_exc: BaseException | None) -> None:
         from flask import g
 
+        if "declared_before_request" not in g:
+            # No request ran here (a test_request_context pushed and popped around a helper):
+            # the caller's declaration was never set aside, so it stays as it is.
+            return
         # What the caller of the request had declared (a test, a CLI command calling the app)
         # applies again; a transaction the request left open ends here, as the app context's
         # end would end it, so the request's org does not outlive the request.

@@ -28,7 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from idp.config import ConfigError, Settings
-from idp.db import db
+from idp.db import db, declared_as, declared_org
 
 log = logging.getLogger(__name__)
 OUTBOX = "gatehouse.outbox"
@@ -127,8 +127,16 @@ def queue_mail(session: Session, mail: Mail) -> None:
 def queue_work(session: Session, work: Work) -> None:
     """Run ``work`` after the commit, off the request's path, in its own transaction (what it
     mails goes out after its own commit): for work whose cost must not show in the answer,
-    such as deciding whether an address gets a sign-in link at all."""
-    session.info.setdefault(OUTBOX, []).append(work)
+    such as deciding whether an address gets a sign-in link at all. It runs under the
+    row-level security declaration in force when it was queued: the courier's thread (or the
+    request's end, once the request's own declaration is gone) inherits none."""
+    declared = declared_org()
+
+    def declared_work() -> None:
+        with declared_as(declared):
+            work()  # what it changed is flushed under it as the declaration ends
+
+    session.info.setdefault(OUTBOX, []).append(declared_work)
 
 
 class Courier:

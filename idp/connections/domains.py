@@ -21,7 +21,7 @@ from idp.config import current_settings, parse_nameservers
 from idp.connections.dns import Outcome, TxtAnswer, lookup_txt
 from idp.connections.models import Domain, DomainStatus
 from idp.connections.names import email_domain, normalize_domain
-from idp.db import db, utcnow
+from idp.db import db, utcnow, workspace_wide
 from idp.errors import Conflict, GatehouseError, NotFound, Unprocessable
 from idp.orgs.models import Organization
 from idp.orgs.roles import Permission
@@ -95,14 +95,17 @@ def verified_org_for_email(workspace_id: str, email: str) -> str | None:
 
 
 def _refuse_if_verified_elsewhere(org: Organization, name: str) -> None:
-    holder = db.session.scalar(
-        select(Domain.id).where(
-            Domain.workspace_id == org.workspace_id,
-            Domain.domain == name,
-            Domain.status == DomainStatus.VERIFIED,
-            Domain.org_id != org.id,
+    # Other orgs' claims: workspace-wide under row-level security, and only their existence
+    # is told (the org's own declaration would hide every one of them).
+    with workspace_wide():
+        holder = db.session.scalar(
+            select(Domain.id).where(
+                Domain.workspace_id == org.workspace_id,
+                Domain.domain == name,
+                Domain.status == DomainStatus.VERIFIED,
+                Domain.org_id != org.id,
+            )
         )
-    )
     if holder is not None:
         raise Conflict(
             "domain_already_verified",
@@ -232,12 +235,13 @@ def _lock_claims(workspace_id: str, name: str) -> None:
     SQLite: ``lock_org`` already holds the database's single write lock.
     """
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(
-            select(Domain.id)
-            .where(Domain.workspace_id == workspace_id, Domain.domain == name)
-            .order_by(Domain.id)
-            .with_for_update()
-        )
+        with workspace_wide():  # every org's claim, not only those row-level security shows
+            db.session.execute(
+                select(Domain.id)
+                .where(Domain.workspace_id == workspace_id, Domain.domain == name)
+                .order_by(Domain.id)
+                .with_for_update()
+            )
 
 
 def _describe(answer: TxtAnswer) -> str:

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from idp.actors import system_actor
 from idp.audit.models import AuditEvent
-from idp.db import db
+from idp.db import db, declared_as, declared_org
 from idp.errors import Conflict, GatehouseError, Gone
 from idp.orgs import invitations
 from idp.orgs.models import (
@@ -71,15 +71,20 @@ def race(
     With ``org_id`` (one for all, or one per action) each worker loads the org, and so checks
     out its connection, before the start; without, the action gets ``None`` and brings its
     own context (an HTTP request).
+
+    Each worker works under the row-level security declaration of the test that started it
+    (workspace-wide, as every test body does): a new thread starts with nothing declared and
+    would see no org's rows. An HTTP request declares its own, whatever its thread had.
     """
     db.session.commit()  # the test's own session holds no transaction while the workers run
     barrier = threading.Barrier(len(actions))
     outcomes = [Outcome() for _ in actions]
 
     org_ids = org_id if isinstance(org_id, list) else [org_id] * len(actions)
+    declared = declared_org()
 
     def work(outcome: Outcome, action: Callable[[Organization], Any], org_id: str | None) -> None:
-        with app.app_context():
+        with app.app_context(), declared_as(declared):
             started = False
             try:
                 org = db.session.get(Organization, org_id) if org_id else None
