@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import ProgrammingError
 
+from idp.actors import system_actor
 from idp.db import (
     db,
     declare_nothing,
@@ -21,10 +22,24 @@ from idp.db import (
 )
 from idp.orgs.models import Membership, Organization, Team
 from idp.orgs.roles import Role
+from idp.people.services import add_member
+from tests import test_mail
 from tests.builders import make_member, make_org
+from tests.forms import form_post
 from tests.scim.conftest import scim_for
+from tests.test_mail import Inbox
 
 pytestmark = pytest.mark.postgres_only
+inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
+
+
+@pytest.fixture
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A test that takes the inbox mails to it as deployed: on the courier's own thread."""
+    if "inbox" not in request.fixturenames:
+        return {}
+    port = request.getfixturevalue("inbox").port
+    return {"SMTP_URL": f"smtp://127.0.0.1:{port}", "MAIL_DELIVERY": "background"}
 
 
 @pytest.fixture(autouse=True)
@@ -159,3 +174,22 @@ def test_a_request_starts_with_nothing_declared(
     assert declared_org() == "*"  # the test's own
     client.get("/healthz")
     assert declared == [None]
+
+
+def test_work_deferred_by_a_request_runs_under_its_declaration_on_the_courier_thread(
+    app: Flask, client: FlaskClient, inbox: Inbox
+) -> None:
+    """The sign-in mail is decided on the courier's thread, which inherits no declaration;
+    it runs under the request's (the login surface's, workspace-wide), so an address known
+    only through an org's membership row still gets its link."""
+    org = make_org("alpha")
+    named = add_member(system_actor(), org, email="named@alpha.example")
+    db.session.commit()
+    assert named.user.email_normalized is None  # known through the membership only
+
+    answer = form_post(client, "/login", data={"email": "named@alpha.example"})
+
+    assert answer.status_code == 200 and "Check your email" in answer.text
+    assert app.extensions["gatehouse.courier"].drain(30)
+    assert [m.rcpt_tos for m in inbox.messages] == [["named@alpha.example"]]
+    assert "/login/email?token=" in inbox.messages[0].body
