@@ -17,7 +17,7 @@ from sqlalchemy import select
 from idp.actors import Actor
 from idp.audit.services import record_event, record_org_event
 from idp.connections.models import Connection
-from idp.db import db, utcnow
+from idp.db import db, utcnow, workspace_wide
 from idp.orgs.models import Membership, MembershipStatus, Organization, Workspace
 from idp.orgs.roles import Permission
 from idp.orgs.services import check_permission, check_workspace_authority, count_active_members
@@ -241,9 +241,12 @@ def _store_overrides(
         before={"overrides": before_doc},
         after={"overrides": after_doc, "effective": policy_diff(*own) if own else {}},
     )
-    for other in subtree[1:]:
-        if other.id in changed:
-            _record_inherited(actor, other, *changed[other.id], org_source(org))
+    # Each descendant's own audit log tells what it now inherits: rows of other orgs than
+    # the one the request declared, so written workspace-wide (row-level security).
+    with workspace_wide():
+        for other in subtree[1:]:
+            if other.id in changed:
+                _record_inherited(actor, other, *changed[other.id], org_source(org))
     return {"dry_run": False, **org_policy_document(org)}
 
 
