@@ -17,7 +17,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -138,7 +139,7 @@ def _not_allowed(what: str) -> str:
 def _call(url: str, what: str, **kwargs: Any) -> outbound.Response:
     """``url`` through the outbound guard, its refusals as DiscoveryErrors."""
     check_url(url, what)
-    try:
+    with _guard_errors(what):
         return outbound.fetch(
             url,
             max_bytes=MAX_RESPONSE_BYTES,
@@ -147,6 +148,13 @@ def _call(url: str, what: str, **kwargs: Any) -> outbound.Response:
             deadline=HTTP_DEADLINE,
             **kwargs,
         )
+
+
+@contextmanager
+def _guard_errors(what: str) -> Iterator[None]:
+    """The outbound guard's refusals and failures, as the DiscoveryErrors callers answer."""
+    try:
+        yield
     except outbound.InvalidUrl:
         raise DiscoveryError(
             "invalid_idp_url", f"The identity provider's {what} is not a URL"
@@ -177,17 +185,8 @@ def _get_json(url: str, what: str) -> dict[str, Any]:
 
 def check_destination(url: str, what: str) -> None:
     """Refuse now an endpoint the guard would refuse when called (resolves, connects nowhere)."""
-    try:
+    with _guard_errors(what):
         outbound.vet(url, outbound.policy_from_settings(current_settings()), HTTP_TIMEOUT)
-    except outbound.InvalidUrl:
-        raise DiscoveryError(
-            "invalid_idp_url", f"The identity provider's {what} is not a URL"
-        ) from None
-    except outbound.NotAllowed as refused:
-        log.info("oidc: %s refused: %s", what, refused.reason)
-        raise DiscoveryError("destination_not_allowed", _not_allowed(what)) from None
-    except outbound.Unreachable:
-        raise DiscoveryError("idp_unavailable", _UNREACHABLE) from None
 
 
 # --- discovery and settings ------------------------------------------------------------------
