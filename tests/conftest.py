@@ -23,6 +23,7 @@ from idp import create_app
 from idp.db import db, declare_nothing, declare_workspace_wide
 from idp.orgs import services
 from tests.builders import make_key
+from tests.outbound_peers import Pki, Server, make_pki
 
 ISSUER = "http://gatehouse.test"
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -167,3 +168,16 @@ def is_postgres(app: Flask) -> bool:
 def root_key(app: Flask) -> str:
     """A workspace API key: owner authority in every org."""
     return make_key()
+
+
+@pytest.fixture
+def listener() -> Iterator[Server]:
+    """An open port on 127.0.0.1 that counts every connection it accepts."""
+    with Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA shared by a module's tests."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

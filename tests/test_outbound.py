@@ -21,7 +21,6 @@ from tests.outbound_peers import (
     Pki,
     Server,
     http_answer,
-    make_pki,
     twin_servers,
 )
 
@@ -30,18 +29,6 @@ from tests.outbound_peers import (
 def dns() -> Iterator[DnsServer]:
     with DnsServer() as server:
         yield server
-
-
-@pytest.fixture
-def listener() -> Iterator[Server]:
-    """An open port on 127.0.0.1 that counts every connection it accepts."""
-    with Server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def dns_policy(dns: DnsServer, **options: object) -> outbound.Policy:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +28,6 @@ from tests.outbound_peers import (
     Server,
     http_answer,
     idp_metadata,
-    make_pki,
     twin_servers,
 )
 
@@ -46,17 +44,6 @@ def create(client: FlaskClient, kind: str, url: str) -> TestResponse:
     else:
         body.update(issuer=url, client_id="gh", client_secret="s")
     return client.post("/api/v1/orgs/acme/connections", json=body, headers=auth(make_key(org)))
-
-
-@pytest.fixture
-def listener() -> Iterator[Server]:
-    with Server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def assert_not_allowed(response: TestResponse, kind: str, url: str) -> None:
