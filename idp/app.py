@@ -40,6 +40,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS={
             "pool_pre_ping": not settings.database_url.startswith("sqlite"),
             "hide_parameters": True,
+            "pool_size": settings.database_pool_size,
+            "max_overflow": settings.database_max_overflow,
         },
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         # Flask's own (signed) session holds only the pages' CSRF secret (Flask-WTF).

@@ -32,6 +32,10 @@ class Settings:
     env: str = "production"
     instance_path: str = ""
     database_url: str = ""
+    # The app's connection pool per process (SQLAlchemy's QueuePool): size it to the
+    # process's threads; the overflow opens beyond it and closes when given back.
+    database_pool_size: int = 5
+    database_max_overflow: int = 10
     secret_key: str = ""
     encryption_key: str = ""
     issuer: str = ""
@@ -286,6 +290,11 @@ def load_settings(
         raise ConfigError(f"{PREFIX}TRUSTED_PROXIES must be 0 or more (proxy hops)")
     if settings.mail_delivery not in {"", "background", "inline"}:
         raise ConfigError(f"{PREFIX}MAIL_DELIVERY must be background or inline")
+    if settings.database_pool_size < 1 or settings.database_max_overflow < 0:
+        raise ConfigError(
+            f"{PREFIX}DATABASE_POOL_SIZE must be at least 1 and "
+            f"{PREFIX}DATABASE_MAX_OVERFLOW 0 or more"
+        )
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not settings.issuer:

@@ -6,7 +6,9 @@ The windows are the ``limits`` library's (fixed windows). Counters live in Redis
 UPSERT ... RETURNING per hit), so every worker, process and host shares them either way.
 A failure is counted on its own connection after the request's transaction has ended: a
 rolled-back request still counts, and SQLite's single writer is never waited on by the
-request that holds it.
+request that holds it. Those connections come from the counters' own small pool, never the
+requests' one: a request that holds its session's connection and asks for a counter's can
+then never wait on other requests doing the same (a pool deadlock under a burst).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from flask import Flask, Response, g, request
 from limits import RateLimitItem, parse
 from limits.storage import RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import Float, Integer, String, case, delete, func, select, text
+from sqlalchemy import Float, Integer, String, case, create_engine, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -201,12 +203,47 @@ def parse_limit(settings: Settings, name: str) -> RateLimitItem:
     return item
 
 
+class CounterEngine:
+    """The database counters' own engine on the app's database, made on first use.
+
+    Each checkout runs one statement and gives the connection back, waiting on nothing else
+    meanwhile, so this pool never deadlocks; only ``POOL_SIZE`` connections stay open idle.
+    """
+
+    POOL_SIZE = 2
+    MAX_OVERFLOW = 30
+
+    def __init__(self, main: Callable[[], Engine]) -> None:
+        self._main = main
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    main = self._main()
+                    self._engine = create_engine(
+                        main.url,
+                        pool_size=self.POOL_SIZE,
+                        max_overflow=self.MAX_OVERFLOW,
+                        pool_pre_ping=main.dialect.name != "sqlite",
+                        hide_parameters=True,
+                    )
+        return self._engine
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
 class RateLimiter:
     """Fixed windows over Redis or the database; Redis unreachable falls back to the database
     (a limit is never lifted because a cache is down)."""
 
     def __init__(self, settings: Settings, engine: Callable[[], Engine]) -> None:
         self.limits = Limits.from_settings(settings)
+        self._engine = engine
         self.database = FixedWindowRateLimiter(DatabaseStorage(engine))
         self.redis = (
             FixedWindowRateLimiter(
@@ -220,6 +257,11 @@ class RateLimiter:
             if settings.redis_url
             else None
         )
+
+    def dispose(self) -> None:
+        """Close the database counters' connections (the app's engine is disposed apart)."""
+        if isinstance(self._engine, CounterEngine):
+            self._engine.dispose()
 
     def _run(self, action: Callable[[FixedWindowRateLimiter], Any]) -> Any:
         if self.redis is not None:
@@ -260,7 +302,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         # Only X-Forwarded-For: the issuer is configured, so host and scheme are not taken
         # from headers; forward-auth reads its own X-Forwarded-* on purpose.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    app.extensions[EXTENSION] = RateLimiter(settings, lambda: db.engine)
+    app.extensions[EXTENSION] = RateLimiter(settings, CounterEngine(lambda: db.engine))
     app.after_request(_after_request)
 
 

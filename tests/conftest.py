@@ -126,6 +126,7 @@ def app(_migrated: str, tmp_path: Any, settings_overrides: dict[str, Any]) -> It
         declare_nothing()
         _empty_tables(_migrated)
         db.engine.dispose()
+        app.extensions["gatehouse.ratelimit"].dispose()
 
 
 def _empty_tables(database_url: str) -> None:

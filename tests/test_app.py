@@ -120,3 +120,12 @@ def test_development_keys_survive_a_start_race(tmp_path) -> None:
 
 def _dev_secret(instance: str) -> str:
     return load_settings({"ENV": "development", "INSTANCE_PATH": instance}, environ={}).secret_key
+
+
+def test_database_pool_settings_are_read_and_checked(tmp_path) -> None:
+    base = {"ENV": "development", "INSTANCE_PATH": str(tmp_path)}
+    settings = load_settings(base, environ={"GATEHOUSE_DATABASE_POOL_SIZE": "12"})
+    assert (settings.database_pool_size, settings.database_max_overflow) == (12, 10)
+    for name, value in (("DATABASE_POOL_SIZE", "0"), ("DATABASE_MAX_OVERFLOW", "-1")):
+        with pytest.raises(ConfigError, match="DATABASE_POOL_SIZE"):
+            load_settings({**base, name: value}, environ={})

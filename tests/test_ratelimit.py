@@ -28,7 +28,7 @@ from idp.credentials.services import create_scim_token
 from idp.db import db
 from idp.oauth.services import create_client
 from idp.orgs import invitations
-from idp.ratelimit import DatabaseStorage, RateLimitCounter, limiter
+from idp.ratelimit import DatabaseStorage, RateLimitCounter, limiter, throughput_key
 from idp.sessions.services import issue_email_link
 from tests.builders import auth, make_key, make_member, make_org, workspace
 from tests.forms import form_post
@@ -328,6 +328,7 @@ def test_counters_are_shared_by_two_app_instances(app: Flask, client: FlaskClien
     finally:
         with other_app.app_context():
             db.engine.dispose()
+            limiter().dispose()
 
 
 def _poll(condition: Callable[[], bool], timeout: float = 15) -> bool:
@@ -406,6 +407,38 @@ def test_scim_writes_per_org(app: Flask, client: FlaskClient, redis_settings: An
     finally:
         with limited.app_context():
             db.engine.dispose()
+            limiter().dispose()
+
+
+def test_counters_never_wait_on_the_apps_pool(app: Flask) -> None:
+    """A request holding its session's only pooled connection still counts: the database
+    counters draw from their own pool (sharing one, a burst of requests each holding one
+    and waiting for a second deadlocked until the pool's timeout)."""
+    single = _variant(app, database_pool_size=1, database_max_overflow=0)
+    browser = single.test_client()
+    try:
+        org = make_org("one-pool")
+        _, token = create_scim_token(system_actor(), org, name="idp")
+        db.session.commit()
+        slug = org.slug
+        body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}
+        body["userName"] = "one@example.com"
+        started = time.monotonic()
+        created = browser.post(f"/scim/v2/{slug}/Users", json=body, headers=auth(token))
+        assert created.status_code == 201, created.get_json()
+        assert browser.get(f"/scim/v2/{slug}/Users", headers=auth("wrong")).status_code == 401
+        assert time.monotonic() - started < 10  # the app pool's 30 s timeout never ran out
+        with single.app_context():
+            rate = limiter()
+            store = rate.database if rate.redis is None else rate.redis
+            stats = store.get_window_stats(
+                rate.limits.scim_writes, throughput_key("scim_writes", org.id)
+            )
+            assert rate.limits.scim_writes.amount - stats.remaining == 1
+    finally:
+        with single.app_context():
+            db.engine.dispose()
+            limiter().dispose()
 
 
 def test_token_endpoint_per_client(app: Flask, redis_settings: Any) -> None:
@@ -430,6 +463,7 @@ def test_token_endpoint_per_client(app: Flask, redis_settings: Any) -> None:
     finally:
         with limited.app_context():
             db.engine.dispose()
+            limiter().dispose()
 
 
 # --- login mails ------------------------------------------------------------------------
@@ -472,6 +506,7 @@ def test_login_mails_per_address_same_answer_no_more_mail(
     finally:
         with mailing.app_context():
             db.engine.dispose()
+            limiter().dispose()
 
 
 def test_login_mails_per_ip(app: Flask, smtp_inbox: Inbox, redis_settings: Any) -> None:
@@ -491,6 +526,7 @@ def test_login_mails_per_ip(app: Flask, smtp_inbox: Inbox, redis_settings: Any) 
     finally:
         with mailing.app_context():
             db.engine.dispose()
+            limiter().dispose()
 
 
 # --- settings and the store itself ---------------------------------------------------------
@@ -519,6 +555,7 @@ def test_trusted_proxies_take_the_forwarded_client_ip(app: Flask) -> None:
     finally:
         with proxied.app_context():
             db.engine.dispose()
+            limiter().dispose()
 
 
 def test_the_database_store_sweeps_ended_windows(app: Flask) -> None:
