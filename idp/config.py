@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import idna
 from cryptography.fernet import Fernet
@@ -39,6 +40,10 @@ class Settings:
     secret_key: str = ""
     encryption_key: str = ""
     issuer: str = ""
+    # Where ``make run``'s gunicorn listens (gunicorn.conf.py reads both); the development
+    # issuer's default follows, so the CLI beside the server prints links to it.
+    bind_host: str = "127.0.0.1"
+    port: int = 8000
     smtp_url: str = ""
     mail_from: str = "Gatehouse <no-reply@localhost>"
     allow_http_loopback: bool = False
@@ -297,11 +302,79 @@ def load_settings(
         )
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"{PREFIX}PORT must be a TCP port (1-65535), got {settings.port}")
     if not settings.issuer:
         if settings.is_production:
             raise ConfigError(f"missing {PREFIX}ISSUER: the public base URL of this deployment")
-        settings = replace(settings, issuer="http://127.0.0.1:8000")
-    return replace(settings, issuer=settings.issuer.rstrip("/"))
+        settings = replace(settings, issuer=development_issuer(settings.bind_host, settings.port))
+    settings = replace(settings, issuer=settings.issuer.rstrip("/"))
+    if settings.is_production:
+        _check_production(settings)
+    return settings
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ``::1`` or ``localhost``: a name that never leaves this machine."""
+    if host.lower().rstrip(".") in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def development_issuer(bind_host: str, port: int) -> str:
+    """The issuer outside production when none is set: where ``make run`` listens."""
+    try:
+        address = ipaddress.ip_address(bind_host)
+    except ValueError:
+        address = None
+    if address is None or address.is_unspecified:  # a name, 0.0.0.0, ::: loopback reaches it
+        host = bind_host if bind_host and address is None else "127.0.0.1"
+    else:
+        host = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{host}:{port}"
+
+
+def bind_address(environ: Mapping[str, str] | None = None) -> str:
+    """gunicorn's ``bind`` (gunicorn.conf.py): ``GATEHOUSE_BIND_HOST``, ``GATEHOUSE_PORT``."""
+    environ = os.environ if environ is None else environ
+    host = environ.get(f"{PREFIX}BIND_HOST", Settings.bind_host).strip() or Settings.bind_host
+    port = _coerce("port", environ.get(f"{PREFIX}PORT", str(Settings.port)), int)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{PREFIX}PORT must be a TCP port (1-65535), got {port}")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_production(settings: Settings) -> None:
+    """What production refuses to start without: an https issuer and a way to send mail."""
+    parts = urlsplit(settings.issuer)
+    try:
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        host = ""
+    if parts.scheme not in {"https", "http"} or not host or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{PREFIX}ISSUER must be the public base URL, https://host[:port][/path], "
+            f"got {settings.issuer!r}"
+        )
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise ConfigError(
+            f"{PREFIX}ISSUER must be https:// in production (got {settings.issuer!r}): "
+            "cookies, tokens and links would travel in the clear. Terminate TLS at the proxy "
+            "and give the https URL browsers see; plain http is allowed on loopback only "
+            "(127.0.0.1, ::1, localhost)"
+        )
+    if not settings.smtp_url:
+        raise ConfigError(
+            f"missing {PREFIX}SMTP_URL: production sends invitations, sign-in links and "
+            "address confirmations by mail (smtp://user:pass@host:587?starttls=1)"
+        )
 
 
 def current_settings() -> Settings:
