@@ -3,7 +3,10 @@ the one port that ``make run``'s gunicorn and the development issuer share."""
 
 from __future__ import annotations
 
+import os
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +127,20 @@ def test_gunicorn_runs_without_the_shared_control_socket(monkeypatch: pytest.Mon
     assert "control_socket_disable" in config.settings  # a setting this gunicorn knows
     assert config.control_socket_disable is True
     assert config.accesslog is None  # URLs carry one-time tokens
+
+
+def test_gunicorn_names_a_bad_port_without_a_traceback() -> None:
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "GUNICORN"))}
+    done = subprocess.run(  # noqa: S603 - our own gunicorn, fixed arguments
+        [str(gunicorn), "--config", str(GUNICORN_CONF), "wsgi:app"],
+        cwd=GUNICORN_CONF.parent,
+        env={**environ, "GATEHOUSE_PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "GATEHOUSE_PORT must be an integer, got 'eighty'" in done.stderr
+    assert "Traceback" not in done.stderr
