@@ -347,6 +347,14 @@ def bind_address(environ: Mapping[str, str] | None = None) -> str:
     port = _coerce("port", environ.get(f"{PREFIX}PORT", str(Settings.port)), int)
     if not 0 < port < 65536:
         raise ConfigError(f"{PREFIX}PORT must be a TCP port (1-65535), got {port}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST.match(host.lower()):
+            raise ConfigError(
+                f"{PREFIX}BIND_HOST must be an IP address or a host name "
+                f"(127.0.0.1, 0.0.0.0, ::), got {host!r}"
+            ) from None
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -100,6 +100,12 @@ def test_a_bad_port_is_named(port: str, tmp_path: Path) -> None:
         bind_address({"GATEHOUSE_PORT": port})
 
 
+def test_a_bad_bind_host_is_named() -> None:
+    with pytest.raises(ConfigError, match="GATEHOUSE_BIND_HOST must be an IP address"):
+        bind_address({"GATEHOUSE_BIND_HOST": "127.0.0.1:80"})
+    assert bind_address({"GATEHOUSE_BIND_HOST": "localhost"}) == "localhost:8000"
+
+
 def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Config:
     """gunicorn.conf.py under ``environ``, applied as gunicorn applies a config file."""
     for name in ("GATEHOUSE_PORT", "GATEHOUSE_BIND_HOST"):
