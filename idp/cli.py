@@ -175,6 +175,13 @@ def _workspace() -> Any:
     return services.ensure_workspace(current_settings().workspace)
 
 
+def _local_only(profile: str | None) -> str:
+    return (
+        f"this command has no admin API endpoint (profile {profile!r}): run it where "
+        "Gatehouse runs, without --profile or GATEHOUSE_PROFILE"
+    )
+
+
 org_cli = AppGroup("org", help="Organizations.")
 api_key_cli = AppGroup("api-key", help="Admin API keys.")
 invite_cli = AppGroup("invite", help="Invitations.")
@@ -957,10 +964,7 @@ def _create_app() -> Flask:
 
     if (profile := _profile_name()) is not None:
         # Remote mode never loads an app here: what needs one has no admin API endpoint.
-        raise click.UsageError(
-            f"this command has no admin API endpoint (profile {profile!r}): run it where "
-            "Gatehouse runs, without --profile or GATEHOUSE_PROFILE"
-        )
+        raise click.UsageError(_local_only(profile))
     try:
         return create_app()
     except ConfigError as exc:
@@ -970,6 +974,23 @@ def _create_app() -> Flask:
 class GatehouseGroup(FlaskGroup):
     """Flask's CLI group, whose listing loads no app in remote mode and shows a
     configuration error as its message, not a traceback."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """In remote mode, refuse a command that would run here before it loads anything."""
+        name, command, rest = super().resolve_command(ctx, args)
+        profile = _profile_name()
+        leaf, words = command, list(rest)
+        while profile is not None and isinstance(leaf, click.Group) and words:
+            word = words.pop(0)
+            if word.startswith("-"):
+                break  # the group's own --help
+            leaf = leaf.get_command(ctx, word)
+        runs_here = leaf is not None and not isinstance(leaf, click.Group)
+        if profile is not None and runs_here and not getattr(leaf, "remote", False):
+            raise click.UsageError(_local_only(profile), ctx)
+        return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(self.commands)

@@ -229,7 +229,7 @@ class RemoteOperations:
             payload = response.json()
         except ValueError:
             payload = None
-        if response.is_success and payload is not None:
+        if response.is_success and isinstance(payload, dict):
             return payload
         if isinstance(payload, dict) and isinstance(payload.get("error"), str):
             details = {k: v for k, v in payload.items() if k not in ("error", "message")}
@@ -248,9 +248,18 @@ class RemoteOperations:
             if cursor:
                 params["cursor"] = cursor
             page = self._call("GET", path, **params)
-            rows.extend(page["data"])
+            rows.extend(self._data(page, path))
             if not (cursor := page.get("next_cursor")):
                 return rows
+
+    def _data(self, page: Any, path: str) -> list[Row]:
+        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+            raise OperationError(
+                "unexpected_response",
+                f"GET {self.profile.url}/api/v1{path} did not answer with the admin API's list "
+                "(is url Gatehouse's?)",
+            )
+        return page["data"]
 
     @staticmethod
     def _org(slug: str) -> str:
@@ -296,7 +305,7 @@ class RemoteOperations:
         self._call("DELETE", f"{base}/{_segment(key_id)}")
 
     def list_clients(self) -> list[Row]:
-        return self._call("GET", "/clients")["data"]
+        return self._data(self._call("GET", "/clients"), "/clients")
 
     def delete_client(self, client_id: str) -> None:
         self._call("DELETE", f"/clients/{_segment(client_id)}")
