@@ -177,7 +177,7 @@ def _workspace() -> Any:
 
 def _local_only(profile: str | None) -> str:
     return (
-        f"this command has no admin API endpoint (profile {profile!r}): run it where "
+        f"this command is not offered in remote mode (profile {profile!r}): run it where "
         "Gatehouse runs, without --profile or GATEHOUSE_PROFILE"
     )
 
@@ -912,8 +912,8 @@ def people_merge(slug: str, user_ids: tuple[str, ...]) -> None:
     click.echo(f"{kept.user_id}\t{kept.role}\t{kept.status.value}")
 
 
-@setup_link_cli.command("create")
-@click.argument("slug")
+@operator_command(setup_link_cli, "create", _field("url"))
+@click.argument("slug", required=False)
 @click.option(
     "--intent",
     "intents",
@@ -923,14 +923,11 @@ def people_merge(slug: str, user_ids: tuple[str, ...]) -> None:
     help="What the link sets up (repeat).",
 )
 @click.option("--expires-in", type=int, default=None, help="Seconds (default 72 hours).")
-@transactional
-def setup_link_create(slug: str, intents: tuple[str, ...], expires_in: int | None) -> None:
+def setup_link_create(
+    target: Target, slug: str | None, intents: tuple[str, ...], expires_in: int | None
+) -> Row:
     """Create a setup link for SLUG; prints only its URL (shown once)."""
-    org = services.get_org(_workspace().id, slug)
-    _, url = setup_links.create_setup_link(
-        system_actor(), org, intents=list(intents), expires_in=expires_in
-    )
-    click.echo(url)
+    return target.ops.create_setup_link(target.org(slug), list(intents), expires_in)
 
 
 COMMANDS = (

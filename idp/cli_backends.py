@@ -28,10 +28,12 @@ from idp.admin.schemas import (
     MemberOut,
     OrgOut,
     ScimTokenOut,
+    SetupLinkOut,
 )
 from idp.cli_profiles import Profile
 from idp.config import current_settings
 from idp.credentials import services as credentials
+from idp.credentials import setup_links
 from idp.db import db, declare_workspace_wide
 from idp.errors import GatehouseError
 from idp.oauth import services as oauth
@@ -71,6 +73,7 @@ class Operations(Protocol):
     def list_scim_tokens(self, slug: str) -> list[Row]: ...
     def create_scim_token(self, slug: str, name: str) -> Row: ...
     def revoke_scim_token(self, slug: str, token_id: str) -> None: ...
+    def create_setup_link(self, slug: str, intents: list[str], expires_in: int | None) -> Row: ...
 
 
 # --- here: the services in an app context --------------------------------------------------
@@ -177,6 +180,12 @@ class LocalOperations:
 
     def revoke_scim_token(self, slug: str, token_id: str) -> None:
         credentials.revoke_scim_token(self._actor(), self._org(slug), token_id)
+
+    def create_setup_link(self, slug: str, intents: list[str], expires_in: int | None) -> Row:
+        link, url = setup_links.create_setup_link(
+            self._actor(), self._org(slug), intents=intents, expires_in=expires_in
+        )
+        return {**SetupLinkOut().dump(link), "url": url}
 
 
 @contextmanager
@@ -318,6 +327,10 @@ class RemoteOperations:
 
     def revoke_scim_token(self, slug: str, token_id: str) -> None:
         self._call("DELETE", f"{self._org(slug)}/scim-tokens/{_segment(token_id)}")
+
+    def create_setup_link(self, slug: str, intents: list[str], expires_in: int | None) -> Row:
+        body = _present(intents=intents, expires_in=expires_in)
+        return self._call("POST", f"{self._org(slug)}/setup-links", body)
 
 
 def _segment(value: str) -> str:

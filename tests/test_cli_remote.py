@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from idp.audit.models import AuditEvent
 from idp.cli import main
+from idp.credentials import setup_links
 from idp.credentials.models import ApiKey
 from idp.db import db
 from idp.oauth.services import create_client
@@ -216,6 +217,14 @@ def test_scim_token_create_list_revoke(acme: dict[str, Any], config_home: Path) 
     assert ok(acme, config_home, "scim-token", "list").stdout.strip().endswith("\trevoked")
 
 
+def test_setup_link_create_prints_only_the_url(acme: dict[str, Any], config_home: Path) -> None:
+    url = ok(acme, config_home, "setup-link", "create", "--intent", "scim").stdout
+
+    assert url.count("\n") == 1 and "/setup/ghsetup_" in url
+    link, _ = setup_links.open_setup_link(url.strip().rsplit("/", 1)[1])
+    assert (link.org_id, link.intents) == (acme["org"].id, ["scim"])
+
+
 # --- --json: the same document remotely and here ----------------------------------------------
 
 
@@ -291,9 +300,9 @@ def test_profile_selection_and_its_errors(acme: dict[str, Any], config_home: Pat
     assert unset.exit_code == 1 and f"{KEY_ENV} is not set" in unset.stderr
     missing = remote(config_home.parent / "elsewhere", acme["key"], "org", "list")
     assert missing.exit_code == 1 and "no profiles file" in missing.stderr
-    # Commands with no admin API endpoint say so, and load no local app.
+    # Commands with not offered in remote mode say so, and load no local app.
     local_only = remote(config_home, acme["key"], "policy", "show")
-    assert local_only.exit_code == 2 and "no admin API endpoint" in local_only.stderr
+    assert local_only.exit_code == 2 and "not offered in remote mode" in local_only.stderr
     # A profile with no org and a command given no SLUG: a usage error.
     write_profiles(
         config_home, f'[bare]\nurl = "{acme_url(config_home)}"\napi_key_env = "{KEY_ENV}"\n'
@@ -378,7 +387,7 @@ def test_the_installed_script_reads_its_key_from_the_keyring(
 
     members = _script(env, "--profile", "acme", "member", "list", "--json")
     migrate = _script(env, "--profile", "acme", "db", "upgrade")  # never the local database
-    assert migrate.returncode == 2 and "no admin API endpoint" in migrate.stderr
+    assert migrate.returncode == 2 and "not offered in remote mode" in migrate.stderr
     assert members.returncode == 0, members.stderr
     assert [m["email"] for m in json.loads(members.stdout)] == ["owner@example.com"]
 
