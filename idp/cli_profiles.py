@@ -105,6 +105,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _api_key(name: str, table: dict[str, str], path: Path) -> str:
+    if "api_key" in table and "api_key_env" in table:
+        raise ProfileError(f"profile {name!r}: give api_key_env or api_key, not both")
     if "api_key" in table:
         mode = path.stat().st_mode
         if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):

@@ -35,6 +35,8 @@ from tests.proxies import echo_upstream, free_port, serve_app
 from tests.test_cli import ACCEPT_URL, gatehouse_script
 
 KEY_ENV = "GATEHOUSE_TEST_ACME_KEY"
+# FlaskGroup sets this for its process; the runner puts it back as it was after each command.
+PROCESS_ENV = {"FLASK_RUN_FROM_CLI": None}
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def acme(app: Flask, server: str, config_home: Path) -> dict[str, Any]:
 def remote(
     config_home: Path, key: str | None, *args: str, profile: str = "acme", **env: str
 ) -> Result:
-    environment = {"XDG_CONFIG_HOME": str(config_home), KEY_ENV: key, **env}
+    environment = {"XDG_CONFIG_HOME": str(config_home), KEY_ENV: key, **PROCESS_ENV, **env}
     options = ["--profile", profile] if profile else []
     return CliRunner().invoke(main, [*options, *args], env=environment)
 
@@ -295,7 +297,9 @@ def test_profile_selection_and_its_errors(acme: dict[str, Any], config_home: Pat
     unknown = remote(config_home, acme["key"], "org", "list", profile="globex")
     assert unknown.exit_code == 1 and "no profile 'globex'" in unknown.stderr
     unset = CliRunner().invoke(
-        main, ["--profile", "acme", "org", "list"], env={"XDG_CONFIG_HOME": str(config_home)}
+        main,
+        ["--profile", "acme", "org", "list"],
+        env={"XDG_CONFIG_HOME": str(config_home), **PROCESS_ENV},
     )
     assert unset.exit_code == 1 and f"{KEY_ENV} is not set" in unset.stderr
     missing = remote(config_home.parent / "elsewhere", acme["key"], "org", "list")
@@ -324,6 +328,7 @@ def acme_url(config_home: Path) -> str:
         ('api_key_env = "K"\n', "url is required"),
         ('url = "https://g.example"\napi_key_env = "K"\ntoken = "x"\n', "unknown keys token"),
         ('url = "https://g.example"\napi_key_env = 3\n', "api_key_env must be"),
+        ('url = "https://g.example"\napi_key_env = "K"\napi_key = "k"\n', "not both"),
     ],
 )
 def test_profiles_refused(app: Flask, config_home: Path, body: str, message: str) -> None:
