@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import AppGroup, FlaskGroup
+from flask.cli import (
+    AppGroup,
+    FlaskGroup,
+    NoAppException,
+    ScriptInfo,
+    routes_command,
+    shell_command,
+)
 
 from idp.actors import system_actor
+from idp.cli_backends import (
+    OperationError,
+    Operations,
+    Row,
+    local_operations,
+    remote_operations,
+)
+from idp.cli_profiles import load_profile
 from idp.config import ConfigError, current_settings
 from idp.connections import domains
 from idp.connections import services as connections
 from idp.credentials import setup_links
 from idp.credentials.models import ApiKey
-from idp.credentials.services import (
-    create_api_key,
-    create_scim_token,
-    list_scim_tokens,
-    revoke_scim_token,
-)
+from idp.credentials.services import create_api_key
 from idp.crypto import ENCRYPTED_COLUMNS, current_key_ring, reencrypt_column
 from idp.db import db, declare_workspace_wide
 from idp.errors import GatehouseError
@@ -52,15 +64,122 @@ def transactional(command: Callable[..., Any]) -> Callable[..., Any]:
             return result
         except GatehouseError as exc:
             db.session.rollback()
-            details = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
-            click.echo(f"error: {exc.code}: {exc.message}{details}", err=True)
-            sys.exit(1)
+            _fail(exc.code, exc.message, exc.details)
 
     return run
 
 
+def _fail(code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    """A refusal: ``error: CODE: MESSAGE [details as JSON]`` on stderr, exit 1."""
+    extra = f" {json.dumps(details, default=str)}" if details else ""
+    click.echo(f"error: {code}: {message}{extra}", err=True)
+    sys.exit(1)
+
+
+# --- commands that also work remotely -----------------------------------------------------
+
+PROFILE = "gatehouse.profile"  # in click's ctx.meta: the profile of remote mode, if any
+
+
+def _profile_name() -> str | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(PROFILE) if ctx is not None else None
+
+
+@contextmanager
+def _operations() -> Iterator[tuple[Operations, str | None]]:
+    """The backend of this invocation, with the org of commands given no SLUG."""
+    name = _profile_name()
+    if name is None:
+        with local_operations() as local:
+            yield local, None
+        return
+    profile = load_profile(name)
+    with remote_operations(profile) as remote:
+        yield remote, profile.org
+
+
+class Target:
+    """What a command body gets: the backend and the org a missing SLUG stands for."""
+
+    def __init__(self, ops: Operations, default_org: str | None) -> None:
+        self.ops, self.default_org = ops, default_org
+
+    def org(self, slug: str | None) -> str:
+        if slug:
+            return slug
+        if self.default_org:
+            return self.default_org
+        raise click.UsageError("Give the org's SLUG (or an org in the --profile)")
+
+    def split(self, args: tuple[str, ...], usage: str) -> tuple[str, tuple[str, ...]]:
+        """``[SLUG] A B``: one word more than the usage's other names is the slug."""
+        slug, rest = _split_target(args, usage)
+        return self.org(slug), rest
+
+
+def operator_command(
+    group: click.Group, name: str, show: Callable[[Any], None] | None = None, **settings: Any
+) -> Callable[[Callable[..., Any]], click.Command]:
+    """A command written once for both modes: here (the services, committed once) or, with
+    ``--profile``, over that profile's admin API. The body returns the admin API's
+    representation; ``show`` prints it as text, ``--json`` as JSON."""
+
+    def register(body: Callable[..., Any]) -> click.Command:
+        @functools.wraps(body)
+        def run(*args: Any, as_json: bool, **kwargs: Any) -> None:
+            try:
+                with _operations() as (ops, default_org):
+                    result = body(Target(ops, default_org), *args, **kwargs)
+            except OperationError as exc:
+                _fail(exc.code, exc.message, exc.details)
+            if result is None:
+                return
+            if as_json:
+                click.echo(json.dumps(result, indent=2))
+            elif show is not None:
+                show(result)
+
+        run = click.option(
+            "--json", "as_json", is_flag=True, help="Print the admin API's JSON representation."
+        )(run)
+        command = group.command(name, with_appcontext=False, **settings)(run)
+        command.remote = True  # type: ignore[attr-defined]
+        return command
+
+    return register
+
+
+def _rows(line: Callable[[Row], str]) -> Callable[[list[Row]], None]:
+    def show(rows: list[Row]) -> None:
+        for row in rows:
+            click.echo(line(row))
+
+    return show
+
+
+def _field(name: str) -> Callable[[Row], None]:
+    return lambda row: click.echo(row[name])
+
+
+def _member_line(m: Row) -> str:
+    return f"{m['user_id']}\t{m['email']}\t{m['role']}\t{m['status']}"
+
+
+def _credential_state(row: Row) -> str:
+    used = row["last_used_at"] or "never"
+    return f"{used}\t{'revoked' if row['revoked_at'] else 'active'}"
+
+
 def _workspace() -> Any:
     return services.ensure_workspace(current_settings().workspace)
+
+
+def _local_only(profile: str | None) -> str:
+    return (
+        f"this command is not offered in remote mode (profile {profile!r}): run it where "
+        "Gatehouse runs, without --profile or GATEHOUSE_PROFILE"
+    )
 
 
 org_cli = AppGroup("org", help="Organizations.")
@@ -108,59 +227,72 @@ def bootstrap() -> None:
     click.echo(token)
 
 
-@org_cli.command("create")
+@operator_command(org_cli, "create", _field("id"))
 @click.argument("slug")
 @click.option("--name", required=True)
 @click.option("--parent", "parent", default=None, help="Slug of the parent organization.")
-@transactional
-def org_create(slug: str, name: str, parent: str | None) -> None:
+def org_create(target: Target, slug: str, name: str, parent: str | None) -> Row:
     """Create an organization; prints its id."""
-    org = services.create_org(
-        system_actor(), _workspace(), slug=slug, name=name, parent_slug=parent
-    )
-    click.echo(org.id)
+    return target.ops.create_org(slug, name, parent)
 
 
-@org_cli.command("list")
-@transactional
-def org_list() -> None:
+@operator_command(org_cli, "list", _rows(lambda o: f"{o['slug']}\t{o['id']}\t{o['name']}"))
+def org_list(target: Target) -> list[Row]:
     """List organizations: slug, id, name."""
-    workspace, cursor = _workspace(), None
-    while True:
-        page = services.list_orgs(workspace.id, cursor=cursor, limit=200)
-        for org in page.items:
-            click.echo(f"{org.slug}\t{org.id}\t{org.name}")
-        if not (cursor := page.next_cursor):
-            break
+    return target.ops.list_orgs()
 
 
-@api_key_cli.command("create")
+@operator_command(org_cli, "delete")
+@click.argument("slug", required=False)
+@click.confirmation_option(prompt="Delete the organization? Its slug stays reserved.")
+def org_delete(target: Target, slug: str | None) -> None:
+    """Soft-delete SLUG (refused while it has sub-organizations)."""
+    target.ops.delete_org(target.org(slug))
+
+
+@operator_command(api_key_cli, "create", _field("key"))
 @click.option("--name", required=True)
 @click.option("--org", "org_slug", default=None, help="Scope the key to one organization.")
 @click.option("--role", type=ROLES, default=None, help="Role of an org key (default: admin).")
-@transactional
-def api_key_create(name: str, org_slug: str | None, role: str | None) -> None:
+def api_key_create(target: Target, name: str, org_slug: str | None, role: str | None) -> Row:
     """Create an API key; prints only the key."""
     if role is not None and org_slug is None:
         raise click.UsageError(f"--role {role!r} is for org keys: a workspace key acts as owner")
-    workspace = _workspace()
-    org = services.get_org(workspace.id, org_slug) if org_slug else None
-    _, token = create_api_key(
-        system_actor(), workspace.id, name=name, org=org, role=role or Role.ADMIN.value
-    )
-    click.echo(token)
+    return target.ops.create_api_key(name, org_slug, role or Role.ADMIN.value)
 
 
-@invite_cli.command("create")
-@click.argument("slug")
-@click.argument("email")
+@operator_command(
+    api_key_cli,
+    "list",
+    _rows(
+        lambda k: (
+            f"{k['id']}\t{k['name']}\t{k['org_id'] or '-'}\t{k['role'] or 'owner'}"
+            f"\t...{k['hint']}\t{_credential_state(k)}"
+        )
+    ),
+)
+@click.option("--org", "org_slug", default=None, help="An org's keys (default: workspace keys).")
+def api_key_list(target: Target, org_slug: str | None) -> list[Row]:
+    """List API keys (never the keys): id, name, org id, role, last 4 characters, last used,
+    state."""
+    return target.ops.list_api_keys(org_slug)
+
+
+@operator_command(api_key_cli, "revoke")
+@click.argument("key_id")
+@click.option("--org", "org_slug", default=None, help="The org of an org key.")
+def api_key_revoke(target: Target, key_id: str, org_slug: str | None) -> None:
+    """Revoke an API key by id (never the last live workspace key)."""
+    target.ops.revoke_api_key(key_id, org_slug)
+
+
+@operator_command(invite_cli, "create", _field("url"))
+@click.argument("args", nargs=-1, required=True, metavar="[SLUG] EMAIL")
 @click.option("--role", type=ROLES, default="member", show_default=True)
-@transactional
-def invite_create(slug: str, email: str, role: str) -> None:
+def invite_create(target: Target, args: tuple[str, ...], role: str) -> Row:
     """Invite EMAIL to the organization SLUG; prints the accept URL."""
-    org = services.get_org(_workspace().id, slug)
-    _, token = invitations.invite_by_email(system_actor(), org, email=email, role=role)
-    click.echo(invitations.accept_url(token))
+    slug, (email,) = target.split(args, "[SLUG] EMAIL")
+    return target.ops.invite(slug, email, role)
 
 
 @invite_cli.command("expire")
@@ -170,55 +302,74 @@ def invite_expire() -> None:
     click.echo(invitations.expire_invitations(system_actor()))
 
 
-@member_cli.command("list")
-@click.argument("slug")
-@transactional
-def member_list(slug: str) -> None:
+@operator_command(member_cli, "list", _rows(_member_line))
+@click.argument("slug", required=False)
+def member_list(target: Target, slug: str | None) -> list[Row]:
     """List members of SLUG: user id, email, role, status."""
-    org, cursor = services.get_org(_workspace().id, slug), None
-    while True:
-        page = services.list_members(org.id, cursor=cursor, limit=200)
-        for m in page.items:
-            click.echo(f"{m.user_id}\t{m.email or m.user.email}\t{m.role}\t{m.status.value}")
-        if not (cursor := page.next_cursor):
-            break
+    return target.ops.list_members(target.org(slug))
 
 
-@scim_token_cli.command("create")
-@click.argument("slug")
+@operator_command(member_cli, "add", lambda m: click.echo(_member_line(m)))
+@click.argument("args", nargs=-1, required=True, metavar="[SLUG] EMAIL")
+@click.option("--role", type=ROLES, default="member", show_default=True)
+@click.option("--name", default=None, help="The name this org shows for the person.")
+def member_add(target: Target, args: tuple[str, ...], role: str, name: str | None) -> Row:
+    """Add a person to SLUG at once (creating them if new); prints user id, email, role,
+    status."""
+    slug, (email,) = target.split(args, "[SLUG] EMAIL")
+    return target.ops.add_member(slug, email, role, name)
+
+
+def _status_command(name: str, status: str, doc: str) -> click.Command:
+    def change(target: Target, args: tuple[str, ...]) -> Row:
+        slug, (user_id,) = target.split(args, "[SLUG] USER_ID")
+        return target.ops.set_member_status(slug, user_id, status)
+
+    change.__doc__ = doc
+    change.__name__ = f"member_{name}"
+    change = click.argument("args", nargs=-1, required=True, metavar="[SLUG] USER_ID")(change)
+    return operator_command(member_cli, name, lambda m: click.echo(_member_line(m)))(change)
+
+
+member_suspend = _status_command(
+    "suspend", "suspended", "Suspend a member: no access, membership kept (never the last owner)."
+)
+member_reactivate = _status_command("reactivate", "active", "Reactivate a suspended member.")
+
+
+@operator_command(member_cli, "remove")
+@click.argument("args", nargs=-1, required=True, metavar="[SLUG] USER_ID")
+def member_remove(target: Target, args: tuple[str, ...]) -> None:
+    """Remove a member from SLUG (never the last owner); the person stays in the workspace."""
+    slug, (user_id,) = target.split(args, "[SLUG] USER_ID")
+    target.ops.remove_member(slug, user_id)
+
+
+@operator_command(scim_token_cli, "create", _field("token"))
+@click.argument("slug", required=False)
 @click.option("--name", default="scim", show_default=True)
-@transactional
-def scim_token_create(slug: str, name: str) -> None:
+def scim_token_create(target: Target, slug: str | None, name: str) -> Row:
     """Create a SCIM token for SLUG; prints only the token."""
-    org = services.get_org(_workspace().id, slug)
-    _, token = create_scim_token(system_actor(), org, name=name)
-    click.echo(token)
+    return target.ops.create_scim_token(target.org(slug), name)
 
 
-@scim_token_cli.command("list")
-@click.argument("slug")
-@transactional
-def scim_token_list(slug: str) -> None:
+@operator_command(
+    scim_token_cli,
+    "list",
+    _rows(lambda t: f"{t['id']}\t{t['name']}\t...{t['hint']}\t{_credential_state(t)}"),
+)
+@click.argument("slug", required=False)
+def scim_token_list(target: Target, slug: str | None) -> list[Row]:
     """List SLUG's SCIM tokens: id, name, last 4 characters, last used, revoked."""
-    org, cursor = services.get_org(_workspace().id, slug), None
-    while True:
-        page = list_scim_tokens(org.id, cursor=cursor, limit=200)
-        for t in page.items:
-            used = t.last_used_at.isoformat() if t.last_used_at else "never"
-            state = "revoked" if t.revoked_at else "active"
-            click.echo(f"{t.id}\t{t.name}\t...{t.hint}\t{used}\t{state}")
-        if not (cursor := page.next_cursor):
-            break
+    return target.ops.list_scim_tokens(target.org(slug))
 
 
-@scim_token_cli.command("revoke")
-@click.argument("slug")
-@click.argument("token_id")
-@transactional
-def scim_token_revoke(slug: str, token_id: str) -> None:
+@operator_command(scim_token_cli, "revoke")
+@click.argument("args", nargs=-1, required=True, metavar="[SLUG] TOKEN_ID")
+def scim_token_revoke(target: Target, args: tuple[str, ...]) -> None:
     """Revoke one of SLUG's SCIM tokens by id."""
-    org = services.get_org(_workspace().id, slug)
-    revoke_scim_token(system_actor(), org, token_id)
+    slug, (token_id,) = target.split(args, "[SLUG] TOKEN_ID")
+    target.ops.revoke_scim_token(slug, token_id)
 
 
 def _role_scope(org_slug: str | None) -> Any:
@@ -481,6 +632,28 @@ def client_create(
     click.echo(json.dumps(out))
 
 
+@operator_command(
+    client_cli,
+    "list",
+    _rows(
+        lambda c: (
+            f"{c['client_id']}\t{c['name']}\t"
+            f"{'public' if c['is_public'] else 'confidential'}\t{' '.join(c['redirect_uris'])}"
+        )
+    ),
+)
+def client_list(target: Target) -> list[Row]:
+    """List OAuth clients (never their secrets): client_id, name, kind, redirect URIs."""
+    return target.ops.list_clients()
+
+
+@operator_command(client_cli, "delete")
+@click.argument("client_id")
+def client_delete(target: Target, client_id: str) -> None:
+    """Revoke an OAuth client and every token issued to it."""
+    target.ops.delete_client(client_id)
+
+
 @keys_cli.command("rotate-encryption")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 def keys_rotate_encryption(batch_size: int) -> None:
@@ -739,8 +912,8 @@ def people_merge(slug: str, user_ids: tuple[str, ...]) -> None:
     click.echo(f"{kept.user_id}\t{kept.role}\t{kept.status.value}")
 
 
-@setup_link_cli.command("create")
-@click.argument("slug")
+@operator_command(setup_link_cli, "create", _field("url"))
+@click.argument("slug", required=False)
 @click.option(
     "--intent",
     "intents",
@@ -750,14 +923,11 @@ def people_merge(slug: str, user_ids: tuple[str, ...]) -> None:
     help="What the link sets up (repeat).",
 )
 @click.option("--expires-in", type=int, default=None, help="Seconds (default 72 hours).")
-@transactional
-def setup_link_create(slug: str, intents: tuple[str, ...], expires_in: int | None) -> None:
+def setup_link_create(
+    target: Target, slug: str | None, intents: tuple[str, ...], expires_in: int | None
+) -> Row:
     """Create a setup link for SLUG; prints only its URL (shown once)."""
-    org = services.get_org(_workspace().id, slug)
-    _, url = setup_links.create_setup_link(
-        system_actor(), org, intents=list(intents), expires_in=expires_in
-    )
-    click.echo(url)
+    return target.ops.create_setup_link(target.org(slug), list(intents), expires_in)
 
 
 COMMANDS = (
@@ -789,10 +959,90 @@ def register_commands(app: Flask) -> None:
 def _create_app() -> Flask:
     from idp.app import create_app
 
+    if (profile := _profile_name()) is not None:
+        # Remote mode never loads an app here: what needs one has no admin API endpoint.
+        raise click.UsageError(_local_only(profile))
     try:
         return create_app()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-main = FlaskGroup(create_app=_create_app, help="Gatehouse: identity for multi-tenant apps.")
+class GatehouseGroup(FlaskGroup):
+    """Flask's CLI group, whose listing loads no app in remote mode and shows a
+    configuration error as its message, not a traceback."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """In remote mode, refuse a command that would run here before it loads anything."""
+        name, command, rest = super().resolve_command(ctx, args)
+        profile = _profile_name()
+        leaf, words = command, list(rest)
+        while profile is not None and isinstance(leaf, click.Group) and words:
+            word = words.pop(0)
+            if word.startswith("-"):
+                break  # the group's own --help
+            leaf = leaf.get_command(ctx, word)
+        runs_here = leaf is not None and not isinstance(leaf, click.Group)
+        if profile is not None and runs_here and not getattr(leaf, "remote", False):
+            raise click.UsageError(_local_only(profile), ctx)
+        return name, command, rest
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(self.commands)
+        if ctx.meta.get(PROFILE):
+            return sorted(names)
+        try:
+            names.update(ctx.ensure_object(ScriptInfo).load_app().cli.list_commands(ctx))
+        except (NoAppException, click.ClickException) as exc:
+            click.secho(f"Error: {exc.format_message()}\n", err=True, fg="red")
+        return sorted(names)
+
+
+def _remember_profile(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta[PROFILE] = value
+
+
+@click.command(
+    "run",
+    hidden=True,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+def run_refused() -> None:
+    """Not offered: Flask's development server is not how Gatehouse is served."""
+    raise click.UsageError(
+        "gatehouse does not serve: use 'make run' in development, or "
+        "gunicorn --config gunicorn.conf.py wsgi:app"
+    )
+
+
+main = GatehouseGroup(
+    create_app=_create_app,
+    help="Gatehouse: identity for multi-tenant apps.",
+    add_default_commands=False,  # run (refused), shell and routes stay out of --help
+    add_version_option=False,  # Flask's prints Flask's version; ours, Gatehouse's
+    params=[
+        click.Option(
+            ["--profile"],
+            envvar="GATEHOUSE_PROFILE",
+            expose_value=False,
+            is_eager=True,
+            callback=_remember_profile,
+            help="Work remotely: a profile of ~/.config/gatehouse/profiles.toml "
+            "(its admin API URL, API key and default org).",
+        )
+    ],
+)
+main = click.version_option(package_name="gatehouse", prog_name="gatehouse")(main)
+main.add_command(run_refused)
+for _debugging in (shell_command, routes_command):
+    _hidden = copy.copy(_debugging)  # Flask's own objects stay as they are
+    _hidden.hidden = True
+    main.add_command(_hidden)
+# The groups are the script's own, so remote mode finds them without loading an app; their
+# local commands push the app's context themselves (AppGroup), found on app.cli as well.
+for _command in COMMANDS:
+    if isinstance(_command, AppGroup):
+        main.add_command(_command)

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
 from flask import Flask
+from flask.cli import ScriptInfo
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select, update
 
 from idp.actors import system_actor
 from idp.audit.models import AuditEvent
+from idp.cli import main
 from idp.credentials.models import ApiKey
 from idp.crypto import token_digest
 from idp.db import db, utcnow
@@ -361,3 +365,209 @@ def test_console_script_from_an_empty_instance(tmp_path: Path) -> None:
     assert again == ""
     # Development generated its secrets into the instance folder on first use.
     assert (instance / "secret_key").exists() and (instance / "encryption_key").exists()
+
+
+# --- the operator's commands of the admin API (member, org delete, api-key, client) -------
+
+
+def test_member_add_adds_a_new_person_through_the_admin_rules(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    make_org("acme")
+
+    user_id, email, role, status = only_line(
+        ok(runner, "member", "add", "acme", "Ada@Example.com", "--role", "admin", "--name", "Ada")
+    ).split("\t")
+
+    membership = db.session.get(Membership, _membership_id("acme", user_id))
+    assert (email.lower(), role, status) == ("ada@example.com", "admin", "active")
+    assert (membership.role, membership.name, membership.source.value) == ("admin", "Ada", "admin")
+    assert (
+        db.session.scalar(select(AuditEvent.actor_label).where(AuditEvent.action == "member.added"))
+        == "cli"
+    )
+
+
+def _membership_id(slug: str, user_id: str) -> str:
+    org = org_by_slug(slug)
+    return db.session.scalar(
+        select(Membership.id).where(Membership.org_id == org.id, Membership.user_id == user_id)
+    )
+
+
+def test_member_add_refusals(app: Flask, runner: FlaskCliRunner) -> None:
+    org = make_org("acme")
+    make_member(org, "ada@example.com")
+
+    assert "already_member" in fails(runner, "member", "add", "acme", "ada@example.com").stderr
+    assert "org_not_found" in fails(runner, "member", "add", "nope", "bob@example.com").stderr
+    bad_role = fails(runner, "member", "add", "acme", "bob@example.com", "--role", "czar")
+    assert "czar" in bad_role.stderr and "Traceback" not in bad_role.stderr
+    # No SLUG and no profile to take it from: a usage error, nothing added.
+    missing = runner.invoke(args=["member", "add", "bob@example.com"])
+    assert missing.exit_code == 2 and "SLUG" in missing.stderr
+    assert db.session.scalar(select(func.count()).select_from(Membership)) == 1
+
+
+def test_member_suspend_and_reactivate(app: Flask, runner: FlaskCliRunner) -> None:
+    org = make_org("acme")
+    make_member(org, "owner@example.com", Role.OWNER)
+    ada = make_member(org, "ada@example.com")
+
+    suspended = only_line(ok(runner, "member", "suspend", "acme", ada.user_id))
+    assert suspended == f"{ada.user_id}\tada@example.com\tmember\tsuspended"
+    db.session.expire_all()
+    assert db.session.get(Membership, ada.id).status.value == "suspended"
+
+    again = only_line(ok(runner, "member", "reactivate", "acme", ada.user_id))
+    assert again.endswith("\tactive")
+
+
+def test_member_suspend_and_remove_keep_the_last_owner(app: Flask, runner: FlaskCliRunner) -> None:
+    org = make_org("acme")
+    owner = make_member(org, "owner@example.com", Role.OWNER)
+
+    for verb in ("suspend", "remove"):
+        refused = fails(runner, "member", verb, "acme", owner.user_id)
+        assert refused.stderr.startswith("error: last_owner: "), refused.stderr
+    assert "member_not_found" in fails(runner, "member", "remove", "acme", "usr_nope").stderr
+    db.session.expire_all()
+    assert db.session.get(Membership, owner.id).status.value == "active"
+
+
+def test_member_remove(app: Flask, runner: FlaskCliRunner) -> None:
+    org = make_org("acme")
+    make_member(org, "owner@example.com", Role.OWNER)
+    ada = make_member(org, "ada@example.com")
+
+    assert ok(runner, "member", "remove", "acme", ada.user_id).stdout == ""
+
+    assert [line.split("\t")[1] for line in lines(ok(runner, "member", "list", "acme"))] == [
+        "owner@example.com"
+    ]
+
+
+def test_org_delete_asks_first_and_keeps_parents_of_live_orgs(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    parent = make_org("acme")
+    make_org("acme-eu", parent_slug="acme")
+
+    declined = runner.invoke(args=["org", "delete", "acme-eu"], input="n\n")
+    assert declined.exit_code == 1 and "Aborted" in declined.stderr
+    refused = fails(runner, "org", "delete", "acme", "--yes")
+    assert refused.stderr.startswith("error: org_has_children: ")
+
+    ok(runner, "org", "delete", "acme-eu", "--yes")
+    ok(runner, "org", "delete", "acme", "--yes")
+
+    assert lines(ok(runner, "org", "list")) == []
+    db.session.expire_all()
+    assert db.session.get(Organization, parent.id).deleted_at is not None
+    assert "org_not_found" in fails(runner, "org", "delete", "acme", "--yes").stderr
+
+
+def test_api_key_list_and_revoke(app: Flask, client: FlaskClient, runner: FlaskCliRunner) -> None:
+    org = make_org("acme")
+    keep = make_key()
+    spare = make_key()
+    org_key = make_key(org, Role.MEMBER)
+    ids = {row.hint: row.id for row in db.session.scalars(select(ApiKey))}
+
+    workspace_keys = [line.split("\t") for line in lines(ok(runner, "api-key", "list"))]
+    org_keys = [line.split("\t") for line in lines(ok(runner, "api-key", "list", "--org", "acme"))]
+
+    assert sorted(k[4] for k in workspace_keys) == sorted(f"...{t[-4:]}" for t in (keep, spare))
+    assert [(k[2], k[3], k[4], k[6]) for k in org_keys] == [
+        (org.id, "member", f"...{org_key[-4:]}", "active")
+    ]
+    assert not any(token in runner.invoke(args=["api-key", "list"]).stdout for token in (keep,))
+
+    ok(runner, "api-key", "revoke", ids[spare[-4:]])
+    ok(runner, "api-key", "revoke", ids[org_key[-4:]], "--org", "acme")
+
+    assert client.get("/api/v1/orgs", headers=auth(spare)).status_code == 401
+    assert client.get("/api/v1/orgs/acme", headers=auth(org_key)).status_code == 401
+    assert client.get("/api/v1/orgs", headers=auth(keep)).status_code == 200
+    last = fails(runner, "api-key", "revoke", ids[keep[-4:]])
+    assert last.stderr.startswith("error: last_workspace_key: ")
+    # An org key is revoked through its org only.
+    other = make_org("globex")
+    assert (
+        "not_found" in fails(runner, "api-key", "revoke", ids[keep[-4:]], "--org", "globex").stderr
+    )
+    assert other.id
+
+
+def test_client_list_and_delete(app: Flask, runner: FlaskCliRunner) -> None:
+    created = json.loads(
+        only_line(
+            ok(
+                runner,
+                "client",
+                "create",
+                "--name",
+                "Tunnels",
+                "--redirect-uri",
+                "https://t.example/cb",
+            )
+        )
+    )
+
+    [listed] = [line.split("\t") for line in lines(ok(runner, "client", "list"))]
+    assert listed == [created["client_id"], "Tunnels", "confidential", "https://t.example/cb"]
+    assert created["client_secret"] not in ok(runner, "client", "list", "--json").stdout
+
+    ok(runner, "client", "delete", created["client_id"])
+
+    assert lines(ok(runner, "client", "list")) == []
+    assert "not_found" in fails(runner, "client", "delete", created["client_id"]).stderr
+
+
+def test_json_output_is_the_admin_apis_representation(
+    app: Flask, client: FlaskClient, runner: FlaskCliRunner, root_key: str
+) -> None:
+    org = make_org("acme")
+    make_member(org, "ada@example.com", Role.OWNER)
+    ok(runner, "scim-token", "create", "acme")
+
+    for args, path in [
+        (("org", "list"), "/api/v1/orgs"),
+        (("member", "list", "acme"), "/api/v1/orgs/acme/members"),
+        (("api-key", "list"), "/api/v1/api-keys"),
+        (("scim-token", "list", "acme"), "/api/v1/orgs/acme/scim-tokens"),
+    ]:
+        printed = json.loads(ok(runner, *args, "--json").stdout)
+        api = client.get(path, headers=auth(root_key)).get_json()["data"]
+        # last_used_at moves as the API reads with its key; the rest is the same document.
+        strip = lambda rows: [{k: v for k, v in r.items() if k != "last_used_at"} for r in rows]  # noqa: E731
+        assert strip(printed) == strip(api), args
+
+    made = json.loads(ok(runner, "org", "create", "globex", "--name", "Globex", "--json").stdout)
+    assert made == client.get("/api/v1/orgs/globex", headers=auth(root_key)).get_json()
+
+
+# --- the script itself: version, help ---------------------------------------------------
+
+
+def test_version_is_gatehouses() -> None:
+    result = CliRunner().invoke(main, ["--version"], env={"FLASK_RUN_FROM_CLI": None})
+
+    assert result.exit_code == 0
+    assert result.stdout == f"gatehouse, version {version('gatehouse')}\n"
+
+
+def test_help_hides_flasks_development_commands_and_run_is_refused(app: Flask) -> None:
+    runner = CliRunner(env={"FLASK_RUN_FROM_CLI": None})  # FlaskGroup sets it; put back after
+    listed = runner.invoke(main, ["--help"], obj=ScriptInfo(create_app=lambda: app))
+    commands = {
+        line.split()[0]
+        for line in listed.stdout.split("Commands:", 1)[1].splitlines()
+        if line.startswith("  ") and line.split()
+    }
+
+    assert {"org", "member", "api-key", "client", "bootstrap"} <= commands
+    assert not commands & {"run", "shell", "routes"}
+    refused = runner.invoke(main, ["run"])
+    assert refused.exit_code == 2 and "gunicorn" in refused.stderr
+    assert runner.invoke(main, ["routes", "--help"]).exit_code == 0  # hidden, still there
