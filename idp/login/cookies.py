@@ -16,6 +16,8 @@ from itsdangerous import BadSignature, Signer
 from idp.config import current_settings
 
 SESSION_COOKIE = "gatehouse_session"
+# On an app's own host (forward-auth's callback): the session's id and its proof for the host.
+FORWARD_COOKIE = "gatehouse_forward"
 LOGIN_COOKIE = "gatehouse_login"
 LOGIN_COOKIE_AGE = timedelta(minutes=15)
 
@@ -49,6 +51,7 @@ def signed_session_cookie(token: str) -> str:
 
 
 def set_session_cookie(response: Response, token: str, max_age: timedelta) -> None:
+    """The session cookie: the issuer's host only, or ``COOKIE_DOMAIN`` and every host in it."""
     response.set_cookie(
         SESSION_COOKIE,
         signed_session_cookie(token),
@@ -57,11 +60,37 @@ def set_session_cookie(response: Response, token: str, max_age: timedelta) -> No
         secure=_is_https(),
         samesite="Lax",
         path="/",
+        domain=current_settings().cookie_domain or None,
     )
 
 
 def clear_session_cookie(response: Response) -> None:
+    """Clear the session cookie where it was set; with ``COOKIE_DOMAIN``, a host-only one
+    from before the setting too."""
+    domain = current_settings().cookie_domain
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=_is_https())
+    if domain:
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", httponly=True, secure=_is_https(), domain=domain
+        )
+
+
+def app_credential() -> str | None:
+    """The app-host credential this browser sent (``FORWARD_COOKIE``), if signed by us."""
+    return _read(FORWARD_COOKIE)
+
+
+def set_app_cookie(response: Response, credential: str, max_age: timedelta, secure: bool) -> None:
+    """The app-host cookie set by forward-auth's callback: that host only (no Domain)."""
+    response.set_cookie(
+        FORWARD_COOKIE,
+        _signer(FORWARD_COOKIE).sign(credential).decode(),
+        max_age=max(int(max_age.total_seconds()), 0),
+        httponly=True,
+        secure=secure,
+        samesite="Lax",
+        path="/",
+    )
 
 
 def login_browser_token() -> str:
