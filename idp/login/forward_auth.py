@@ -245,8 +245,12 @@ def _header_value(value: str) -> str:
 
 
 def _denied(slug: str | None, url: str | None) -> Response:
-    response = Response(status=401)
+    # ``?redirect=1`` (Traefik, whose forwardAuth hands a refusal to the browser as it is):
+    # a 302 to the sign-in page instead of the 401 that nginx and Caddy turn into one.
+    response = Response(status=302 if request.args.get("redirect") == "1" else 401)
     response.headers["X-Gatehouse-Login-URL"] = login_url(slug, url)
+    if response.status_code == 302:
+        response.headers["Location"] = response.headers["X-Gatehouse-Login-URL"]
     response.headers["Cache-Control"] = "no-store"
     return response
 
