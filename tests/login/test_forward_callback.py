@@ -388,3 +388,30 @@ def test_caddy_signs_in_an_app_on_its_own_domain_through_the_callback(
     set_member_status(system_actor(), org, user.id, MembershipStatus.SUSPENDED)
     db.session.commit()
     assert caddy.get("/dashboard?x=1", browser).status == 302
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "FORWARD_AUTH_HOSTS": HOSTS + ",acme.local:8080=acme",
+            "RETURN_ORIGINS": "http://a.test:81, x; script-src *",
+        }
+    ],
+)
+def test_pages_let_forms_redirect_to_the_app_hosts_only(client: FlaskClient) -> None:
+    """CSP ``form-action`` holds for a form's redirects: a sign-in confirmed by a form post
+    must be allowed on to the apps (their callback), and nowhere else."""
+    csp = client.get("/login").headers["Content-Security-Policy"]
+    (form_action,) = [d.strip() for d in csp.split(";") if d.strip().startswith("form-action")]
+    assert form_action.split() == [
+        "form-action",
+        "'self'",
+        "http://a.test:81",
+        "app.acme.test:*",
+        "other-app.test:*",
+        "app.gatehouse.test:*",
+        "app.acme.example:*",
+        "acme.local:8080",
+    ]
+    assert "script-src *" not in csp
