@@ -411,13 +411,17 @@ def test_the_traefik_example_names_the_check_and_its_headers() -> None:
     try:
         import yaml  # type: ignore[import-untyped]
     except ImportError:  # PyYAML is not a dependency: check the text
-        assert "forwardAuth:" in text and "/auth/check" in text
-        for header in ("User", "Email", "Org", "Role"):
+        assert "forwardAuth:" in text and "/auth/check?redirect=1" in text
+        for header in ("User", "Email", "Org", "Role", "Permissions"):
             assert f'"X-Gatehouse-{header}"' in text
+        assert 'path: "/auth/callback"' in text and "Path(`/_gatehouse/callback`)" in text
         return
-    middleware = yaml.safe_load(text)["http"]["middlewares"]["gatehouse"]["forwardAuth"]
-    assert middleware["address"].endswith("/auth/check")
+    config = yaml.safe_load(text)["http"]
+    middleware = config["middlewares"]["gatehouse"]["forwardAuth"]
+    assert middleware["address"].endswith("/auth/check?redirect=1")
     assert len(middleware["authResponseHeaders"]) == 5
+    assert config["middlewares"]["gatehouse-callback"]["replacePath"]["path"] == "/auth/callback"
+    assert "/_gatehouse/callback" in config["routers"]["app-gatehouse-callback"]["rule"]
 
 
 # --- nginx, for real ------------------------------------------------------------------------------
