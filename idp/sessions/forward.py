@@ -15,7 +15,7 @@ import hashlib
 import hmac
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from idp.crypto import new_token, token_digest
 from idp.db import db, utcnow
@@ -30,6 +30,15 @@ def issue_forward_code(session: Session, host: str) -> str:
     """A new code for ``session`` at ``host`` (the caller has checked the host is mapped)."""
     code = new_token(CODE_PREFIX)
     now = utcnow()
+    # The session's spent codes go as it gets a new one (its index): the table stays small.
+    db.session.execute(
+        delete(ForwardAuthCode)
+        .where(
+            ForwardAuthCode.session_id == session.id,
+            or_(ForwardAuthCode.used_at.is_not(None), ForwardAuthCode.expires_at <= now),
+        )
+        .execution_options(synchronize_session=False)
+    )
     db.session.add(
         ForwardAuthCode(
             code_digest=token_digest(code),

@@ -256,6 +256,8 @@ def test_the_callback_returns_only_to_its_own_host(client: FlaskClient, ann: Any
         client, "app.acme.test", code=code_for(client, f"{APP}/"), next=f"{APP}:8443/x"
     )
     assert traded.headers["Location"] == f"{APP}:8443/x"  # the same host (any port)
+    # Each new code cleared the session's spent ones: only the last is left.
+    assert db.session.query(ForwardAuthCode).count() == 1
 
 
 def test_start_gives_no_code_for_an_unmapped_host(client: FlaskClient, ann: Any) -> None:
