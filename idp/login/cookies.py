@@ -12,12 +12,16 @@ from datetime import timedelta
 
 from flask import Response, current_app, g, request
 from itsdangerous import BadSignature, Signer
+from werkzeug.http import dump_cookie
 
 from idp.config import current_settings
 
 SESSION_COOKIE = "gatehouse_session"
 # On an app's own host (forward-auth's callback): the session's id and its proof for the host.
 FORWARD_COOKIE = "gatehouse_forward"
+# On an app's own host, from the refusal to its callback: binds the sign-in to this browser.
+STATE_COOKIE = "gatehouse_state"
+STATE_COOKIE_AGE = timedelta(minutes=15)
 LOGIN_COOKIE = "gatehouse_login"
 LOGIN_COOKIE_AGE = timedelta(minutes=15)
 
@@ -91,6 +95,30 @@ def set_app_cookie(response: Response, credential: str, max_age: timedelta, secu
         samesite="Lax",
         path="/",
     )
+
+
+def state_cookie_header(state: str, secure: bool, path: str) -> str:
+    """The ``Set-Cookie`` value that a proxy passes on with a refusal on an app's host: the
+    state of the sign-in it starts, for that host's callback only (OAuth's ``state``,
+    RFC 6749 §10.12: a code from another browser's sign-in is refused there)."""
+    return dump_cookie(
+        STATE_COOKIE,
+        state,
+        max_age=int(STATE_COOKIE_AGE.total_seconds()),
+        path=path,
+        secure=secure,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def presented_state() -> str:
+    """The sign-in state this browser holds on the app's host (at the callback)."""
+    return request.cookies.get(STATE_COOKIE, "")
+
+
+def clear_state_cookie(response: Response, path: str, secure: bool) -> None:
+    response.delete_cookie(STATE_COOKIE, path=path, httponly=True, secure=secure)
 
 
 def login_browser_token() -> str:

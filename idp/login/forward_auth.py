@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hmac
 import re
+import secrets
 from datetime import datetime
 from typing import Any
 from urllib.parse import SplitResult, quote, urlencode, urlsplit
@@ -40,7 +41,14 @@ from idp.connections.models import Connection, Domain
 from idp.crypto import token_digest
 from idp.db import WORKSPACE_WIDE, db, declare_on_connection, declare_workspace_wide, utcnow
 from idp.errors import BadRequest, GatehouseError
-from idp.login.cookies import app_credential, session_token, set_app_cookie
+from idp.login.cookies import (
+    app_credential,
+    clear_state_cookie,
+    presented_state,
+    session_token,
+    set_app_cookie,
+    state_cookie_header,
+)
 from idp.login.pages import page
 from idp.login.redirects import safe_return_to
 from idp.orgs.models import Membership, Organization, Workspace
@@ -69,6 +77,7 @@ CALLBACK_PATH = "/_gatehouse/callback"
 # nginx's auth_request subrequest keeps the original method; Traefik and Caddy send GET.
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ORG_HEADER = "X-Gatehouse-Org"
+_STATE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")  # secrets.token_urlsafe(32): 43 characters
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # as orgs.services.SLUG
 
 
@@ -226,10 +235,12 @@ def needs_callback(url: str | None) -> bool:
     return not (domain and (host == domain or host.endswith("." + domain)))
 
 
-def login_url(slug: str | None, url: str | None) -> str:
-    """Where the proxy sends the browser to sign in, coming back to ``url`` if allowed."""
-    if url and needs_callback(url):
-        return f"{current_settings().issuer}{START_PATH}?{urlencode({'next': url})}"
+def login_url(slug: str | None, url: str | None, state: str | None = None) -> str:
+    """Where the proxy sends the browser to sign in, coming back to ``url`` if allowed;
+    through ``/auth/start`` (with the sign-in's ``state``) for a callback host."""
+    if url and state:
+        query = urlencode({"next": url, "state": state})
+        return f"{current_settings().issuer}{START_PATH}?{query}"
     query = {}
     if slug:
         query["org"] = slug
@@ -247,9 +258,21 @@ def _header_value(value: str) -> str:
 def _denied(slug: str | None, url: str | None) -> Response:
     # ``?redirect=1`` (Traefik, whose forwardAuth hands a refusal to the browser as it is):
     # a 302 to the sign-in page instead of the 401 that nginx and Caddy turn into one.
-    response = Response(status=302 if request.args.get("redirect") == "1" else 401)
-    response.headers["X-Gatehouse-Login-URL"] = login_url(slug, url)
-    if response.status_code == 302:
+    redirecting = request.args.get("redirect") == "1"
+    response = Response(status=302 if redirecting else 401)
+    state = None
+    if url and needs_callback(url):
+        # The sign-in starts here, so its state is bound to this browser here: a cookie of the
+        # app's host that the proxy passes on (X-Gatehouse-Set-Cookie; Traefik, redirected,
+        # passes the response's own), checked at the callback.
+        state = secrets.token_urlsafe(32)
+        https = url.lower().startswith("https://")
+        cookie = state_cookie_header(state, secure=https, path=CALLBACK_PATH)
+        response.headers["X-Gatehouse-Set-Cookie"] = cookie
+        if redirecting:
+            response.headers["Set-Cookie"] = cookie
+    response.headers["X-Gatehouse-Login-URL"] = login_url(slug, url, state)
+    if redirecting:
         response.headers["Location"] = response.headers["X-Gatehouse-Login-URL"]
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -391,15 +414,18 @@ def start() -> Response:
         raise BadRequest("unknown_host", "This is not an address Gatehouse signs in to")
     if not needs_callback(url):
         raise BadRequest("unknown_host", "This site is not one Gatehouse signs in to")
+    state = request.args.get("state", "")
+    if not _STATE.match(state):
+        raise BadRequest("invalid_state", "This sign-in did not start at the site: open it again")
     slug, host = _mapped_org(url), (parts.hostname or "")
     token = session_token()
     row = None
     if token and token.startswith(SESSION_TOKEN_PREFIX + "_"):
         row, _ = verdict(slug, url, digest=token_digest(token))
     if row is None:  # not signed in, or not in a way this org lets pass: sign in for it
-        again = f"{START_PATH}?{urlencode({'next': url})}"
+        again = f"{START_PATH}?{urlencode({'next': url, 'state': state})}"
         return _no_store(redirect(f"/login?{urlencode({'org': slug, 'next': again})}", code=303))
-    code = issue_forward_code(db.session.get(Session, row.session_id), host)
+    code = issue_forward_code(db.session.get(Session, row.session_id), host, state)
     db.session.commit()
     query = urlencode({"code": code, "next": url})
     return _no_store(redirect(f"{_origin(parts, host)}{CALLBACK_PATH}?{query}", code=302))
@@ -423,7 +449,7 @@ def callback() -> Response:
     host, proto = _app_host()
     if not host or not needs_callback(f"http://{host}/"):
         raise BadRequest("unknown_host", "This site is not one Gatehouse signs in to")
-    session = redeem_forward_code(request.args.get("code", ""), host)
+    session = redeem_forward_code(request.args.get("code", ""), host, presented_state())
     target = request.args.get("next", "")
     try:
         parts = urlsplit(target)
@@ -439,6 +465,7 @@ def callback() -> Response:
         session.expires_at - utcnow(),
         secure=proto == "https",
     )
+    clear_state_cookie(response, CALLBACK_PATH, secure=proto == "https")
     db.session.commit()
     return _no_store(response)
 

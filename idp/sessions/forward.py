@@ -26,8 +26,9 @@ CODE_PREFIX = "ghf"  # a public prefix for secret scanners ("forward")
 CODE_TTL = timedelta(seconds=60)
 
 
-def issue_forward_code(session: Session, host: str) -> str:
-    """A new code for ``session`` at ``host`` (the caller has checked the host is mapped)."""
+def issue_forward_code(session: Session, host: str, state: str) -> str:
+    """A new code for ``session`` at ``host`` (the caller has checked the host is mapped),
+    for the browser holding ``state`` there."""
     code = new_token(CODE_PREFIX)
     now = utcnow()
     # The session's spent codes go as it gets a new one (its index): the table stays small.
@@ -44,6 +45,7 @@ def issue_forward_code(session: Session, host: str) -> str:
             code_digest=token_digest(code),
             session_id=session.id,
             host=host.lower(),
+            state_digest=token_digest(state),
             created_at=now,
             expires_at=now + CODE_TTL,
         )
@@ -52,9 +54,10 @@ def issue_forward_code(session: Session, host: str) -> str:
     return code
 
 
-def redeem_forward_code(code: str, host: str) -> Session:
+def redeem_forward_code(code: str, host: str, state: str) -> Session:
     """The live session a code was issued for, using the code up; refused clearly if the
-    code is unknown, used, expired, for another host, or its session has ended."""
+    code is unknown, used, expired, for another host or another browser (``state``, the
+    browser's, is not the sign-in's), or its session has ended."""
     if not code.startswith(CODE_PREFIX + "_") or len(code) > 100:
         raise BadRequest("invalid_code", "This sign-in code is not one Gatehouse issued")
     digest = token_digest(code)
@@ -68,6 +71,11 @@ def redeem_forward_code(code: str, host: str) -> Session:
         raise BadRequest("code_expired", "This sign-in code has expired; sign in again")
     if not hmac.compare_digest(row.host, host.lower()):
         raise BadRequest("wrong_host", "This sign-in code was issued for another site")
+    if not hmac.compare_digest(row.state_digest, token_digest(state)):
+        raise BadRequest(
+            "state_mismatch",
+            "This sign-in did not begin in this browser: open the site again to sign in",
+        )
     # Single use even when two requests race: only one update finds it unused.
     used = db.session.execute(
         update(ForwardAuthCode)

@@ -100,6 +100,8 @@ class ForwardAuthCode(db.Model):
     code_digest: Mapped[str] = mapped_column(String(64), unique=True)
     session_id: Mapped[str] = mapped_column(ForeignKey(Session.id, ondelete="CASCADE"), index=True)
     host: Mapped[str] = mapped_column(String(253))  # the app's host name, lowercase
+    # The digest of the sign-in's state, which the browser must hold on the app's host.
+    state_digest: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_column()

@@ -1,5 +1,5 @@
 """Forward-auth codes: one-time codes that carry a session to an app on its own host
-(only their digests; single use, a minute each, bound to the host)
+(only their digests; single use, a minute each, bound to the host and the browser's state)
 
 Revision ID: 0016
 Revises: 0015
@@ -23,6 +23,7 @@ def upgrade():
     sa.Column('code_digest', sa.String(length=64), nullable=False),
     sa.Column('session_id', sa.String(length=40), nullable=False),
     sa.Column('host', sa.String(length=253), nullable=False),
+    sa.Column('state_digest', sa.String(length=64), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),

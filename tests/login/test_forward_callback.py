@@ -24,7 +24,7 @@ from idp.actors import system_actor
 from idp.config import ConfigError, load_settings
 from idp.crypto import token_digest
 from idp.db import db, utcnow
-from idp.login.cookies import FORWARD_COOKIE, SESSION_COOKIE, set_session_cookie
+from idp.login.cookies import FORWARD_COOKIE, SESSION_COOKIE, STATE_COOKIE, set_session_cookie
 from idp.orgs.models import MembershipStatus, Organization
 from idp.orgs.roles import Role
 from idp.orgs.services import set_member_status
@@ -65,8 +65,11 @@ def ann(app: Flask) -> tuple[Organization, User, Session, str]:
     return org, user, session, token
 
 
-def start(client: FlaskClient, url: str) -> TestResponse:
-    return client.get("/auth/start?" + urlencode({"next": url}))
+STATE = "s" * 43  # as the refusal's state cookie gave this browser on the app's host
+
+
+def start(client: FlaskClient, url: str, state: str = STATE) -> TestResponse:
+    return client.get("/auth/start?" + urlencode({"next": url, "state": state}))
 
 
 def code_for(client: FlaskClient, url: str) -> str:
@@ -75,7 +78,8 @@ def code_for(client: FlaskClient, url: str) -> str:
     return parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
 
 
-def callback(client: FlaskClient, host: str, **query: str) -> TestResponse:
+def callback(client: FlaskClient, host: str, state: str = STATE, **query: str) -> TestResponse:
+    client.set_cookie(STATE_COOKIE, state)  # the test client sends it to /auth/callback
     return client.get(
         "/auth/callback?" + urlencode(query),
         headers={"X-Forwarded-Host": host, "X-Forwarded-Proto": "http"},
@@ -107,14 +111,37 @@ def test_a_refused_check_on_an_app_host_sends_sign_in_through_start(
     assert response.status_code == 401
     login = urlsplit(response.headers["X-Gatehouse-Login-URL"])
     assert f"{login.scheme}://{login.netloc}{login.path}" == f"{ISSUER}/auth/start"
-    assert parse_qs(login.query) == {"next": [f"{APP}/dashboard?x=1"]}
+    query = parse_qs(login.query)
+    state = query.pop("state")[0]
+    assert query == {"next": [f"{APP}/dashboard?x=1"]}
+    # The state, as a cookie of the app's host for its callback, for the proxy to pass on.
+    jar: SimpleCookie = SimpleCookie(response.headers["X-Gatehouse-Set-Cookie"])
+    given = jar[STATE_COOKIE]
+    assert (given.value, given["path"], given["httponly"], given["samesite"]) == (
+        state,
+        "/_gatehouse/callback",
+        True,
+        "Lax",
+    )
+    assert not given["domain"] and not given["secure"]  # this host; http here
+    again = check(client, X_Original_URL=f"{APP}/")
+    assert parse_qs(urlsplit(again.headers["X-Gatehouse-Login-URL"]).query)["state"] != [state]
+    secure = check(client, X_Original_URL="https://app.acme.test/")
+    assert "Secure" in secure.headers["X-Gatehouse-Set-Cookie"]
+    # A host under the issuer's own (no callback): no state.
+    assert "X-Gatehouse-Set-Cookie" not in check(client, X_Gatehouse_Org="acme").headers
     # Not signed in at Gatehouse: its sign-in page for the host's org first, then back.
-    signed_out = start(client, f"{APP}/dashboard?x=1")
+    signed_out = start(client, f"{APP}/dashboard?x=1", state)
     assert signed_out.status_code == 303
     there = urlsplit(signed_out.headers["Location"])
     assert there.path == "/login"
-    again = "/auth/start?" + urlencode({"next": f"{APP}/dashboard?x=1"})
-    assert parse_qs(there.query) == {"org": ["acme"], "next": [again]}
+    again_url = "/auth/start?" + urlencode({"next": f"{APP}/dashboard?x=1", "state": state})
+    assert parse_qs(there.query) == {"org": ["acme"], "next": [again_url]}
+    # Without a state from the site, no sign-in starts.
+    for bad in ("", "short", "x" * 43 + "!"):
+        refused = start(client, f"{APP}/", bad)
+        assert refused.status_code == 400
+        assert refused.headers["X-Gatehouse-Error"] == "invalid_state"
 
 
 def test_sign_in_reaches_the_app_host_through_a_one_time_code(
@@ -201,6 +228,13 @@ def test_a_code_is_refused_replayed_on_another_host_expired_forged_or_tampered(
     assert callback(client, "app.acme.test", code=code).status_code == 302
     refused(callback(client, "app.acme.test", code=code), "code_used")  # replay
 
+    # Login CSRF: a code from the attacker's own sign-in, sent to a victim's browser whose
+    # state on the app's host is another (or none): refused, and still unused.
+    planted = code_for(client, f"{APP}/")
+    refused(callback(client, "app.acme.test", state="v" * 43, code=planted), "state_mismatch")
+    refused(callback(client, "app.acme.test", state="", code=planted), "state_mismatch")
+    assert callback(client, "app.acme.test", code=planted).status_code == 302
+
     expired = code_for(client, f"{APP}/")
     db.session.execute(
         update(ForwardAuthCode)
@@ -286,6 +320,9 @@ def test_traefik_asks_for_a_redirect_instead_of_a_401(client: FlaskClient, ann: 
     assert response.status_code == 302
     assert response.headers["Location"] == response.headers["X-Gatehouse-Login-URL"]
     assert response.headers["Location"].startswith(f"{ISSUER}/auth/start?")
+    # Traefik passes the refusal on as it is: the state cookie is the response's own.
+    assert response.headers["Set-Cookie"] == response.headers["X-Gatehouse-Set-Cookie"]
+    assert response.headers["Set-Cookie"].startswith(f"{STATE_COOKIE}=")
 
 
 # --- the shared parent domain --------------------------------------------------------------------
@@ -359,7 +396,11 @@ def test_caddy_signs_in_an_app_on_its_own_domain_through_the_callback(
     assert anonymous.getheader("Cache-Control") == "no-store"
     login = urlsplit(anonymous.getheader("Location"))
     assert login.path == "/auth/start", (anonymous.getheaders(), caddy.error_log())
-    assert parse_qs(login.query) == {"next": [f"{origin}/dashboard?x=1"]}
+    query = parse_qs(login.query)
+    state = query.pop("state")[0]
+    assert query == {"next": [f"{origin}/dashboard?x=1"]}
+    given: SimpleCookie = SimpleCookie(anonymous.getheader("Set-Cookie"))
+    assert given[STATE_COOKIE].value == state  # passed on by Caddy
 
     cookie(client, token)  # the browser, signed in at Gatehouse, follows the redirect there
     handed = client.get(f"/auth/start?{login.query}")
@@ -367,7 +408,9 @@ def test_caddy_signs_in_an_app_on_its_own_domain_through_the_callback(
     back = urlsplit(handed.headers["Location"])
     assert back.netloc == host and back.path == "/_gatehouse/callback"
 
-    traded = caddy.get(f"{back.path}?{back.query}", {"Host": host})
+    at_callback = {"Host": host, "Cookie": f"{STATE_COOKIE}={state}"}
+    assert caddy.get(f"{back.path}?{back.query}", {"Host": host}).status == 400  # no state
+    traded = caddy.get(f"{back.path}?{back.query}", at_callback)
     assert traded.status == 302, (traded.body, caddy.error_log())
     assert traded.getheader("Location") == f"{origin}/dashboard?x=1"
     jar: SimpleCookie = SimpleCookie(traded.getheader("Set-Cookie"))
@@ -384,7 +427,7 @@ def test_caddy_signs_in_an_app_on_its_own_domain_through_the_callback(
         "acme",
         "member",
     )
-    replayed = caddy.get(f"{back.path}?{back.query}", {"Host": host})
+    replayed = caddy.get(f"{back.path}?{back.query}", at_callback)
     assert replayed.status == 400  # the code was used
 
     set_member_status(system_actor(), org, user.id, MembershipStatus.SUSPENDED)
