@@ -66,6 +66,9 @@ class Settings:
     outbound_ca_file: str = ""  # PEM: more CAs trusted for outbound https (e.g. AD FS's own)
     # Forward-auth: which org a proxied host belongs to, ``host[:port]=slug``, comma-separated.
     forward_auth_hosts: str = ""
+    # The session cookie's Domain (e.g. gatehouse.test): apps on hosts under it share the
+    # sign-in; empty: the issuer's host only. The issuer's host must be within it.
+    cookie_domain: str = ""
     # --- rate limits (idp/ratelimit.py); limits' notation, e.g. "10 per 10 minutes" ---
     # Shared counters for every process and host; empty: the counters live in the database.
     redis_url: str = ""
@@ -237,6 +240,30 @@ def parse_forward_auth_hosts(value: str) -> dict[str, str]:
     return hosts
 
 
+def parse_cookie_domain(value: str, issuer: str) -> str:
+    """``COOKIE_DOMAIN``: a DNS name (a leading dot is dropped) the issuer's host is within."""
+    domain = value.strip().lower().removeprefix(".")
+    if not domain:
+        return ""
+    host = (urlsplit(issuer).hostname or "").lower()
+    if (
+        not _HOST.match(domain)
+        or "." not in domain
+        or re.fullmatch(r"[0-9.]+", domain)
+        or ".." in domain
+    ):
+        raise ConfigError(
+            f"{PREFIX}COOKIE_DOMAIN: {value!r} is not a DNS name with a dot "
+            "(e.g. gatehouse.example; an IP address cannot be shared)"
+        )
+    if host != domain and not host.endswith("." + domain):
+        raise ConfigError(
+            f"{PREFIX}COOKIE_DOMAIN: the issuer's host {host!r} is not within {domain!r}, "
+            "so the session cookie could not be set there"
+        )
+    return domain
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -311,7 +338,9 @@ def load_settings(
     settings = replace(settings, issuer=settings.issuer.rstrip("/"))
     if settings.is_production:
         _check_production(settings)
-    return settings
+    return replace(
+        settings, cookie_domain=parse_cookie_domain(settings.cookie_domain, settings.issuer)
+    )
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})

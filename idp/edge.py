@@ -7,13 +7,15 @@ One place for all of it, so no page or surface can be left without (issue 16 #4,
 
 from __future__ import annotations
 
+import functools
+import re
 import secrets
 
 from flask import Flask, Response, current_app, g, render_template_string, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from idp.apps.clients import is_registered_origin, origin_of
-from idp.config import current_settings
+from idp.config import current_settings, parse_forward_auth_hosts
 
 csrf = CSRFProtect()
 
@@ -49,7 +51,7 @@ HSTS = "max-age=31536000; includeSubDomains"  # one year (RFC 6797 §6.1)
 REFERRER_POLICY = "same-origin"
 PAGE_CSP = (
     "default-src 'none'; script-src {script}; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'{forms}; frame-ancestors 'none'; base-uri 'none'"
 )
 # JSON, XML, text: nothing in them may run, load or be framed if a browser renders one.
 DOCUMENT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
@@ -138,20 +140,40 @@ def _refuse_cross_site_posts() -> Response | None:
     return None
 
 
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+(?::[0-9]{1,5})?")
+
+
+@functools.lru_cache(maxsize=8)
+def _form_destinations(return_origins: str, forward_auth_hosts: str) -> str:
+    """Where a form's answer may redirect besides this site (CSP3 ``form-action`` holds for
+    the redirects too): the origins a sign-in may return to, and forward-auth's hosts
+    (their callback), any port for a host named without one."""
+    origins = (o.strip().rstrip("/").lower() for o in return_origins.split(","))
+    # Only what reads as an origin: nothing else may reach the policy's text.
+    sources = [o for o in origins if _ORIGIN.fullmatch(o)]
+    for host in parse_forward_auth_hosts(forward_auth_hosts):
+        sources.append(host if ":" in host else f"{host}:*")
+    return "".join(f" {source}" for source in sources)
+
+
 def _secure_response(response: Response) -> Response:
     """Every answer: no sniffing, no referrer across sites, HSTS under https, a CSP (a
     page's allows only our styles and its own nonce's scripts; any other allows nothing),
     no framing; CORS where a browser-based app reads the answer."""
     headers = response.headers
+    settings = current_settings()
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", REFERRER_POLICY)
-    if current_settings().issuer.startswith("https://"):
+    if settings.issuer.startswith("https://"):
         headers.setdefault("Strict-Transport-Security", HSTS)
     if response.mimetype == "text/html":
         script = f"'nonce-{g.csp_nonce}'" if "csp_nonce" in g else "'none'"
         given = headers.get("Content-Security-Policy")
         if given is None:
-            headers["Content-Security-Policy"] = PAGE_CSP.format(script=script)
+            headers["Content-Security-Policy"] = PAGE_CSP.format(
+                script=script,
+                forms=_form_destinations(settings.return_origins, settings.forward_auth_hosts),
+            )
         elif "frame-ancestors" not in given:  # a page's own policy (the SAML auto-post)
             headers["Content-Security-Policy"] = f"{given}; frame-ancestors 'none'"
         headers.setdefault("X-Frame-Options", "DENY")

@@ -1,5 +1,5 @@
-"""Real reverse proxies on loopback for the forward-auth tests: nginx (installed from Debian
-when missing), a tiny upstream app that echoes what the proxy told it, and Gatehouse served
+"""Real reverse proxies on loopback for the forward-auth tests: nginx and Caddy (installed from
+Debian when missing), a tiny upstream app that echoes what the proxy told it, and Gatehouse served
 over HTTP by werkzeug in a thread."""
 
 from __future__ import annotations
@@ -105,16 +105,16 @@ def serve_app(app: Any, port: int = 0) -> Iterator[int]:
 # --- nginx -----------------------------------------------------------------------------------
 
 
-def render_nginx_site(listen: int, gatehouse: int, upstream: int) -> str:
-    """``docs/proxies/nginx.conf`` with this test's ports in place of the documented ones."""
-    text = (DOCS / "nginx.conf").read_text()
+def render_nginx_site(listen: int, gatehouse: int, upstream: int, name: str = "nginx.conf") -> str:
+    """``docs/proxies/<name>`` with this test's ports in place of the documented ones."""
+    text = (DOCS / name).read_text()
     for old, new in (
         ("listen 80;", f"listen {HOST}:{listen};"),
         ("127.0.0.1:8000", f"{HOST}:{gatehouse}"),
         ("127.0.0.1:3000", f"{HOST}:{upstream}"),
     ):
         if old not in text:
-            raise AssertionError(f"docs/proxies/nginx.conf no longer holds {old!r}")
+            raise AssertionError(f"docs/proxies/{name} no longer holds {old!r}")
         text = text.replace(old, new)
     return text
 
@@ -133,7 +133,7 @@ http {{
 
 
 @dataclass(frozen=True)
-class Nginx:
+class Proxy:
     port: int
     root: Path
 
@@ -154,7 +154,7 @@ class Nginx:
 
 
 @contextmanager
-def run_nginx(binary: str, root: Path, site: str, port: int) -> Iterator[Nginx]:
+def run_nginx(binary: str, root: Path, site: str, port: int) -> Iterator[Proxy]:
     """nginx in the foreground, one process, everything it writes under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "site.conf").write_text(site)
@@ -173,13 +173,65 @@ def run_nginx(binary: str, root: Path, site: str, port: int) -> Iterator[Nginx]:
     )
     try:
         _wait_for_port(port, "nginx", alive=lambda: process.poll() is None)
-        yield Nginx(port, root)
+        yield Proxy(port, root)
     finally:
-        process.terminate()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+    if process.stderr:
+        process.stderr.close()
+
+
+# --- Caddy -----------------------------------------------------------------------------------
+
+
+def install_caddy() -> str:
+    """The caddy binary, installed with apt-get (Debian's ``caddy``) if it is missing."""
+    try:
+        return ensure_deb("caddy", ("caddy", "/usr/bin/caddy"))
+    except PackageUnavailable as exc:
+        raise ProxyUnavailable(str(exc)) from exc
+
+
+def render_caddyfile(listen: int, gatehouse: int, upstream: int) -> str:
+    """``docs/proxies/Caddyfile`` over plain HTTP on this test's ports, the admin API off."""
+    text = (DOCS / "Caddyfile").read_text()
+    for old, new in (
+        ("app.acme.example {", f"http://app.acme.example:{listen} {{\n\tbind {HOST}"),
+        ("127.0.0.1:8000", f"{HOST}:{gatehouse}"),
+        ("127.0.0.1:3000", f"{HOST}:{upstream}"),
+    ):
+        if old not in text:
+            raise AssertionError(f"docs/proxies/Caddyfile no longer holds {old!r}")
+        text = text.replace(old, new)
+    return "{\n\tadmin off\n\tauto_https off\n}\n\n" + text
+
+
+@contextmanager
+def run_caddy(binary: str, root: Path, caddyfile: str, port: int) -> Iterator[Proxy]:
+    """Caddy in the foreground, its data and config under ``root``; its log in error.log."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Caddyfile").write_text(caddyfile)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "XDG_DATA_HOME": str(root / "data")}
+    env["XDG_CONFIG_HOME"] = str(root / "config")
+    command = [binary, "run", "--config", str(root / "Caddyfile"), "--adapter", "caddyfile"]
+    log = (root / "error.log").open("w")
+    process = subprocess.Popen(  # noqa: S603 - our own arguments
+        command, stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    try:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
+            _wait_for_port(port, "caddy", alive=lambda: process.poll() is None)
+        except ProxyUnavailable as exc:
+            raise AssertionError(f"{exc}:\n{(root / 'error.log').read_text()[-2000:]}") from None
+        yield Proxy(port, root)
+    finally:
+        _stop(process)
+        log.close()

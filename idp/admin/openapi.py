@@ -235,10 +235,30 @@ def _session_paths() -> dict[str, dict[str, Any]]:
                 "X-Gatehouse-Org header, else the session's own. Every method is answered alike.",
                 "tags": ["session"],
                 "security": [{"session": []}],
+                "parameters": [
+                    {
+                        "name": "redirect",
+                        "in": "query",
+                        "required": False,
+                        "description": "1: refuse with a 302 to the sign-in page instead of "
+                        "a 401 (Traefik hands a refusal to the browser as it is)",
+                        "schema": {"type": "string"},
+                    }
+                ],
                 "responses": {
                     "200": {
                         "description": "Signed in and admitted: who the person is",
                         "headers": _IDENTITY_HEADERS,
+                    },
+                    "302": {
+                        "description": "With redirect=1, not signed in or not admitted: "
+                        "to the sign-in page",
+                        "headers": {
+                            "Location": {
+                                "description": "the sign-in page, as X-Gatehouse-Login-URL",
+                                "schema": {"type": "string"},
+                            }
+                        },
                     },
                     "401": {
                         "description": "Not signed in or not admitted: where to sign in",

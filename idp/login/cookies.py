@@ -12,10 +12,16 @@ from datetime import timedelta
 
 from flask import Response, current_app, g, request
 from itsdangerous import BadSignature, Signer
+from werkzeug.http import dump_cookie
 
 from idp.config import current_settings
 
 SESSION_COOKIE = "gatehouse_session"
+# On an app's own host (forward-auth's callback): the session's id and its proof for the host.
+FORWARD_COOKIE = "gatehouse_forward"
+# On an app's own host, from the refusal to its callback: binds the sign-in to this browser.
+STATE_COOKIE = "gatehouse_state"
+STATE_COOKIE_AGE = timedelta(minutes=15)
 LOGIN_COOKIE = "gatehouse_login"
 LOGIN_COOKIE_AGE = timedelta(minutes=15)
 
@@ -49,6 +55,7 @@ def signed_session_cookie(token: str) -> str:
 
 
 def set_session_cookie(response: Response, token: str, max_age: timedelta) -> None:
+    """The session cookie: the issuer's host only, or ``COOKIE_DOMAIN`` and every host in it."""
     response.set_cookie(
         SESSION_COOKIE,
         signed_session_cookie(token),
@@ -57,11 +64,61 @@ def set_session_cookie(response: Response, token: str, max_age: timedelta) -> No
         secure=_is_https(),
         samesite="Lax",
         path="/",
+        domain=current_settings().cookie_domain or None,
     )
 
 
 def clear_session_cookie(response: Response) -> None:
+    """Clear the session cookie where it was set; with ``COOKIE_DOMAIN``, a host-only one
+    from before the setting too."""
+    domain = current_settings().cookie_domain
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, secure=_is_https())
+    if domain:
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", httponly=True, secure=_is_https(), domain=domain
+        )
+
+
+def app_credential() -> str | None:
+    """The app-host credential this browser sent (``FORWARD_COOKIE``), if signed by us."""
+    return _read(FORWARD_COOKIE)
+
+
+def set_app_cookie(response: Response, credential: str, max_age: timedelta, secure: bool) -> None:
+    """The app-host cookie set by forward-auth's callback: that host only (no Domain)."""
+    response.set_cookie(
+        FORWARD_COOKIE,
+        _signer(FORWARD_COOKIE).sign(credential).decode(),
+        max_age=max(int(max_age.total_seconds()), 0),
+        httponly=True,
+        secure=secure,
+        samesite="Lax",
+        path="/",
+    )
+
+
+def state_cookie_header(state: str, secure: bool, path: str) -> str:
+    """The ``Set-Cookie`` value that a proxy passes on with a refusal on an app's host: the
+    state of the sign-in it starts, for that host's callback only (OAuth's ``state``,
+    RFC 6749 §10.12: a code from another browser's sign-in is refused there)."""
+    return dump_cookie(
+        STATE_COOKIE,
+        state,
+        max_age=int(STATE_COOKIE_AGE.total_seconds()),
+        path=path,
+        secure=secure,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def presented_state() -> str:
+    """The sign-in state this browser holds on the app's host (at the callback)."""
+    return request.cookies.get(STATE_COOKIE, "")
+
+
+def clear_state_cookie(response: Response, path: str, secure: bool) -> None:
+    response.delete_cookie(STATE_COOKIE, path=path, httponly=True, secure=secure)
 
 
 def login_browser_token() -> str:

@@ -14,11 +14,14 @@ It writes nothing, except
 from __future__ import annotations
 
 import functools
+import hmac
 import re
+import secrets
 from datetime import datetime
-from urllib.parse import quote, urlencode, urlsplit
+from typing import Any
+from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, redirect, request
 from sqlalchemy import (
     Select,
     and_,
@@ -37,22 +40,44 @@ from idp.config import current_settings, parse_forward_auth_hosts
 from idp.connections.models import Connection, Domain
 from idp.crypto import token_digest
 from idp.db import WORKSPACE_WIDE, db, declare_on_connection, declare_workspace_wide, utcnow
-from idp.login.cookies import session_token
+from idp.errors import BadRequest, GatehouseError
+from idp.login.cookies import (
+    app_credential,
+    clear_state_cookie,
+    presented_state,
+    session_token,
+    set_app_cookie,
+    state_cookie_header,
+)
+from idp.login.pages import page
 from idp.login.redirects import safe_return_to
 from idp.orgs.models import Membership, Organization, Workspace
 from idp.orgs.role_book import cached_permissions
 from idp.policies.chain import org_policy
 from idp.policies.enforcement import violation
 from idp.policies.registry import Policy
+from idp.sessions.forward import (
+    derive_app_credential,
+    host_binding,
+    issue_forward_code,
+    redeem_forward_code,
+)
 from idp.sessions.models import Session
 from idp.sessions.services import SESSION_TOKEN_PREFIX, TOUCH_EVERY, session_attempt
 from idp.users.models import User
 
 bp = Blueprint("forward_auth", __name__)
 
+# The callback pattern (apps on their own domains): /auth/start on Gatehouse issues a code
+# and sends the browser to CALLBACK_PATH on the app's host, which the proxy passes to
+# Gatehouse's /auth/callback.
+START_PATH = "/auth/start"
+CALLBACK_PATH = "/_gatehouse/callback"
+
 # nginx's auth_request subrequest keeps the original method; Traefik and Caddy send GET.
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ORG_HEADER = "X-Gatehouse-Org"
+_STATE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")  # secrets.token_urlsafe(32): 43 characters
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # as orgs.services.SLUG
 
 
@@ -68,10 +93,12 @@ def _email_domain(dialect: str, email: ColumnElement[str]) -> ColumnElement[str]
     return func.substr(email, func.instr(email, "@") + 1)
 
 
-def check_statement(dialect: str, *, by_slug: bool) -> Select:
+def check_statement(dialect: str, *, by_slug: bool, by_session_id: bool = False) -> Select:
     """The one query: live session, user, org, active membership and admission rule together.
 
     ``by_slug``: the org is named (``:slug``); otherwise it is the session's current org.
+    ``by_session_id``: the session is named by id (an app-host credential, whose proof the
+    caller checks against the selected token digest); otherwise by its token's digest.
     The admission rule (``signin.admission``): no connection and an email link; or the
     connection's own org; or a live org of the connection that verified the email's domain.
     Core tables, not ORM entities: the ORM's result machinery would double the time taken.
@@ -105,6 +132,8 @@ def check_statement(dialect: str, *, by_slug: bool) -> Select:
             w.roles_version,
             c.org_id.label("connection_org_id"),
             s.id.label("session_id"),
+            s.token_digest,
+            s.expires_at,
             s.mfa,
             s.created_at,
             s.last_seen_at,
@@ -129,7 +158,9 @@ def check_statement(dialect: str, *, by_slug: bool) -> Select:
             ),
         )
         .where(
-            s.token_digest == bindparam("digest"),
+            s.id == bindparam("session_id")
+            if by_session_id
+            else s.token_digest == bindparam("digest"),
             s.revoked_at.is_(None),
             s.expires_at > bindparam("now"),
             u.status == _inline("active"),
@@ -141,6 +172,12 @@ def check_statement(dialect: str, *, by_slug: bool) -> Select:
 # Built once per dialect and org source; each request only binds its parameters.
 _STATEMENTS: dict[tuple[str, bool], Select] = {
     (dialect, by_slug): check_statement(dialect, by_slug=by_slug)
+    for dialect in ("sqlite", "postgresql")
+    for by_slug in (True, False)
+}
+# The same, the session named by id (the app-host cookie of the callback pattern).
+_BY_SESSION_ID: dict[tuple[str, bool], Select] = {
+    (dialect, by_slug): check_statement(dialect, by_slug=by_slug, by_session_id=True)
     for dialect in ("sqlite", "postgresql")
     for by_slug in (True, False)
 }
@@ -178,8 +215,32 @@ def _mapped_org(url: str | None) -> str | None:
     return hosts.get(netloc) or hosts.get(name)
 
 
-def login_url(slug: str | None, url: str | None) -> str:
-    """Where the proxy sends the browser to sign in, coming back to ``url`` if allowed."""
+def _hostname(url: str | None) -> str | None:
+    try:
+        return (urlsplit(url).hostname or None) if url else None
+    except ValueError:
+        return None
+
+
+def needs_callback(url: str | None) -> bool:
+    """Whether ``url`` is on a mapped host the session cookie cannot reach (neither the
+    issuer's host nor within ``COOKIE_DOMAIN``): its sign-in returns through the callback."""
+    host = _hostname(url)
+    if host is None or _mapped_org(url) is None:
+        return False
+    settings = current_settings()
+    if host == (urlsplit(settings.issuer).hostname or "").lower():
+        return False
+    domain = settings.cookie_domain
+    return not (domain and (host == domain or host.endswith("." + domain)))
+
+
+def login_url(slug: str | None, url: str | None, state: str | None = None) -> str:
+    """Where the proxy sends the browser to sign in, coming back to ``url`` if allowed;
+    through ``/auth/start`` (with the sign-in's ``state``) for a callback host."""
+    if url and state:
+        query = urlencode({"next": url, "state": state})
+        return f"{current_settings().issuer}{START_PATH}?{query}"
     query = {}
     if slug:
         query["org"] = slug
@@ -195,8 +256,24 @@ def _header_value(value: str) -> str:
 
 
 def _denied(slug: str | None, url: str | None) -> Response:
-    response = Response(status=401)
-    response.headers["X-Gatehouse-Login-URL"] = login_url(slug, url)
+    # ``?redirect=1`` (Traefik, whose forwardAuth hands a refusal to the browser as it is):
+    # a 302 to the sign-in page instead of the 401 that nginx and Caddy turn into one.
+    redirecting = request.args.get("redirect") == "1"
+    response = Response(status=302 if redirecting else 401)
+    state = None
+    if url and needs_callback(url):
+        # The sign-in starts here, so its state is bound to this browser here: a cookie of the
+        # app's host that the proxy passes on (X-Gatehouse-Set-Cookie; Traefik, redirected,
+        # passes the response's own), checked at the callback.
+        state = secrets.token_urlsafe(32)
+        https = url.lower().startswith("https://")
+        cookie = state_cookie_header(state, secure=https, path=CALLBACK_PATH)
+        response.headers["X-Gatehouse-Set-Cookie"] = cookie
+        if redirecting:
+            response.headers["Set-Cookie"] = cookie
+    response.headers["X-Gatehouse-Login-URL"] = login_url(slug, url, state)
+    if redirecting:
+        response.headers["Location"] = response.headers["X-Gatehouse-Login-URL"]
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -219,21 +296,21 @@ def _touch(session_id: str, now: datetime) -> None:
         )
 
 
-@bp.route("/auth/check", methods=METHODS)
-def check() -> Response:
-    """200 with who the browser is in the request's org, or 401 with where to sign in."""
-    url = original_url()
-    slug = _mapped_org(url) or request.headers.get(ORG_HEADER, "").strip().lower() or None
-    if slug is not None and not _SLUG.match(slug):
-        return _denied(None, url)  # no org is named so: nothing to look up
-    token = session_token()
-    if not token or not token.startswith(SESSION_TOKEN_PREFIX + "_"):
-        return _denied(slug, url)
-    params = {"digest": token_digest(token), "now": utcnow()}
+def verdict(
+    slug: str | None, url: str | None, *, digest: str | None = None, session_id: str | None = None
+) -> tuple[Any, str | None]:
+    """The check's row when the session (by token digest, or by id) may pass in ``slug``'s
+    org (or its own), else ``None``; and the org to name in the login URL."""
+    params: dict[str, Any] = {"now": utcnow()}
+    if digest is not None:
+        params["digest"] = digest
+    else:
+        params["session_id"] = session_id
     if slug:
         params["slug"] = slug
     engine = db.engine
     dialect = engine.dialect.name
+    statements = _STATEMENTS if digest is not None else _BY_SESSION_ID
     # Row-level security: the check reads one person's session across their orgs, and a
     # fallback below may read through the ORM session.
     declare_workspace_wide()
@@ -245,9 +322,9 @@ def check() -> Response:
             # statement (after 5 uses on a connection) spares planning this 7-table join
             # every time (measured: 1 ms instead of 4 to 5 ms a query).
             declare_on_connection(conn, WORKSPACE_WIDE)
-        row = conn.execute(_STATEMENTS[(dialect, slug is not None)], params).first()
+        row = conn.execute(statements[(dialect, slug is not None)], params).first()
     if row is None or not row.admitted:
-        return _denied(slug or (row.slug if row else None), url)
+        return None, slug or (row.slug if row else None)
     if row.effective_policy:
         policy = Policy.from_json(row.effective_policy)
     else:  # not computed yet (a row from an older release): the chain says
@@ -255,11 +332,45 @@ def check() -> Response:
     now = params["now"]
     attempt = session_attempt(row, row.org_id, row.connection_org_id, now, email=row.email)
     if violation(policy, attempt):
-        return _denied(row.slug, url)
+        return None, row.slug
     if policy.session_idle_timeout is not None and (
         row.last_seen_at is None or now - row.last_seen_at >= TOUCH_EVERY
     ):
         _touch(row.session_id, now)
+    return row, row.slug
+
+
+def _app_session(url: str | None) -> tuple[str, str] | None:
+    """The session id and proof of the app-host cookie, when the proxied host is one."""
+    credential = app_credential()
+    host = _hostname(url)
+    if not credential or host is None:
+        return None
+    session_id, _, proof = credential.partition(".")
+    return (session_id, proof) if session_id and proof else None
+
+
+@bp.route("/auth/check", methods=METHODS)
+def check() -> Response:
+    """200 with who the browser is in the request's org, or 401 with where to sign in."""
+    url = original_url()
+    slug = _mapped_org(url) or request.headers.get(ORG_HEADER, "").strip().lower() or None
+    if slug is not None and not _SLUG.match(slug):
+        return _denied(None, url)  # no org is named so: nothing to look up
+    token = session_token()
+    if token and token.startswith(SESSION_TOKEN_PREFIX + "_"):
+        row, named = verdict(slug, url, digest=token_digest(token))
+    elif (app := _app_session(url)) is not None:
+        row, named = verdict(slug, url, session_id=app[0])
+        # The cookie holds for the host it was made for, and only while the session lives.
+        if row is not None and not hmac.compare_digest(
+            app[1], host_binding(row.token_digest, _hostname(url) or "")
+        ):
+            row, named = None, slug
+    else:
+        return _denied(slug, url)
+    if row is None:
+        return _denied(named, url)
     response = Response(status=200)
     response.headers.update(
         {
@@ -277,4 +388,100 @@ def check() -> Response:
             "Cache-Control": "no-store",
         }
     )
+    return response
+
+
+def _bad_url(url: str) -> bool:
+    return not url or len(url) > 2000 or any(ord(c) < 0x21 or c == "\\" for c in url)
+
+
+def _origin(parts: SplitResult, host: str) -> str:
+    """``scheme://host[:port]`` rebuilt from the parsed parts, never a user-info ``@``."""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+@bp.get(START_PATH)
+def start() -> Response:
+    """Sign-in's way back to an app on its own domain: a one-time code, bound to this session
+    and the app's host, sent to the host's callback; the sign-in page first if need be."""
+    url = request.args.get("next", "")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        parts = None
+    if _bad_url(url) or parts is None or parts.scheme not in ("http", "https"):
+        raise BadRequest("unknown_host", "This is not an address Gatehouse signs in to")
+    if not needs_callback(url):
+        raise BadRequest("unknown_host", "This site is not one Gatehouse signs in to")
+    state = request.args.get("state", "")
+    if not _STATE.match(state):
+        raise BadRequest("invalid_state", "This sign-in did not start at the site: open it again")
+    slug, host = _mapped_org(url), (parts.hostname or "")
+    token = session_token()
+    row = None
+    if token and token.startswith(SESSION_TOKEN_PREFIX + "_"):
+        row, _ = verdict(slug, url, digest=token_digest(token))
+    if row is None:  # not signed in, or not in a way this org lets pass: sign in for it
+        again = f"{START_PATH}?{urlencode({'next': url, 'state': state})}"
+        return _no_store(redirect(f"/login?{urlencode({'org': slug, 'next': again})}", code=303))
+    code = issue_forward_code(db.session.get(Session, row.session_id), host, state)
+    db.session.commit()
+    query = urlencode({"code": code, "next": url})
+    return _no_store(redirect(f"{_origin(parts, host)}{CALLBACK_PATH}?{query}", code=302))
+
+
+def _app_host() -> tuple[str, str]:
+    """The app's host name and scheme as the proxy forwarded the callback."""
+    raw = request.headers.get("X-Forwarded-Host") or request.host
+    proto = request.headers.get("X-Forwarded-Proto") or request.scheme
+    try:
+        host = urlsplit("//" + raw.split(",")[0].strip()).hostname or ""
+    except ValueError:
+        host = ""
+    return host.lower(), proto.split(",")[0].strip().lower()
+
+
+@bp.get("/auth/callback")
+def callback() -> Response:
+    """On the app's host (``CALLBACK_PATH``, through the proxy): trade the code for the
+    app-host cookie and go on to ``next``, which must be on this same host."""
+    host, proto = _app_host()
+    if not host or not needs_callback(f"http://{host}/"):
+        raise BadRequest("unknown_host", "This site is not one Gatehouse signs in to")
+    session = redeem_forward_code(request.args.get("code", ""), host, presented_state())
+    target = request.args.get("next", "")
+    try:
+        parts = urlsplit(target)
+        same_host = parts.scheme in ("http", "https") and parts.hostname == host
+    except ValueError:
+        same_host = False
+    if _bad_url(target) or not same_host:
+        target = "/"  # this host's front page: never another site
+    response = redirect(target, code=302)
+    set_app_cookie(
+        response,
+        derive_app_credential(session, host),
+        session.expires_at - utcnow(),
+        secure=proto == "https",
+    )
+    clear_state_cookie(response, CALLBACK_PATH, secure=proto == "https")
+    db.session.commit()
+    return _no_store(response)
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    # The code is in the callback's URL: it must not leave in a Referer.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.errorhandler(GatehouseError)
+def error(exc: GatehouseError) -> Response:
+    """A page naming what was refused (the stable code in ``X-Gatehouse-Error``)."""
+    db.session.rollback()
+    message = exc.message if exc.status < 500 else "Something went wrong on our side"
+    response = page("Sign-in refused", "<p>{{ message }}</p>", exc.status, message=message)
+    response.headers["X-Gatehouse-Error"] = exc.code
     return response

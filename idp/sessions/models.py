@@ -88,3 +88,20 @@ class EmailLink(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_column()
+
+
+class ForwardAuthCode(db.Model):
+    """A one-time code that carries a session to an app on its own host (forward-auth's
+    callback): short-lived, single use, for one host; only its digest is stored."""
+
+    __tablename__ = "forward_auth_codes"
+
+    id: Mapped[str] = id_column("fac")
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey(Session.id, ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(253))  # the app's host name, lowercase
+    # The digest of the sign-in's state, which the browser must hold on the app's host.
+    state_digest: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = created_column()

@@ -47,13 +47,18 @@ from tests.proxies import (
 from tests.scim.conftest import DEACTIVATE, scim_for
 
 HOUR = timedelta(hours=1)
-APP_ORIGIN = "http://app.acme.example"
-HOSTS = "app.acme.example=acme,acme.local:8080=acme"
+APP_ORIGIN = "http://app.gatehouse.test"
+HOSTS = "app.gatehouse.test=acme,acme.local:8080=acme"
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"FORWARD_AUTH_HOSTS": HOSTS, "RETURN_ORIGINS": APP_ORIGIN}
+    # The shared parent domain: the issuer is gatehouse.test, the app one of its hosts.
+    return {
+        "FORWARD_AUTH_HOSTS": HOSTS,
+        "RETURN_ORIGINS": APP_ORIGIN,
+        "COOKIE_DOMAIN": "gatehouse.test",
+    }
 
 
 # --- builders ------------------------------------------------------------------------------
@@ -174,7 +179,10 @@ def test_the_login_url_returns_only_to_allowed_origins(app: Flask, client: Flask
     assert response.status_code == 401
     assert login_query(response) == {}  # neither a mapped org nor an allowed origin
     response = check(
-        client, X_Forwarded_Proto="http", X_Forwarded_Host="app.acme.example", X_Forwarded_Uri="/x"
+        client,
+        X_Forwarded_Proto="http",
+        X_Forwarded_Host="app.gatehouse.test",
+        X_Forwarded_Uri="/x",
     )
     assert login_query(response) == {"org": ["acme"], "next": [f"{APP_ORIGIN}/x"]}
     response = check(client, X_Original_URL="/\\evil.example", X_Gatehouse_Org="beta")
@@ -403,13 +411,17 @@ def test_the_traefik_example_names_the_check_and_its_headers() -> None:
     try:
         import yaml  # type: ignore[import-untyped]
     except ImportError:  # PyYAML is not a dependency: check the text
-        assert "forwardAuth:" in text and "/auth/check" in text
-        for header in ("User", "Email", "Org", "Role"):
+        assert "forwardAuth:" in text and "/auth/check?redirect=1" in text
+        for header in ("User", "Email", "Org", "Role", "Permissions"):
             assert f'"X-Gatehouse-{header}"' in text
+        assert 'path: "/auth/callback"' in text and "Path(`/_gatehouse/callback`)" in text
         return
-    middleware = yaml.safe_load(text)["http"]["middlewares"]["gatehouse"]["forwardAuth"]
-    assert middleware["address"].endswith("/auth/check")
+    config = yaml.safe_load(text)["http"]
+    middleware = config["middlewares"]["gatehouse"]["forwardAuth"]
+    assert middleware["address"].endswith("/auth/check?redirect=1")
     assert len(middleware["authResponseHeaders"]) == 5
+    assert config["middlewares"]["gatehouse-callback"]["replacePath"]["path"] == "/auth/callback"
+    assert "/_gatehouse/callback" in config["routers"]["app-gatehouse-callback"]["rule"]
 
 
 # --- nginx, for real ------------------------------------------------------------------------------
@@ -449,7 +461,7 @@ def test_nginx_lets_a_session_through_and_sends_others_to_sign_in(
     )
     assert created.status_code == 201
     session, token = sso_session(make_connection(org), subject="00u1", email="ann@acme.example")
-    host = {"Host": "app.acme.example"}
+    host = {"Host": "app.gatehouse.test"}
 
     anonymous = nginx.get("/reports?q=1", host)
     assert anonymous.status == 302, nginx.error_log()
