@@ -150,6 +150,9 @@ def test_metrics_count_sign_ins_scim_and_policy_refusals(
     assert bogus.headers["X-Gatehouse-Error"] == "invalid_link"
     refused, refused_token = sign_in_by_link(client, inbox, "bob@elsewhere.example")
     assert refused.headers["X-Gatehouse-Error"] == "policy_violation"
+    # An SSO sign-in refused at its start counts under its protocol; metadata is no sign-in.
+    assert client.get("/sso/oidc/con_nope/login").status_code == 404
+    assert client.get("/sso/saml/con_nope/metadata").status_code == 404
     scim_token, statuses = scim_sync(client, acme)
     assert statuses == [200, 201, 200, 404, 201]
     after = scrape(client)
@@ -171,6 +174,10 @@ def test_metrics_count_sign_ins_scim_and_policy_refusals(
         )
         == 1
     )
+    oidc = {"method": "oidc", "result": "refused", "reason": "connection_not_found"}
+    assert delta(before, after, sign_ins, **oidc) == 1
+    saml = {**oidc, "method": "saml"}
+    assert delta(before, after, sign_ins, **saml) == 0
     policy = "gatehouse_policy_refusals_total"
     assert delta(before, after, policy, policy="allowed_email_domains") == 1
     scim = "gatehouse_scim_operations_total"
@@ -208,6 +215,7 @@ def test_metrics_count_sign_ins_scim_and_policy_refusals(
         ("success", None, None),
         ("refused", "invalid_link", None),
         ("refused", "policy_violation", "allowed_email_domains"),
+        ("refused", "connection_not_found", None),
     ]
     success = sign_in_lines[0]
     assert success["request_id"] == signed_in.headers["X-Request-Id"]
