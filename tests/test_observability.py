@@ -153,6 +153,7 @@ def test_metrics_count_sign_ins_scim_and_policy_refusals(
     # An SSO sign-in refused at its start counts under its protocol; metadata is no sign-in.
     assert client.get("/sso/oidc/con_nope/login").status_code == 404
     assert client.get("/sso/saml/con_nope/metadata").status_code == 404
+    assert client.get("/no/such/acme/page").status_code == 404  # no route: one series for all
     scim_token, statuses = scim_sync(client, acme)
     assert statuses == [200, 201, 200, 404, 201]
     after = scrape(client)
@@ -191,6 +192,7 @@ def test_metrics_count_sign_ins_scim_and_policy_refusals(
     item = "/scim/v2/<org_slug>/Users/<user_id>"
     assert delta(before, after, http, method="PATCH", route=item, status="200") == 1
     assert delta(before, after, http, method="GET", route=item, status="404") == 1
+    assert delta(before, after, http, method="GET", route="unmatched", status="404") == 1
     duration = "gatehouse_http_request_duration_seconds_count"
     assert delta(before, after, duration, method="PATCH", route=item) == 1
     # Labels are routes and codes: no slug, id, address or token is ever one.
@@ -394,3 +396,13 @@ def test_tracing_stays_unloaded_without_its_variables(app: Flask) -> None:
         timeout=60,
     )
     assert found.stdout.strip() == "[]", found.stdout + found.stderr
+
+
+def test_the_log_format_is_json_in_production_unless_chosen() -> None:
+    assert observability.log_format(Settings(env="production")) == "json"
+    assert observability.log_format(Settings(env="development")) == "text"
+    assert observability.log_format(Settings(env="production", log_format="text")) == "text"
+    stream = io.StringIO()
+    handler = observability.log_handler(Settings(env="development"), stream)
+    handler.handle(logging.makeLogRecord({"name": "idp.x", "levelname": "INFO", "msg": "hi"}))
+    assert stream.getvalue().rstrip().endswith("INFO idp.x hi")
