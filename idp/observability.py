@@ -23,7 +23,16 @@ import sys
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, has_request_context, jsonify, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    request,
+)
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -116,8 +125,7 @@ def _count_request(response: Response) -> Response:
 
 
 def _allowed() -> bool:
-    from flask import current_app
-
+    """The bearer token, or a client in the allowed networks: either one opens."""
     access = current_app.extensions[EXTENSION]
     token = access["token"]
     if token:
@@ -139,8 +147,6 @@ def _allowed() -> bool:
 def metrics() -> Response:
     """Every counter and histogram of this deployment's processes, in Prometheus text format."""
     if not _allowed():
-        from flask import current_app
-
         has_token = bool(current_app.extensions[EXTENSION]["token"])
         refusal = jsonify(
             error="unauthorized" if has_token else "forbidden",
