@@ -1,6 +1,10 @@
 """Gunicorn settings for ``make run``; override any of them with GUNICORN_CMD_ARGS."""
 
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from idp.config import ConfigError, bind_address
 
@@ -18,3 +22,66 @@ errorlog = "-"
 # gunicorn's control socket is one path per user (~/.gunicorn/gunicorn.ctl) that every
 # instance would fight over; Gatehouse is driven by signals and its CLI, not by gunicornc.
 control_socket_disable = True
+
+# Prometheus multiprocess mode (prometheus_client): each worker writes its values to files
+# in this directory and a scrape of /metrics on any worker sums them. It must be set before
+# a worker imports prometheus_client, so here, in the master; an operator's own directory
+# (PROMETHEUS_MULTIPROC_DIR) is emptied at start, as the client requires between runs.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gatehouse-metrics-")
+
+
+def on_starting(server):
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges leave the sums (its counters stay, as they should)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+# JSON lines (GATEHOUSE_LOG_FORMAT, json by default in production) from gunicorn itself too,
+# with the keys of Gatehouse's own lines; the app puts its handler on the root logger.
+def _log_format():
+    chosen = os.environ.get("GATEHOUSE_LOG_FORMAT", "").strip().lower()
+    production = os.environ.get("GATEHOUSE_ENV", "production").strip() == "production"
+    return chosen or ("json" if production else "text")
+
+
+if _log_format() == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False},
+            # Any logging config turns gunicorn's access lines on; they stay off (see above).
+            "gunicorn.access": {"level": "INFO", "handlers": ["null"], "propagate": False},
+        },
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+            "null": {"class": "logging.NullHandler"},
+        },
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(levelname)s %(name)s %(message)s",
+                "rename_fields": {"levelname": "level", "name": "logger"},
+                "timestamp": True,
+                "static_fields": {"request_id": None, "org": None, "actor": None, "event": None},
+            }
+        },
+    }

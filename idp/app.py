@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -12,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from idp import edge, mail, ratelimit
+from idp import edge, mail, observability, ratelimit
 from idp.config import Settings, load_settings
 from idp.db import db, install_row_security
 from idp.extensions import migrate, render_migration_item
@@ -55,6 +54,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.extensions["gatehouse.settings"] = settings
 
     db.init_app(app)
+    # First: its after-request hook then runs after every other, timing the whole answer.
+    observability.init_app(app, settings)
     migrate.init_app(
         app,
         db,
@@ -95,10 +96,6 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from idp.cli import register_commands
 
     register_commands(app)
-    if not app.debug and not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
     return app
 
 

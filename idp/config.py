@@ -86,6 +86,12 @@ class Settings:
     # response is built, on the request's own thread: tests read the inbox right after).
     # Empty: ``inline`` under ENV=testing, else ``background``.
     mail_delivery: str = ""
+    # --- observability (idp/observability.py) ---
+    # ``/metrics`` is closed unless one of these opens it: a bearer token (32+ characters),
+    # and/or client networks (CIDRs, comma-separated; the address behind TRUSTED_PROXIES).
+    metrics_token: str = ""
+    metrics_allow: str = ""
+    log_format: str = ""  # json or text; empty: json in production, text elsewhere
 
     @property
     def is_production(self) -> bool:
@@ -220,6 +226,22 @@ def parse_outbound_allow(
     return frozenset(hosts), tuple(networks)
 
 
+def parse_networks(
+    name: str, value: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of CIDRs (a bare address is its own /32 or /128)."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}{name}: {entry!r} is not a network (e.g. 10.0.0.0/8 or 127.0.0.1; "
+                "no host bits set)"
+            ) from None
+    return tuple(networks)
+
+
 _HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -327,6 +349,14 @@ def load_settings(
             f"{PREFIX}DATABASE_POOL_SIZE must be at least 1 and "
             f"{PREFIX}DATABASE_MAX_OVERFLOW 0 or more"
         )
+    parse_networks("METRICS_ALLOW", settings.metrics_allow)
+    if settings.metrics_token and len(settings.metrics_token) < 32:
+        raise ConfigError(
+            f"{PREFIX}METRICS_TOKEN must be at least 32 characters (e.g. python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    if settings.log_format not in {"", "json", "text"}:
+        raise ConfigError(f"{PREFIX}LOG_FORMAT must be json or text")
     if settings.dns_timeout < 1:
         raise ConfigError(f"{PREFIX}DNS_TIMEOUT must be at least 1 second")
     if not 0 < settings.port < 65536:

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, g, request
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
+from idp import telemetry
 from idp.actors import Actor
 from idp.config import current_settings
 from idp.credentials.services import (
@@ -157,6 +158,24 @@ def check_if_match(version: str) -> None:
     candidates = {tag.strip() for tag in wanted.split(",")}
     if "*" not in candidates and version not in candidates and version[2:] not in candidates:
         raise ScimError(412, "The resource changed since that version (If-Match)")
+
+
+@bp.after_request
+def count_operation(response: Response) -> Response:
+    """Registered before ``commit``, so it runs after it and counts the final status."""
+    rule = request.url_rule.rule if request.url_rule else ""
+    resource, _, rest = rule.removeprefix(bp.url_prefix or "").strip("/").partition("/")
+    if resource == ".search" or rest == ".search":  # RFC 7644 §3.4.3: a POST that reads
+        operation = "search"
+    elif request.method == "GET":
+        operation = "get" if rest else "list"
+    else:
+        operation = _OPERATIONS.get(request.method, "other")
+    telemetry.scim_operation(resource or "unknown", operation, response.status_code)
+    return response
+
+
+_OPERATIONS = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
 
 
 @bp.after_request

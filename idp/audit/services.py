@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 
+from idp import telemetry
 from idp.actors import Actor
 from idp.audit.models import AuditEvent
 from idp.db import db
@@ -44,6 +45,15 @@ def record_event(
         request_id=actor.request_id,
     )
     db.session.add(event)
+    telemetry.audit_recorded(
+        db.session,
+        action,
+        org_id=org_id,
+        actor=f"{actor.kind.value}:{actor.user_id or actor.id}",
+        target_type=target_type,
+        target_id=target_id,
+        request_id=actor.request_id,
+    )
     return event
 
 

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from sqlalchemy import select
 
+from idp import telemetry
 from idp.actors import Actor, ActorKind
 from idp.apps.clients import login_uri_for_signed_in
 from idp.config import current_settings
@@ -46,6 +47,8 @@ from idp.users.models import User
 from idp.users.services import validate_email
 
 bp = Blueprint("login", __name__)
+# A refusal on these routes is a refused sign-in (counted and logged).
+_SIGN_IN_ENDPOINTS = frozenset({"login.email_link_sign_in"})
 
 
 @bp.before_request
@@ -122,6 +125,8 @@ def logout() -> Response:
 def error(exc: GatehouseError) -> Response:
     """JSON under ``/api/``, a page elsewhere; the stable code either way."""
     db.session.rollback()
+    if request.endpoint in _SIGN_IN_ENDPOINTS:
+        telemetry.sign_in_refused("email_link", exc.code, policy=exc.details.get("key"))
     message = exc.message if exc.status < 500 else "Something went wrong on our side"
     if request.path.startswith("/api/"):
         response = jsonify(error=exc.code, message=message)

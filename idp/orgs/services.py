@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, event, func, or_, select
 from sqlalchemy.orm import Session, contains_eager, lazyload
 from sqlalchemy.orm.util import identity_key
 
+from idp import telemetry
 from idp.actors import Actor
 from idp.audit.services import record_org_event
 from idp.connections.models import Domain, DomainStatus
@@ -691,6 +692,7 @@ def _refuse_if_full(org: Organization, policy_cap: int) -> None:
     cap = min(org.member_cap, policy_cap)
     seats = db.session.scalar(_COUNT_SEATS, {"org_id": org.id, "cap": cap})
     if seats >= cap:
+        telemetry.policy_refused("member_cap")
         raise Conflict("member_cap_reached", f"This organization is at its cap of {cap} members")
 
 

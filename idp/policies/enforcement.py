@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from idp import telemetry
 from idp.connections.names import email_domain
 from idp.errors import Forbidden
 from idp.orgs.roles import Role, RoleDef
@@ -190,4 +191,5 @@ def enforce(policy: Policy, attempt: Attempt) -> None:
     """Raise :class:`PolicyViolation` naming the first key the attempt breaks."""
     found = violations(policy, attempt)
     if found:
+        telemetry.policy_refused(found[0][0])
         raise PolicyViolation(*found[0])

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, update
 
+from idp import telemetry
 from idp.actors import Actor, ActorKind
 from idp.apps.tokens import revoke_member_tokens
 from idp.audit.services import record_org_event
@@ -66,6 +67,9 @@ def start_session(
     )
     db.session.add(session)
     db.session.flush()
+    telemetry.sign_in_succeeded(
+        db.session, method.value, org_id=session.org_id, user_id=user.id, session_id=session.id
+    )
     return session, token
 
 

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, g, redirect, request
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import IntegrityError
 
+from idp import telemetry
 from idp.config import current_settings
 from idp.connections.models import Connection
 from idp.connections.services import load_connection
@@ -37,6 +38,14 @@ from idp.users.models import normalize_email
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 log = logging.getLogger(__name__)
+# The routes that are a sign-in (a refusal there is a refused sign-in), and its method.
+_SIGN_IN_METHODS = {
+    "sso.oidc_login": "oidc",
+    "sso.oidc_callback": "oidc",
+    "sso.saml_login": "saml",
+    "sso.saml_acs": "saml",
+    "sso.confirm_address": "email_link",  # the link that finishes an SSO sign-in
+}
 
 
 def error_page(status: int, code: str, message: str) -> Response:
@@ -57,7 +66,11 @@ def refused(exc: GatehouseError) -> Response:
     status = exc.status if exc.status < 500 else 500
     message = exc.message if status < 500 else "Something went wrong on our side"
     # The code only: a message could quote what the IdP sent.
-    log.info("sso refused: %s (request %s)", exc.code, g.get("request_id"))
+    method = _SIGN_IN_METHODS.get(request.endpoint or "")
+    if method is not None:
+        telemetry.sign_in_refused(method, exc.code, policy=exc.details.get("key"))
+    else:
+        log.info("sso refused: %s", exc.code)
     return error_page(status, exc.code, message)
 
 
