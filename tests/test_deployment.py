@@ -112,6 +112,9 @@ def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Config
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
+    # Through monkeypatch, so the metrics directory the file names leaves this process's
+    # environment after the test (prometheus_client would read later scrapes from there).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
     values = runpy.run_path(str(GUNICORN_CONF))
     config = Config()
     for name, value in values.items():
