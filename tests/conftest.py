@@ -24,6 +24,7 @@ from idp.db import db, declare_nothing, declare_workspace_wide
 from idp.orgs import services
 from tests.builders import make_key
 from tests.outbound_peers import Pki, Server, make_pki
+from tests.test_mail import Inbox, start_smtp
 
 ISSUER = "http://gatehouse.test"
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -182,3 +183,13 @@ def listener() -> Iterator[Server]:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A throwaway CA shared by a module's tests."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+    controller, inbox = start_smtp()
+    try:
+        yield inbox
+    finally:
+        controller.stop()

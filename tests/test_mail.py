@@ -84,15 +84,6 @@ def start_smtp(**smtp_parameters: Any) -> tuple[Controller, Inbox]:
 
 
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    controller, inbox = start_smtp()
-    try:
-        yield inbox
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
 def smtp_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """Where the module's apps send mail: the loopback inbox, or (param ``down``) nowhere."""
     if getattr(request, "param", None) == "down":

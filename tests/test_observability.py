@@ -34,20 +34,11 @@ from idp.policies import services as policies
 from tests.builders import make_member, make_org
 from tests.forms import form_post
 from tests.scim.conftest import scim_for
-from tests.test_mail import Inbox, start_smtp
+from tests.test_mail import Inbox
 
 METRICS_TOKEN = "metrics-" + "m" * 40
 LINK = re.compile(r"http://gatehouse\.test(/login/email\?token=(\S+))")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    controller, inbox = start_smtp()
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from idp.orgs.roles import Role
 from tests.builders import make_member, make_org
 from tests.conftest import ENCRYPTION_KEY
 from tests.forms import TOKEN as CSRF_TOKEN
-from tests.test_mail import Inbox, free_port, start_smtp
+from tests.test_mail import Inbox, free_port
 from tests.test_observability import parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,15 +38,6 @@ HEALTHZ = (
     "gatehouse_http_requests_total",
     (("method", "GET"), ("route", "/healthz"), ("status", "200")),
 )
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    controller, inbox = start_smtp()
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 class Gunicorn:

@@ -4,7 +4,6 @@ links (through a real SMTP server on loopback), invitation acceptance, sign-out.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,18 +23,9 @@ from idp.people.signin import IdpAssertion, sign_in
 from idp.sessions.models import EmailLink, Session, SessionMethod
 from tests.builders import make_member, make_org, make_verified_domain
 from tests.forms import form_post
-from tests.test_mail import Inbox, start_smtp
+from tests.test_mail import Inbox
 
 LINK = re.compile(r"http://gatehouse\.test(/login/email\?token=\S+)")
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    controller, inbox = start_smtp()
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
