@@ -1,5 +1,5 @@
-"""WSGI entry point: ``gunicorn wsgi:app``."""
+"""WSGI entry point of the source tree: ``gunicorn wsgi:app`` (the package's is ``idp.wsgi``)."""
 
-from idp import create_app
+from idp.wsgi import app
 
-app = create_app()
+__all__ = ["app"]

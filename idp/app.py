@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,22 @@ from flask import Flask, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from idp import edge, mail, observability, ratelimit
-from idp.config import Settings, load_settings
+from idp.config import ConfigError, Settings, load_settings
 from idp.db import db, install_row_security
 from idp.extensions import migrate, render_migration_item
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+# A wheel carries the migrations inside the package (build_hooks.py copies them there); a
+# source checkout, or an editable install of one, keeps them at the top of the tree.
+IS_INSTALLED = (PACKAGE_DIR / "migrations").is_dir()
+MIGRATIONS_DIR = PACKAGE_DIR / "migrations" if IS_INSTALLED else PROJECT_ROOT / "migrations"
+# The instance folder (SQLite file, development keys) when GATEHOUSE_INSTANCE_PATH is unset:
+# the checkout's instance/, or, installed, Flask's place for an installed app beside (never
+# inside) site-packages: <prefix>/var/gatehouse-instance, the virtualenv's own var/.
+DEFAULT_INSTANCE_PATH = (
+    Path(sys.prefix) / "var" / "gatehouse-instance" if IS_INSTALLED else PROJECT_ROOT / "instance"
+)
 MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -26,10 +38,16 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     settings = (
         config
         if isinstance(config, Settings)
-        else load_settings(config, default_instance_path=str(PROJECT_ROOT / "instance"))
+        else load_settings(config, default_instance_path=str(DEFAULT_INSTANCE_PATH))
     )
     app = Flask(__name__, instance_path=settings.instance_path)
-    Path(settings.instance_path).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(settings.instance_path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"GATEHOUSE_INSTANCE_PATH: cannot create {settings.instance_path} "
+            f"({exc.strerror}); set it to a folder this user may write"
+        ) from None
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
@@ -59,7 +77,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     migrate.init_app(
         app,
         db,
-        directory=str(PROJECT_ROOT / "migrations"),
+        directory=str(MIGRATIONS_DIR),
         render_as_batch=True,
         compare_type=True,
         render_item=render_migration_item,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from cryptography.fernet import Fernet
 from flask import Flask
 
+from idp import app as app_module
 from idp import create_app
 from idp.config import ConfigError, load_settings
 
@@ -64,6 +68,30 @@ def test_create_app_without_config_reads_environment(monkeypatch, tmp_path) -> N
     monkeypatch.delenv("GATEHOUSE_DATABASE_URL", raising=False)
     app = create_app()
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+
+
+def test_unwritable_instance_folder_is_named(tmp_path) -> None:
+    """A folder that cannot be made (here: below a file) stops start-up with the setting's name."""
+    (tmp_path / "file").write_text("")
+    config = {
+        "ENV": "production",
+        "SECRET_KEY": "s" * 40,
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "ISSUER": "https://id.example",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'gatehouse.db'}",
+        "INSTANCE_PATH": str(tmp_path / "file" / "instance"),
+    }
+    with pytest.raises(ConfigError, match=r"INSTANCE_PATH: cannot create .*file/instance"):
+        create_app(config)
+
+
+def test_source_tree_runs_its_own_migrations_and_instance_folder() -> None:
+    """A checkout (and its editable install) uses migrations/ and instance/ at its top."""
+    root = Path(__file__).resolve().parent.parent
+    assert not app_module.IS_INSTALLED
+    assert root / "migrations" == app_module.MIGRATIONS_DIR
+    assert (app_module.MIGRATIONS_DIR / "env.py").is_file()
+    assert root / "instance" == app_module.DEFAULT_INSTANCE_PATH
 
 
 def test_healthz(client) -> None:
