@@ -58,6 +58,7 @@ def test_environment_file_filled_in_loads(tmp_path: Path) -> None:
         "GATEHOUSE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
         # The unit's own setting (its state directory), here a scratch folder.
         "GATEHOUSE_INSTANCE_PATH": str(tmp_path),
+        "GATEHOUSE_SMTP_URL": "smtp://mail.example.com:587?starttls=1",
     }
     settings = load_settings(environ=environ)
     assert settings.is_production
@@ -72,6 +73,9 @@ def test_unit_keeps_the_instance_folder_in_its_state_directory() -> None:
     assert unit_settings("WorkingDirectory") == [f"/var/lib/{state}"]
     (runtime,) = unit_settings("RuntimeDirectory")
     (start,) = unit_settings("ExecStart")
-    assert f"--control-socket /run/{runtime}/" in start
+    # The package's gunicorn settings, which put the control socket in the runtime directory.
+    assert "--config python:idp.gunicorn_conf" in start
+    (reload,) = unit_settings("ExecReload")
+    assert f"-s /run/{runtime}/gunicorn.ctl" in reload
     assert start.endswith(" idp.wsgi:app")
     assert unit_settings("ExecStartPre") == ["/opt/gatehouse/bin/gatehouse db upgrade"]

@@ -15,7 +15,7 @@ from gunicorn.config import Config
 
 from idp.config import ConfigError, bind_address, load_settings
 
-GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "idp" / "gunicorn_conf.py"
 PRODUCTION = {
     "ENV": "production",
     "SECRET_KEY": "s" * 40,
@@ -108,7 +108,7 @@ def test_a_bad_bind_host_is_named() -> None:
 
 def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Config:
     """gunicorn.conf.py under ``environ``, applied as gunicorn applies a config file."""
-    for name in ("GATEHOUSE_PORT", "GATEHOUSE_BIND_HOST"):
+    for name in ("GATEHOUSE_PORT", "GATEHOUSE_BIND_HOST", "RUNTIME_DIRECTORY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -138,12 +138,22 @@ def test_gunicorn_runs_without_the_shared_control_socket(monkeypatch: pytest.Mon
     assert config.accesslog is None  # URLs carry one-time tokens
 
 
+def test_gunicorn_under_systemd_puts_its_control_socket_in_the_units_runtime_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RuntimeDirectory= (docs/deploy/gatehouse.service): a socket of this instance's own,
+    where the unit's ExecReload finds it."""
+    config = gunicorn_settings(monkeypatch, RUNTIME_DIRECTORY=str(tmp_path))
+    assert config.control_socket_disable is False
+    assert config.control_socket == str(tmp_path / "gunicorn.ctl")
+
+
 def test_gunicorn_names_a_bad_port_without_a_traceback() -> None:
     gunicorn = Path(sys.executable).parent / "gunicorn"
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "GUNICORN"))}
     done = subprocess.run(  # noqa: S603 - our own gunicorn, fixed arguments
         [str(gunicorn), "--config", str(GUNICORN_CONF), "wsgi:app"],
-        cwd=GUNICORN_CONF.parent,
+        cwd=GUNICORN_CONF.parent.parent,
         env={**environ, "GATEHOUSE_PORT": "eighty"},
         capture_output=True,
         text=True,

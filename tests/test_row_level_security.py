@@ -23,14 +23,12 @@ from idp.db import (
 from idp.orgs.models import Membership, Organization, Team
 from idp.orgs.roles import Role
 from idp.people.services import add_member
-from tests import test_mail
 from tests.builders import make_member, make_org
 from tests.forms import form_post
 from tests.scim.conftest import scim_for
 from tests.test_mail import Inbox
 
 pytestmark = pytest.mark.postgres_only
-inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 
 
 @pytest.fixture

@@ -15,15 +15,12 @@ from playwright.sync_api import Browser, Page, expect
 from idp.orgs import services
 from idp.orgs.models import MembershipStatus
 from idp.orgs.roles import Role
-from tests import test_mail
 from tests.browser import chromium, new_page, screenshot, serious_findings
 from tests.builders import make_member, make_org, signed_in_cookie
 from tests.proxies import free_port, serve_app
 from tests.test_mail import Inbox
 
 HOST = "gatehouse.test"
-
-inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 
 
 @pytest.fixture(scope="module")

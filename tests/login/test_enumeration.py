@@ -23,12 +23,10 @@ import requests
 from flask import Flask
 
 from idp.orgs.roles import Role
-from tests import test_mail
 from tests.builders import make_member, make_org
 from tests.proxies import free_port, serve_app
 from tests.test_mail import Inbox
 
-inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 ROUNDS = 60  # requests per set (half known, half unknown), one set to fit and one to judge
 CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 

@@ -22,7 +22,6 @@ from idp.db import db
 from idp.orgs.models import MembershipStatus
 from idp.orgs.roles import Role
 from idp.orgs.services import set_member_status
-from tests import test_mail
 from tests.browser import chromium, new_page
 from tests.builders import make_member, make_org
 from tests.proxies import (
@@ -67,9 +66,6 @@ def nginx_binary() -> str:
         return install_nginx()
     except ProxyUnavailable as exc:
         pytest.skip(str(exc))
-
-
-inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 
 
 @pytest.fixture

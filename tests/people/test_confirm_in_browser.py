@@ -20,7 +20,6 @@ from idp.connections.models import ConnectionKind
 from idp.db import db, new_id
 from idp.orgs.roles import Role
 from idp.sso import oidc
-from tests import test_mail
 from tests.browser import chromium, new_page
 from tests.builders import invite_mailed, make_member, make_org
 from tests.peers import OidcIdp
@@ -63,9 +62,6 @@ def idp(issuer: str) -> Iterator[OidcIdp]:
 def browser() -> Iterator[Browser]:
     with chromium(hosts=[HOST]) as launched:
         yield launched
-
-
-inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from idp.orgs.models import Invitation, InvitationStatus, Membership, Membership
 from idp.orgs.roles import Role
 from idp.orgs.services import set_member_status
 from idp.sso import oidc
-from tests import test_mail
 from tests.builders import make_key, make_member, make_org
 from tests.conftest import ISSUER
 from tests.forms import form_post
@@ -57,9 +56,6 @@ def idp() -> Iterator[OidcIdp]:
     ]
     with OidcIdp(clients=clients, accounts=ACCOUNTS) as server:
         yield server
-
-
-inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 
 
 @pytest.fixture

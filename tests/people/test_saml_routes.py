@@ -21,7 +21,6 @@ from idp.orgs.models import Invitation, InvitationStatus, Membership, Membership
 from idp.orgs.roles import Role
 from idp.orgs.services import member_snapshot, set_member_status
 from idp.sso import saml
-from tests import test_mail
 from tests.builders import auth, make_key, make_member, make_org
 from tests.conftest import ISSUER
 from tests.forms import form_post
@@ -59,9 +58,6 @@ def idp() -> Iterator[SamlIdp]:
     ]
     with SamlIdp(sps=sps, users=USERS, name_id_format="persistent") as server:
         yield server
-
-
-inbox = test_mail.inbox  # the loopback SMTP inbox fixture, shared
 
 
 @pytest.fixture
