@@ -79,6 +79,7 @@ def test_unwritable_instance_folder_is_named(tmp_path) -> None:
         "ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "ISSUER": "https://id.example",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'gatehouse.db'}",
+        "SMTP_URL": "smtp://mail.example.com:587",
         "INSTANCE_PATH": str(tmp_path / "file" / "instance"),
     }
     with pytest.raises(ConfigError, match=r"INSTANCE_PATH: cannot create .*file/instance"):
