@@ -24,6 +24,7 @@ from idp.db import db, declare_nothing, declare_workspace_wide
 from idp.orgs import services
 from tests.builders import make_key
 from tests.outbound_peers import Pki, Server, make_pki
+from tests.proxies import ProxyUnavailable, install_nginx
 from tests.test_mail import Inbox, start_smtp
 
 ISSUER = "http://gatehouse.test"
@@ -193,3 +194,12 @@ def inbox() -> Iterator[Inbox]:
         yield inbox
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    """Debian's nginx, installed once (the tests' proxy in front of Gatehouse)."""
+    try:
+        return install_nginx()
+    except ProxyUnavailable as exc:
+        pytest.skip(str(exc))

@@ -36,10 +36,8 @@ from idp.users.models import User
 from tests.builders import auth, make_key, make_member, make_org, make_verified_domain
 from tests.proxies import (
     DOCS,
-    ProxyUnavailable,
     echo_upstream,
     free_port,
-    install_nginx,
     render_nginx_site,
     run_nginx,
     serve_app,
@@ -425,14 +423,6 @@ def test_the_traefik_example_names_the_check_and_its_headers() -> None:
 
 
 # --- nginx, for real ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def nginx_binary() -> str:
-    try:
-        return install_nginx()
-    except ProxyUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -25,10 +25,8 @@ from idp.orgs.services import set_member_status
 from tests.browser import chromium, new_page
 from tests.builders import make_member, make_org
 from tests.proxies import (
-    ProxyUnavailable,
     echo_upstream,
     free_port,
-    install_nginx,
     render_nginx_site,
     run_nginx,
     serve_app,
@@ -58,14 +56,6 @@ def issuer(ports: dict[str, int]) -> str:
 def browser() -> Iterator[Browser]:
     with chromium(hosts=[AUTH, SHARED, APP, OTHER]) as launched:
         yield launched
-
-
-@pytest.fixture(scope="module")
-def nginx_binary() -> str:
-    try:
-        return install_nginx()
-    except ProxyUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture
